@@ -1,0 +1,304 @@
+"""The MQTT contract: zigbee2mqtt topics and payloads under ``telecare/<home_id>/``, parsed into messages.
+
+Pure: bytes and times in, a :class:`Message` or a :class:`Rejected` out. No I/O, no clock (``now_ms`` is
+passed in). See ``docs/mqtt-contract.md`` for the contract this implements.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+from analytics.devices import FIELDS, META_FIELDS, ValueType, infer_kind
+
+HOME_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+EPOCH_2000_MS = 946_684_800_000
+ONLINE_WORDS = {"online": True, "offline": False}
+# Bridge topics zigbee2mqtt publishes that carry nothing the monitor needs (requests, responses, logs ...).
+IGNORED_BRIDGE_TOPICS = frozenset(
+    {"info", "logging", "log", "event", "extensions", "groups", "definitions", "config", "options", "health",
+     "converters", "request", "response", "networkmap", "coordinator_check", "backup"}
+)
+COMMAND_SUFFIXES = frozenset({"set", "get"})
+
+
+class Kind(StrEnum):
+    """What a message is. Stored in the journal; stable names."""
+
+    STATE = "state"  # a device's readings
+    AVAILABILITY = "availability"  # a device's online/offline, from the hub
+    BRIDGE_STATE = "bridge_state"  # the hub itself online/offline (including its last will)
+    BRIDGE_DEVICES = "bridge_devices"  # the hub's device list
+    DEAD = "dead"  # rejected: kept as a dead letter
+
+
+class Reason(StrEnum):
+    """Why a message was rejected. Stable names: used as the metrics label and in the dead-letter table."""
+
+    TOO_LARGE = "too_large"
+    BAD_TOPIC = "bad_topic"
+    BAD_ENCODING = "bad_encoding"
+    INVALID_JSON = "invalid_json"
+    NOT_AN_OBJECT = "not_an_object"
+    WRONG_TYPE = "wrong_type"
+    OUT_OF_RANGE = "out_of_range"
+    BAD_TIMESTAMP = "bad_timestamp"
+    FUTURE_TIMESTAMP = "future_timestamp"
+
+
+@dataclass(slots=True)
+class Message:
+    """A valid message. ``body`` is normalised: readings are plain numbers, booleans and short texts."""
+
+    kind: Kind
+    home: str
+    device: str | None
+    time_ms: int  # event time: the payload's last_seen, else the receipt time
+    received_ms: int
+    body: Any
+    timed_by_device: bool = False  # True when time_ms came from the payload's last_seen
+
+
+@dataclass(slots=True)
+class Rejected:
+    """A message that breaks the contract, with the reason a person can act on."""
+
+    reason: Reason
+    detail: str
+    topic: str
+    payload: bytes
+    received_ms: int
+    home: str | None = None
+    device: str | None = None
+
+
+@dataclass(slots=True)
+class Ignored:
+    """A message inside the contract that the monitor has no use for (commands, bridge logs, retained clears)."""
+
+    topic: str
+    why: str = field(default="")
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_payload_bytes: int = 64 * 1024
+    max_bridge_payload_bytes: int = 4 * 1024 * 1024
+    max_future_ms: int = 5 * 60 * 1000  # how far ahead of the gateway's clock an event time may be
+
+
+Parsed = Message | Rejected | Ignored
+
+
+class _Reject(Exception):
+    def __init__(self, reason: Reason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def parse(topic: str, payload: bytes, received_ms: int, now_ms: int, root: str = "telecare",
+          limits: Limits = Limits()) -> Parsed:
+    """Parse one MQTT message of the contract."""
+    parts = topic.split("/")
+    home = parts[1] if len(parts) > 1 else None
+    if len(parts) < 3 or parts[0] != root or not HOME_ID.match(parts[1]) or "" in parts:
+        return Rejected(Reason.BAD_TOPIC, f"expected {root}/<home_id>/<device>", topic, payload[:512],
+                        received_ms)
+    home = parts[1]
+    try:
+        if parts[2] == "bridge":
+            return _parse_bridge(parts, topic, payload, home, received_ms, now_ms, limits)
+        return _parse_device(parts, topic, payload, home, received_ms, now_ms, limits)
+    except _Reject as e:
+        device = "/".join(parts[2:]) if parts[2] != "bridge" else None
+        return Rejected(e.reason, e.detail, topic, payload[:512], received_ms, home, device)
+
+
+def _parse_bridge(parts: list[str], topic: str, payload: bytes, home: str, received_ms: int, now_ms: int,
+                  limits: Limits) -> Parsed:
+    what = parts[3] if len(parts) > 3 else ""
+    if what == "state" and len(parts) == 4:
+        _check_size(payload, limits.max_payload_bytes)
+        return Message(Kind.BRIDGE_STATE, home, None, received_ms, received_ms, {"online": _online(payload)})
+    if what == "devices" and len(parts) == 4:
+        _check_size(payload, limits.max_bridge_payload_bytes)
+        if not payload:
+            return Ignored(topic, "empty bridge/devices")
+        return Message(Kind.BRIDGE_DEVICES, home, None, received_ms, received_ms, _devices(_json(payload)))
+    if what in IGNORED_BRIDGE_TOPICS:
+        return Ignored(topic, "bridge topic the monitor does not use")
+    raise _Reject(Reason.BAD_TOPIC, f"unknown bridge topic '{'/'.join(parts[3:])}'")
+
+
+def _parse_device(parts: list[str], topic: str, payload: bytes, home: str, received_ms: int, now_ms: int,
+                  limits: Limits) -> Parsed:
+    _check_size(payload, limits.max_payload_bytes)
+    last = parts[-1]
+    if last in COMMAND_SUFFIXES or (len(parts) > 4 and parts[-2] in COMMAND_SUFFIXES):
+        return Ignored(topic, "command to a device")
+    if last == "availability" and len(parts) > 3:
+        device = "/".join(parts[2:-1])
+        return Message(Kind.AVAILABILITY, home, device, received_ms, received_ms, {"online": _online(payload)})
+    if not payload:
+        return Ignored(topic, "empty payload clears a retained message")
+    value = _json_or_text(payload)
+    if isinstance(value, dict):
+        # output: json (zigbee2mqtt's default): the whole topic after the home is the friendly name.
+        device = "/".join(parts[2:])
+        time_ms, timed = _event_time(value.get("last_seen"), received_ms, now_ms, limits)
+        return Message(Kind.STATE, home, device, time_ms, received_ms, _fields(value), timed)
+    # output: attribute: one value per topic, <device>/<attribute>.
+    if len(parts) < 4:
+        raise _Reject(Reason.NOT_AN_OBJECT, "a device state must be a JSON object")
+    device, name = "/".join(parts[2:-1]), last
+    if name in META_FIELDS:
+        return Ignored(topic, f"attribute {name} is bookkeeping")
+    fields = _fields({name: value})
+    if not fields:
+        return Ignored(topic, f"attribute {name} is not a reading")
+    return Message(Kind.STATE, home, device, received_ms, received_ms, fields)
+
+
+def _check_size(payload: bytes, limit: int) -> None:
+    if len(payload) > limit:
+        raise _Reject(Reason.TOO_LARGE, f"payload of {len(payload)} bytes exceeds the limit of {limit}")
+
+
+def _json(payload: bytes) -> Any:
+    try:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError as e:
+        raise _Reject(Reason.INVALID_JSON, f"invalid JSON: {e}") from None
+
+
+def _json_or_text(payload: bytes) -> Any:
+    """zigbee2mqtt's attribute output sends bare text (``single``), which is not JSON."""
+    try:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _Reject(Reason.BAD_ENCODING, "payload is not UTF-8") from None
+    if text[:1] in "{[\"" or not text.isprintable():
+        raise _Reject(Reason.INVALID_JSON, "invalid JSON object")
+    return text
+
+
+def _online(payload: bytes) -> bool:
+    """Both availability formats: legacy bare ``online``/``offline`` and ``{"state": "online"}``."""
+    value = _json_or_text(payload)
+    if isinstance(value, dict):
+        value = value.get("state")
+    if isinstance(value, str) and value.lower() in ONLINE_WORDS:
+        return ONLINE_WORDS[value.lower()]
+    raise _Reject(Reason.WRONG_TYPE, "availability must be 'online'/'offline' or {\"state\": ...}")
+
+
+def _event_time(last_seen: Any, received_ms: int, now_ms: int, limits: Limits) -> tuple[int, bool]:
+    """zigbee2mqtt's last_seen: epoch milliseconds or ISO 8601 with Z or an offset; absent means receipt time."""
+    if last_seen is None:
+        return received_ms, False
+    if isinstance(last_seen, bool):
+        raise _Reject(Reason.BAD_TIMESTAMP, "last_seen must be a time, not a boolean")
+    if isinstance(last_seen, int | float):
+        if not math.isfinite(last_seen):
+            raise _Reject(Reason.BAD_TIMESTAMP, "last_seen is not a finite number")
+        ms = int(last_seen)
+    elif isinstance(last_seen, str):
+        try:
+            when = datetime.fromisoformat(last_seen)
+        except ValueError:
+            raise _Reject(Reason.BAD_TIMESTAMP, f"last_seen '{last_seen[:40]}' is not ISO 8601") from None
+        if when.tzinfo is None:
+            raise _Reject(Reason.BAD_TIMESTAMP, f"last_seen '{last_seen[:40]}' has no UTC offset")
+        ms = round(when.timestamp() * 1000)
+    else:
+        raise _Reject(Reason.BAD_TIMESTAMP, "last_seen must be epoch milliseconds or ISO 8601")
+    if ms < EPOCH_2000_MS:
+        raise _Reject(Reason.BAD_TIMESTAMP, f"last_seen {last_seen!r} is before the year 2000")
+    if ms > now_ms + limits.max_future_ms:
+        ahead = (ms - now_ms) / 1000
+        raise _Reject(Reason.FUTURE_TIMESTAMP, f"last_seen is {ahead:.0f} s ahead of the gateway's clock")
+    return ms, True
+
+
+def _fields(payload: dict[str, Any]) -> dict[str, bool | float | int | str]:
+    """Keep the readings: known fields checked against their type, unknown ones only if numeric or boolean."""
+    out: dict[str, bool | float | int | str] = {}
+    for name, value in payload.items():
+        if value is None or name in META_FIELDS:
+            continue
+        spec = FIELDS.get(name)
+        if spec is None:
+            if isinstance(value, bool) or (isinstance(value, int | float) and math.isfinite(value)):
+                out[name] = value
+            continue
+        if spec.type is ValueType.BOOL:
+            if name == "state" and isinstance(value, str):
+                if value.upper() not in ("ON", "OFF"):
+                    continue  # covers, locks ... use other words; not a reading we keep
+                value = value.upper() == "ON"
+            if not isinstance(value, bool):
+                raise _Reject(Reason.WRONG_TYPE, f"'{name}' must be true or false, got {_show(value)}")
+        elif spec.type is ValueType.NUMBER:
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise _Reject(Reason.WRONG_TYPE, f"'{name}' must be a number, got {_show(value)}")
+            if (spec.minimum is not None and value < spec.minimum) or (
+                    spec.maximum is not None and value > spec.maximum):
+                raise _Reject(Reason.OUT_OF_RANGE, f"'{name}' = {value} is outside [{spec.minimum}, "
+                                                   f"{spec.maximum}] {spec.unit}".rstrip())
+        else:
+            if not isinstance(value, str):
+                raise _Reject(Reason.WRONG_TYPE, f"'{name}' must be text, got {_show(value)}")
+            if not value:
+                continue  # zigbee2mqtt clears an action with ""
+            value = value[:64]
+        out[name] = value
+    return out
+
+
+def _devices(value: Any) -> list[dict[str, Any]]:
+    """The hub's device list, cut down to identity: friendly name, IEEE address, model and inferred kind."""
+    if not isinstance(value, list):
+        raise _Reject(Reason.NOT_AN_OBJECT, "bridge/devices must be a JSON list")
+    devices = []
+    for item in value:
+        if not isinstance(item, dict) or not isinstance(item.get("friendly_name"), str):
+            raise _Reject(Reason.WRONG_TYPE, "each bridge/devices entry needs a friendly_name")
+        if item.get("type") == "Coordinator":
+            continue
+        definition = item.get("definition") or {}
+        exposed = _exposed_properties(definition.get("exposes") or [])
+        devices.append({
+            "friendly_name": item["friendly_name"],
+            "ieee_address": str(item.get("ieee_address") or ""),
+            "model": str(definition.get("model") or item.get("model_id") or ""),
+            "vendor": str(definition.get("vendor") or item.get("manufacturer") or ""),
+            "description": str(definition.get("description") or ""),
+            "power_source": str(item.get("power_source") or ""),
+            "kind": infer_kind(exposed),
+        })
+    return devices
+
+
+def _exposed_properties(exposes: list[Any]) -> set[str]:
+    names: set[str] = set()
+    for expose in exposes:
+        if isinstance(expose, dict):
+            if isinstance(expose.get("property"), str):
+                names.add(expose["property"])
+            names |= _exposed_properties(expose.get("features") or [])
+    return names
+
+
+def _show(value: Any) -> str:
+    return repr(value)[:40]
