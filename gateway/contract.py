@@ -50,6 +50,7 @@ class Reason(StrEnum):
     OUT_OF_RANGE = "out_of_range"
     BAD_TIMESTAMP = "bad_timestamp"
     FUTURE_TIMESTAMP = "future_timestamp"
+    PARSER_ERROR = "parser_error"  # a bug on our side; the message is kept so it can be replayed once fixed
 
 
 @dataclass(slots=True)

@@ -1,0 +1,54 @@
+"""The ``telecare`` command."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from types import FrameType
+
+import typer
+
+from gateway.cli_db import db_app, homes_app
+from gateway.config import ConfigError, Settings, load_settings
+
+app = typer.Typer(help="Telecare monitor: home sensors over MQTT, stored, watched, and carers alerted.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+app.add_typer(db_app, name="db")
+app.add_typer(homes_app, name="homes")
+
+
+def setup_logging(level: str = "INFO") -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def settings_or_exit() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as e:
+        typer.echo(str(e), err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def gateway(log_level: str = typer.Option("INFO", help="DEBUG, INFO, WARNING ...")) -> None:
+    """Run the gateway: MQTT in, journal, readings store and device registry."""
+    from gateway.bootstrap import Gateway
+
+    setup_logging(log_level)
+    gw = Gateway(settings_or_exit())
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        logging.getLogger("telecare").info("signal %d: stopping", signum)
+        gw.stop_event.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    gw.start()
+    while not gw.stop_event.wait(1.0):
+        pass
+    gw.stop()
+
+
+if __name__ == "__main__":
+    app()

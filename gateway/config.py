@@ -1,0 +1,94 @@
+"""Configuration: environment variables prefixed ``TELECARE_`` (and an optional ``.env``), checked at start-up.
+
+Documented option by option in ``docs/configuration.md``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Self
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MQTT_SCHEMES = {"mqtt": 1883, "mqtts": 8883}
+
+
+class ConfigError(Exception):
+    """Raised at start-up when a setting is missing or wrong; the message names the variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TELECARE_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(Path("var"), description="Where the embedded stores live by default")
+    mqtt_url: str = Field("mqtt://127.0.0.1:1883", description="mqtt://user:pass@host:port, mqtts:// for TLS")
+    mqtt_client_id: str = Field("telecare-gateway", description="Fixed, so the broker keeps our session")
+    mqtt_topic_root: str = "telecare"
+    mqtt_session_expiry_s: int = Field(7 * 24 * 3600, ge=0, description="How long the broker keeps our queue")
+    influx_url: str | None = None
+    influx_token: SecretStr | None = None
+    influx_org: str | None = None
+    influx_bucket: str | None = None
+    influx_timeout_s: float = Field(10.0, gt=0)
+    db_url: str | None = Field(None, description="Operational database; default a SQLite file in data_dir")
+    spool_dir: Path | None = Field(None, description="The journal (durable hand-off and spool); default data_dir")
+    spool_max_entries: int = Field(5_000_000, ge=1000, description="Past this, the gateway stops acknowledging")
+    metrics_port: int | None = Field(None, ge=0, le=65535)
+    max_payload_bytes: int = Field(64 * 1024, ge=256)
+    max_future_s: int = Field(300, ge=0, description="How far ahead of the clock an event time may be")
+    batch_max: int = Field(5000, ge=1, description="Most messages committed to the journal at once")
+    linger_ms: int = Field(20, ge=0, description="How long a batch waits to fill before committing")
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _mqtt_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in MQTT_SCHEMES or not parts.hostname:
+            raise ValueError("must look like mqtt://user:pass@host:1883 (or mqtts:// for TLS)")
+        try:
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError as e:
+            raise ValueError(f"bad port: {e}") from None
+        return value
+
+    @field_validator("influx_url")
+    @classmethod
+    def _influx_url(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError("must be an http:// or https:// URL of an InfluxDB 2.x server")
+        return value or None
+
+    @model_validator(mode="after")
+    def _influx_complete(self) -> Self:
+        if self.influx_url:
+            missing = [f"TELECARE_INFLUX_{n.upper()}" for n in ("token", "org", "bucket")
+                       if not getattr(self, f"influx_{n}")]
+            if missing:
+                raise ValueError(f"TELECARE_INFLUX_URL is set, so {', '.join(missing)} must be set too")
+        return self
+
+    @property
+    def database_url(self) -> str:
+        return self.db_url or f"sqlite:///{self.data_dir / 'telecare.db'}"
+
+    @property
+    def journal_path(self) -> Path:
+        return (self.spool_dir or self.data_dir) / "journal.sqlite3"
+
+    @property
+    def embedded_readings_path(self) -> Path:
+        return self.data_dir / "readings.sqlite3"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment, with a message naming each wrong variable instead of a traceback."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as e:
+        lines = []
+        for err in e.errors():
+            name = "TELECARE_" + "_".join(str(p) for p in err["loc"]).upper() if err["loc"] else "settings"
+            lines.append(f"{name}: {err['msg'].removeprefix('Value error, ')}")
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None

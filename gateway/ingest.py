@@ -1,0 +1,142 @@
+"""Ingest: MQTT messages in, journal entries committed, then acknowledged to the broker.
+
+The MQTT callback only calls :meth:`Ingest.offer` (append to a deque). One thread parses batches, commits them
+to the journal in one transaction and only then acknowledges each message. A malformed message becomes a dead
+letter in the same batch: it is acknowledged too (redelivering it cannot help) and never holds up its neighbours.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+import orjson
+
+from gateway.clock import Clock
+from gateway.contract import Ignored, Kind, Limits, Message, Reason, Rejected, parse
+from gateway.journal import Journal, NewEntry
+from gateway.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+Ack = Callable[[int, int], None]  # (mid, qos)
+
+
+class Ingest:
+    def __init__(self, journal: Journal, clock: Clock, metrics: Metrics, *, root: str = "telecare",
+                 limits: Limits = Limits(), batch_max: int = 5000, linger_s: float = 0.02) -> None:
+        self.journal = journal
+        self.clock = clock
+        self.metrics = metrics
+        self.root = root
+        self.limits = limits
+        self.batch_max = batch_max
+        self.linger_s = linger_s
+        self.ack: Ack = lambda mid, qos: None
+        self._pending: deque[tuple[int, int, str, bytes, int]] = deque()
+        self._wake = threading.Event()
+        self._dead_log = _RateLimitedLog(per_minute=60)
+
+    def offer(self, mid: int, qos: int, topic: str, payload: bytes) -> None:
+        """Called from the MQTT network thread: keep it thin."""
+        self._pending.append((mid, qos, topic, payload, self.clock.now_ms()))
+        if not self._wake.is_set():
+            self._wake.set()
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            if not self._pending:
+                self._wake.wait(0.5)
+                self._wake.clear()
+                continue
+            if self.journal.is_full():
+                self.metrics.journal_full.set(1)
+                stop.wait(0.2)  # the broker holds what we do not acknowledge
+                continue
+            self.metrics.journal_full.set(0)
+            if len(self._pending) < self.batch_max and self.linger_s:
+                time.sleep(self.linger_s)  # wall time on purpose: batching is about the machine, not the data
+            try:
+                self.step()
+            except Exception:
+                log.exception("journal commit failed; nothing acknowledged, retrying")
+                stop.wait(1.0)
+        try:
+            self.step()  # commit and acknowledge what already arrived
+        except Exception:
+            log.exception("journal commit failed at shutdown; the broker will send those messages again")
+
+    def step(self) -> int:
+        """Parse, commit and acknowledge up to one batch; returns how many messages it took."""
+        pending = self._pending
+        taken = [pending.popleft() for _ in range(min(len(pending), self.batch_max))]
+        if not taken:
+            return 0
+        now_ms = self.clock.now_ms()
+        entries: list[NewEntry] = []
+        dumps = orjson.dumps
+        for _mid, _qos, topic, payload, received_ms in taken:
+            try:
+                parsed = parse(topic, payload, received_ms, now_ms, self.root, self.limits)
+            except Exception as e:  # a bug in the parser must not stop the stream
+                log.exception("parser failed on %s", topic)
+                parsed = Rejected(Reason.PARSER_ERROR, f"{type(e).__name__}: {e}", topic, payload[:512],
+                                  received_ms)
+            if type(parsed) is Message:
+                entries.append((parsed.kind, parsed.home, parsed.device, parsed.time_ms, parsed.received_ms,
+                                parsed.timed_by_device, dumps(parsed.body)))
+            elif type(parsed) is Rejected:
+                entries.append(self._dead_letter(parsed))
+            else:
+                assert isinstance(parsed, Ignored)
+                self.metrics.ignored.inc()
+        try:
+            self.journal.append(entries)
+        except BaseException:
+            pending.extendleft(reversed(taken))  # not committed: keep them, in order, for the next try
+            raise
+        ack = self.ack
+        for mid, qos, *_ in taken:
+            if qos:
+                ack(mid, qos)
+        self.metrics.received.inc(len(taken))
+        self.metrics.journaled.inc(len(entries))
+        self.metrics.journal_entries.set(self.journal.kept())
+        return len(taken)
+
+    def _dead_letter(self, r: Rejected) -> NewEntry:
+        self.metrics.rejected.labels(str(r.reason)).inc()
+        self._dead_log.warning("rejected message on %s: %s (%s)", r.topic, r.reason, r.detail)
+        body = {"reason": str(r.reason), "detail": r.detail, "topic": r.topic,
+                "payload": r.payload.decode("utf-8", "backslashreplace")}
+        return (Kind.DEAD, r.home, r.device, r.received_ms, r.received_ms, False, orjson.dumps(body))
+
+
+class _RateLimitedLog:
+    """Each rejected message is logged once, but a flood of them must not drown the log."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self.window_start = 0.0
+        self.count = 0
+        self.suppressed = 0
+
+    def warning(self, fmt: str, *args: object) -> None:
+        now = time.monotonic()
+        if now - self.window_start >= 60:
+            if self.suppressed:
+                log.warning("%d more rejected messages in the last minute (see the dead-letter table)",
+                            self.suppressed)
+            self.window_start, self.count, self.suppressed = now, 0, 0
+        self.count += 1
+        if self.count <= self.per_minute:
+            log.warning(fmt, *args)
+        else:
+            self.suppressed += 1

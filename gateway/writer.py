@@ -1,0 +1,100 @@
+"""The readings-store writer: journal entries to points, written in batches, in journal order.
+
+While the store is away the journal is the spool: the writer's position stays put and the back-off retries.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+
+from analytics.devices import infer_kind
+from gateway.contract import Kind
+from gateway.errors import PointsRejected, StoreUnavailable
+from gateway.journal import Entry, Journal
+from gateway.metrics import Metrics
+from gateway.stores.readings.base import Point, ReadingStore
+
+log = logging.getLogger(__name__)
+
+# (home, device) -> tags the operational database knows (kind, room, role); refreshed by the caller.
+DeviceTags = Callable[[], dict[tuple[str, str], dict[str, str]]]
+
+
+class StoreWriter:
+    name = "store"
+
+    def __init__(self, store: ReadingStore, journal: Journal, metrics: Metrics,
+                 device_tags: DeviceTags = dict, tags_refresh_s: float = 30.0) -> None:
+        self.store = store
+        self.journal = journal
+        self.metrics = metrics
+        self.device_tags = device_tags
+        self.tags_refresh_s = tags_refresh_s
+        self._tags: dict[tuple[str, str], dict[str, str]] = {}
+        self._tags_loaded = -1e9
+        self._kinds: dict[tuple[str, str], str] = {}
+
+    def handle(self, entries: Sequence[Entry]) -> None:
+        points = self.points(entries)
+        started = time.perf_counter()
+        try:
+            self._write(points)
+        except StoreUnavailable:
+            self.metrics.store_up.set(0)
+            raise
+        self.metrics.write_seconds.observe(time.perf_counter() - started)
+        self.metrics.store_up.set(1)
+        self.metrics.stored.inc(len(points))
+        self.metrics.spool_depth.set(max(0, self.journal.lag(self.name) - len(entries)))
+
+    def points(self, entries: Sequence[Entry]) -> list[Point]:
+        self._refresh_tags()
+        points: list[Point] = []
+        for e in entries:
+            if e.kind == Kind.STATE:
+                if e.body:
+                    points.append(Point("reading", self._tags_for(e.home, e.device, e.body), e.body, e.time_ms))
+            elif e.kind == Kind.AVAILABILITY:
+                points.append(Point("availability", {"home": e.home, "device": e.device}, e.body, e.time_ms))
+            elif e.kind == Kind.BRIDGE_STATE:
+                points.append(Point("hub", {"home": e.home}, e.body, e.time_ms))
+        return points
+
+    def _tags_for(self, home: str, device: str, fields: dict) -> dict[str, str]:
+        key = (home, device)
+        known = self._tags.get(key)
+        kind = (known or {}).get("kind") or self._kinds.get(key)
+        if kind is None and (kind := infer_kind(fields)):
+            self._kinds[key] = kind  # sticky: a battery-only report keeps the kind seen before
+        tags = {"home": home, "device": device}
+        if kind:
+            tags["kind"] = kind
+        if known:
+            tags.update((k, v) for k, v in known.items() if v and k != "kind")
+        return tags
+
+    def _refresh_tags(self) -> None:
+        now = time.monotonic()
+        if now - self._tags_loaded >= self.tags_refresh_s:
+            try:
+                self._tags = self.device_tags()
+            except Exception as e:  # the operational database is not on the readings path
+                log.warning("could not refresh device tags: %s", e)
+            self._tags_loaded = now
+
+    def _write(self, points: list[Point]) -> None:
+        """Write; a refused batch is halved until the bad points are found, logged and skipped."""
+        if not points:
+            return
+        try:
+            self.store.write(points)
+        except PointsRejected as e:
+            if len(points) == 1:
+                log.error("readings store refused %s: %s", points[0], e)
+                self.metrics.dropped.inc()
+                return
+            half = len(points) // 2
+            self._write(points[:half])
+            self._write(points[half:])

@@ -1,0 +1,205 @@
+"""End to end: real Mosquitto → gateway → real VictoriaMetrics (InfluxDB v2 writes), and the registry.
+
+Points carry a distinct last_seen each, so a point is identified by (series, time): VictoriaMetrics runs with
+1 ms de-duplication, InfluxDB's overwrite rule, and counting samples counts distinct points.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+from sqlalchemy import select
+
+from gateway.bootstrap import Gateway
+from gateway.db.models import DeadLetter, Device, Home
+from tests.e2e.helpers import T0_MS, gateway_settings, publish, readings, settings_env, wait_for
+from tests.services import Mosquitto, VictoriaMetrics
+
+TEMPERATURE = '{__name__="reading_temperature"}'
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def gateway(tmp_path: Path, mosquitto: Mosquitto, victoria: VictoriaMetrics) -> Iterator[Gateway]:
+    gw = Gateway(gateway_settings(tmp_path, mosquitto, victoria))
+    gw.start()
+    wait_for(lambda: gw.metrics.mqtt_connected._value.get() == 1, 10, "the gateway to connect")
+    yield gw
+    gw.stop()
+
+
+def test_each_payload_kind_round_trips(gateway: Gateway, mosquitto: Mosquitto, victoria: VictoriaMetrics) -> None:
+    t = T0_MS
+    messages = [
+        ("telecare/h1/hall_pir", {"occupancy": True, "battery": 97, "illuminance": 12, "linkquality": 90,
+                                  "last_seen": t}),
+        ("telecare/h1/front_door", {"contact": False, "battery": 88, "last_seen": t + 1}),
+        ("telecare/h1/bed_pad", {"presence": True, "last_seen": t + 2}),
+        ("telecare/h1/kettle", {"state": "ON", "power": 2150.5, "energy": 12.25, "last_seen": t + 3}),
+        ("telecare/h1/pendant", {"action": "single", "battery": 100, "last_seen": t + 4}),
+        ("telecare/h1/lounge_temp", {"temperature": 19.5, "humidity": 48, "last_seen": t + 5}),
+        ("telecare/h1/hall_pir/availability", {"state": "offline"}),
+        ("telecare/h1/bridge/state", "online"),
+        ("telecare/h1/bridge/devices", [
+            {"friendly_name": "Coordinator", "ieee_address": "0x00", "type": "Coordinator"},
+            {"friendly_name": "hall_pir", "ieee_address": "0x00158d0001a2b3c4", "type": "EndDevice",
+             "power_source": "Battery", "definition": {"model": "RTCGQ11LM", "vendor": "Aqara",
+                                                       "exposes": [{"property": "occupancy"}]}}]),
+    ]
+    publish(mosquitto, [(topic, p if isinstance(p, str) else orjson.dumps(p)) for topic, p in messages])
+
+    expected = {"reading_occupancy": 1, "reading_contact": 0, "reading_presence": 1, "reading_state": 1,
+                "reading_power": 2150.5, "reading_temperature": 19.5, "reading_humidity": 48,
+                "availability_online": 0, "hub_online": 1}
+
+    def stored() -> dict[str, float]:
+        return {s["metric"]["__name__"]: s["values"][-1] for s in victoria.export('{home="h1"}')}
+
+    wait_for(lambda: expected.keys() <= stored().keys(), 30, "every kind in the store")
+    got = stored()
+    assert {k: got[k] for k in expected} == expected
+    series = {s["metric"]["__name__"]: s for s in victoria.export('{home="h1"}')}
+    assert series["reading_occupancy"]["metric"]["kind"] == "motion"
+    assert series["reading_occupancy"]["timestamps"] == [t]
+    assert series["reading_power"]["metric"] == {"__name__": "reading_power", "home": "h1", "device": "kettle",
+                                                 "kind": "plug"}
+
+    def registered() -> dict[str, Device]:
+        with gateway.sessions() as s:
+            return {d.name: d for d in s.scalars(select(Device).where(Device.home_id == "h1"))}
+
+    wait_for(lambda: registered().get("hall_pir") is not None and registered()["hall_pir"].model == "RTCGQ11LM",
+             20, "the registry")
+    devices = registered()
+    assert devices["hall_pir"].kind == "motion" and devices["hall_pir"].battery == 97
+    assert devices["hall_pir"].ieee_address == "0x00158d0001a2b3c4" and devices["hall_pir"].available is False
+    assert devices["pendant"].kind == "button" and devices["kettle"].kind == "plug"
+    with gateway.sessions() as s:
+        assert s.get(Home, "h1").hub_online is True
+
+
+def test_a_burst_of_10000_loses_nothing(gateway: Gateway, mosquitto: Mosquitto, victoria: VictoriaMetrics) -> None:
+    publish(mosquitto, readings("burst", 10_000))
+    wait_for(lambda: victoria.count(TEMPERATURE) >= 10_000, 90, "10,000 readings")
+    assert victoria.count(TEMPERATURE) == 10_000
+    assert gateway.metrics.received._value.get() == 10_000
+
+
+def test_bad_input_is_dead_lettered_counted_and_spares_its_neighbours(
+        gateway: Gateway, mosquitto: Mosquitto, victoria: VictoriaMetrics) -> None:
+    future = T0_MS + 10 * 365 * 24 * 3600 * 1000
+    bad = {
+        "invalid_json": ("telecare/h2/t0", b"{\"temperature\": "),
+        "wrong_type": ("telecare/h2/t0", b'{"temperature": "warm"}'),
+        "out_of_range": ("telecare/h2/t0", b'{"humidity": 180}'),
+        "too_large": ("telecare/h2/t0", b'{"temperature": 20, "x": "' + b"a" * 70_000 + b'"}'),
+        "bad_topic": ("telecare/bad home!/t0", b'{"temperature": 20}'),
+        "future_timestamp": ("telecare/h2/t0", orjson.dumps({"temperature": 20, "last_seen": future})),
+        "bad_timestamp": ("telecare/h2/t0", b'{"temperature": 20, "last_seen": "yesterday"}'),
+        "not_an_object": ("telecare/h2/t0", b"[1, 2, 3]"),
+        "bad_encoding": ("telecare/h2/t0/temperature", b"\xff\xfe"),
+    }
+    good = readings("h2", 20, device_count=1)
+    stream = []
+    for i, (topic, payload) in enumerate(bad.values()):
+        stream += [good[2 * i], (topic, payload), good[2 * i + 1]]
+    stream += good[2 * len(bad):]
+    publish(mosquitto, stream)
+
+    wait_for(lambda: victoria.count('{__name__="reading_temperature",home="h2"}') == 20, 30, "the good readings")
+
+    def letters() -> dict[str, DeadLetter]:
+        with gateway.sessions() as s:
+            return {d.reason: d for d in s.scalars(select(DeadLetter))}
+
+    wait_for(lambda: len(letters()) == len(bad), 20, "every dead letter")
+    dead = letters()
+    assert dead.keys() == bad.keys()
+    assert dead["wrong_type"].topic == "telecare/h2/t0" and "temperature" in dead["wrong_type"].detail
+    assert dead["invalid_json"].payload == '{"temperature": '
+    for reason in bad:
+        assert gateway.metrics.rejected.labels(reason)._value.get() == 1, reason
+
+
+def test_readings_wait_in_the_spool_while_the_store_is_down(
+        gateway: Gateway, mosquitto: Mosquitto, victoria: VictoriaMetrics) -> None:
+    publish(mosquitto, readings("spool", 500))
+    wait_for(lambda: victoria.count(TEMPERATURE) == 500, 30, "the first readings")
+    victoria.stop()
+    publish(mosquitto, readings("spool", 3000, start_ms=T0_MS + 500))
+    wait_for(lambda: gateway.metrics.spool_depth._value.get() > 0 or gateway.journal.lag("store") >= 3000, 30,
+             "the spool to fill")
+    wait_for(lambda: gateway.metrics.store_up._value.get() == 0, 30, "the store to be seen down")
+    time.sleep(2)
+    assert gateway.journal.lag("store") == 3000, "nothing may be written while the store is down"
+    victoria.start()
+    wait_for(lambda: victoria.count(TEMPERATURE) == 3500, 90, "the spool to drain")
+    exported = victoria.export(TEMPERATURE)
+    stamps = sorted(t for s in exported for t in s["timestamps"])
+    assert stamps == list(range(T0_MS, T0_MS + 3500))
+    wait_for(lambda: gateway.journal.lag("store") == 0, 10, "the writer to catch up")
+
+
+def test_broker_restart_mid_stream(gateway: Gateway, mosquitto: Mosquitto, victoria: VictoriaMetrics) -> None:
+    publish(mosquitto, readings("restart", 2000))
+    mosquitto.restart()
+    wait_for(lambda: gateway.metrics.mqtt_connected._value.get() == 1, 30, "the gateway to reconnect")
+    publish(mosquitto, readings("restart", 2000, start_ms=T0_MS + 2000))
+    wait_for(lambda: victoria.count(TEMPERATURE) >= 4000, 60, "every reading")
+    assert victoria.count(TEMPERATURE) == 4000
+
+
+def test_messages_sent_while_the_gateway_is_down_wait_in_its_session(
+        tmp_path: Path, mosquitto: Mosquitto, victoria: VictoriaMetrics) -> None:
+    settings = gateway_settings(tmp_path, mosquitto, victoria)
+    gw = Gateway(settings)
+    gw.start()
+    wait_for(lambda: gw.metrics.mqtt_connected._value.get() == 1, 10, "the gateway to connect")
+    gw.stop()
+    publish(mosquitto, readings("offline", 1000))
+    gw = Gateway(settings)
+    gw.start()
+    try:
+        wait_for(lambda: victoria.count(TEMPERATURE) == 1000, 60, "the queued readings")
+    finally:
+        gw.stop()
+
+
+@pytest.mark.slow
+def test_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(
+        tmp_path: Path, mosquitto: Mosquitto, victoria: VictoriaMetrics) -> None:
+    env = {**os.environ, **settings_env(gateway_settings(tmp_path, mosquitto, victoria))}
+
+    def start() -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, "-m", "gateway", "gateway", "--log-level", "WARNING"],
+                                env=env, cwd=ROOT, stderr=open(tmp_path / "gateway.log", "ab"))  # noqa: SIM115
+
+    proc = start()
+    total = 20_000
+    stream = readings("kill", total)
+    publisher = threading.Thread(target=lambda: [publish(mosquitto, stream[i:i + 1000])
+                                                 for i in range(0, total, 1000)])
+    publisher.start()
+    wait_for(lambda: victoria.count(TEMPERATURE) > 2000, 60, "the stream to be flowing")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = victoria.count(TEMPERATURE)
+    publisher.join()
+    proc = start()
+    try:
+        wait_for(lambda: victoria.count(TEMPERATURE) >= total, 120, "every reading after the restart")
+        time.sleep(1)
+        assert victoria.count(TEMPERATURE) == total
+        assert killed_at < total, "the gateway was killed before the stream ended"
+    finally:
+        proc.terminate()
+        proc.wait(30)
