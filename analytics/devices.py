@@ -41,7 +41,7 @@ _FIELDS = (
     FieldSpec("temperature", ValueType.NUMBER, "°C", -60, 100),
     FieldSpec("humidity", ValueType.NUMBER, "%", 0, 100),
     FieldSpec("battery", ValueType.NUMBER, "%", 0, 100),
-    FieldSpec("voltage", ValueType.NUMBER, "mV", 0),
+    FieldSpec("voltage", ValueType.NUMBER, "mV or V", 0),  # battery devices report mV, mains plugs V
     FieldSpec("power", ValueType.NUMBER, "W", 0),
     FieldSpec("energy", ValueType.NUMBER, "kWh", 0),
     FieldSpec("current", ValueType.NUMBER, "A", 0),
@@ -68,9 +68,9 @@ class DeviceKind:
 
 # Order matters: the first kind whose signature field is in a payload wins (a plug also reports temperature).
 DEVICE_KINDS: tuple[DeviceKind, ...] = (
+    DeviceKind("presence", "presence", "pressure pad or presence sensor", "presence"),  # FP1 sends action too
     DeviceKind("button", "action", "pendant or wall button", "action"),
     DeviceKind("motion", "occupancy", "PIR motion sensor", "occupancy"),
-    DeviceKind("presence", "presence", "pressure pad or presence sensor", "presence"),
     DeviceKind("contact", "contact", "door or window contact", "contact"),
     DeviceKind("plug", "power", "smart plug with power metering", "power"),
     DeviceKind("vibration", "vibration", "vibration sensor", "vibration"),

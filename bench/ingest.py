@@ -33,10 +33,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gateway.bootstrap import Gateway  # noqa: E402
-from gateway.config import Settings  # noqa: E402
-from gateway.stores.readings.base import Point, ReadingStore  # noqa: E402
-from tests.services import Mosquitto, VictoriaMetrics  # noqa: E402
+from gateway.bootstrap import Gateway
+from gateway.config import Settings
+from gateway.stores.readings.base import Point, ReadingStore
+from tests.services import Mosquitto, VictoriaMetrics
 
 T0_MS = 1_764_000_000_000
 

@@ -58,7 +58,7 @@ def run_consumer(journal: Journal, consumer: Consumer, clock: Clock, metrics: Me
             consumer.handle(entries)
         except Exception as e:
             errors.inc()
-            delay = backoff.failed()
+            delay = max(backoff.failed(), getattr(e, "retry_after", None) or 0)  # honour Retry-After
             log.warning("%s: batch of %d failed (%s); retrying in %.1f s", consumer.name, len(entries), e, delay)
             clock.wait(stop, delay)
             continue

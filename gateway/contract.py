@@ -23,7 +23,8 @@ ONLINE_WORDS = {"online": True, "offline": False}
 # Bridge topics zigbee2mqtt publishes that carry nothing the monitor needs (requests, responses, logs ...).
 IGNORED_BRIDGE_TOPICS = frozenset(
     {"info", "logging", "log", "event", "extensions", "groups", "definitions", "config", "options", "health",
-     "converters", "request", "response", "networkmap", "coordinator_check", "backup"}
+     "converters", "request", "response", "networkmap", "coordinator_check", "backup",
+     "group_bind_enforcement"}
 )
 COMMAND_SUFFIXES = frozenset({"set", "get"})
 
@@ -94,6 +95,7 @@ class Limits:
     max_future_ms: int = 5 * 60 * 1000  # how far ahead of the gateway's clock an event time may be
 
 
+DEFAULT_LIMITS = Limits()
 Parsed = Message | Rejected | Ignored
 
 
@@ -105,7 +107,7 @@ class _Reject(Exception):
 
 
 def parse(topic: str, payload: bytes, received_ms: int, now_ms: int, root: str = "telecare",
-          limits: Limits = Limits()) -> Parsed:
+          limits: Limits = DEFAULT_LIMITS) -> Parsed:
     """Parse one MQTT message of the contract."""
     parts = topic.split("/")
     home = parts[1] if len(parts) > 1 else None
@@ -145,6 +147,8 @@ def _parse_device(parts: list[str], topic: str, payload: bytes, home: str, recei
     if last in COMMAND_SUFFIXES or (len(parts) > 4 and parts[-2] in COMMAND_SUFFIXES):
         return Ignored(topic, "command to a device")
     if last == "availability" and len(parts) > 3:
+        if not payload:
+            return Ignored(topic, "empty payload clears a retained message (device renamed)")
         device = "/".join(parts[2:-1])
         return Message(Kind.AVAILABILITY, home, device, received_ms, received_ms, {"online": _online(payload)})
     if not payload:
@@ -251,6 +255,9 @@ def _fields(payload: dict[str, Any]) -> dict[str, bool | float | int | str]:
             if not isinstance(value, bool):
                 raise _Reject(Reason.WRONG_TYPE, f"'{name}' must be true or false, got {_show(value)}")
         elif spec.type is ValueType.NUMBER:
+            if name == "pressure" and isinstance(value, bool):
+                out["presence"] = value  # a pressure pad (e.g. Tuya C3007): someone is on it, not hPa
+                continue
             if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
                 raise _Reject(Reason.WRONG_TYPE, f"'{name}' must be a number, got {_show(value)}")
             if (spec.minimum is not None and value < spec.minimum) or (
@@ -295,8 +302,9 @@ def _exposed_properties(exposes: list[Any]) -> set[str]:
     names: set[str] = set()
     for expose in exposes:
         if isinstance(expose, dict):
-            if isinstance(expose.get("property"), str):
-                names.add(expose["property"])
+            prop = expose.get("property")
+            if isinstance(prop, str):
+                names.add("presence" if prop == "pressure" and expose.get("type") == "binary" else prop)
             names |= _exposed_properties(expose.get("features") or [])
     return names
 

@@ -30,7 +30,8 @@ class Metrics:
         self.journal_entries = Gauge("telecare_journal_entries", "Entries kept in the journal", registry=r)
         self.journal_full = Gauge("telecare_journal_full",
                                   "1 while the journal is full and acknowledgements are paused", registry=r)
-        self.mqtt_connected = Gauge("telecare_mqtt_connected", "1 while connected to the broker", registry=r)
+        self.mqtt_connected = Gauge("telecare_mqtt_connected", "1 while connected and subscribed to the broker",
+                                    registry=r)
 
     def serve(self, port: int, addr: str = "0.0.0.0") -> int:
         """Serve /metrics; returns the port (useful with port 0)."""

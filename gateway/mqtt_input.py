@@ -61,6 +61,7 @@ class MqttInput:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
         self._v5 = v5
 
     def start(self) -> None:
@@ -85,7 +86,6 @@ class MqttInput:
         if reason.is_failure:
             log.error("broker refused the connection: %s", reason)
             return
-        self.metrics.mqtt_connected.set(1)
         log.info("connected to %s:%s", self._host, self._port)
         # retain_handling=1: retained messages only for a new subscription, not again at every reconnect.
         options = SubscribeOptions(qos=1, retainHandling=1) if self._v5 else None
@@ -94,6 +94,12 @@ class MqttInput:
                 client.subscribe(topic, options=options)
             else:
                 client.subscribe(topic, qos=1)
+
+    def _on_subscribe(self, _c: mqtt.Client, _u: Any, _mid: int, reasons: list[Any], _props: Any) -> None:
+        if any(r.is_failure for r in reasons):
+            log.error("broker refused the subscription: %s", reasons)
+            return
+        self.metrics.mqtt_connected.set(1)  # connected *and* subscribed: messages now reach us
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _flags: Any, reason: Any, _props: Any) -> None:
         self.metrics.mqtt_connected.set(0)

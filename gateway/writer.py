@@ -35,6 +35,7 @@ class StoreWriter:
         self._tags: dict[tuple[str, str], dict[str, str]] = {}
         self._tags_loaded = -1e9
         self._kinds: dict[tuple[str, str], str] = {}
+        self._last: dict[tuple[str, str], tuple[int, int, dict]] = {}  # device -> (event ms, point ms, fields)
 
     def handle(self, entries: Sequence[Entry]) -> None:
         points = self.points(entries)
@@ -55,12 +56,29 @@ class StoreWriter:
         for e in entries:
             if e.kind == Kind.STATE:
                 if e.body:
-                    points.append(Point("reading", self._tags_for(e.home, e.device, e.body), e.body, e.time_ms))
+                    time_ms = self._distinct_time(e.home, e.device, e.time_ms, e.body)
+                    points.append(Point("reading", self._tags_for(e.home, e.device, e.body), e.body, time_ms))
             elif e.kind == Kind.AVAILABILITY:
                 points.append(Point("availability", {"home": e.home, "device": e.device}, e.body, e.time_ms))
             elif e.kind == Kind.BRIDGE_STATE:
                 points.append(Point("hub", {"home": e.home}, e.body, e.time_ms))
         return points
+
+    def _distinct_time(self, home: str, device: str, time_ms: int, fields: dict) -> int:
+        """Keep two different readings with the same ``last_seen`` as two points.
+
+        zigbee2mqtt sends the ``occupancy: false`` it makes itself after a PIR's timeout with the ``last_seen``
+        of the motion report; as one point, the ``false`` would overwrite the ``true``. A later different
+        reading with the same event time moves 1 ms on; the same reading again (a redelivery) stays put.
+        """
+        key = (home, device)
+        last = self._last.get(key)
+        if last is not None and last[0] == time_ms:
+            point_ms = last[1] if last[2] == fields else last[1] + 1
+        else:
+            point_ms = time_ms
+        self._last[key] = (time_ms, point_ms, fields)
+        return point_ms
 
     def _tags_for(self, home: str, device: str, fields: dict) -> dict[str, str]:
         key = (home, device)

@@ -177,23 +177,37 @@ def test_messages_sent_while_the_gateway_is_down_wait_in_its_session(
 @pytest.mark.slow
 def test_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(
         tmp_path: Path, mosquitto: Mosquitto, victoria: VictoriaMetrics) -> None:
-    env = {**os.environ, **settings_env(gateway_settings(tmp_path, mosquitto, victoria))}
+    settings = gateway_settings(tmp_path, mosquitto, victoria)
+    env = {**os.environ, **settings_env(settings)}
+    first = Gateway(settings)  # make the gateway's persistent session before anything is published
+    first.start()
+    wait_for(lambda: first.metrics.mqtt_connected._value.get() == 1, 10, "the gateway to subscribe")
+    first.stop()
 
     def start() -> subprocess.Popen[bytes]:
         return subprocess.Popen([sys.executable, "-m", "gateway", "gateway", "--log-level", "WARNING"],
-                                env=env, cwd=ROOT, stderr=open(tmp_path / "gateway.log", "ab"))  # noqa: SIM115
+                                env=env, cwd=ROOT, stderr=open(tmp_path / "gateway.log", "ab"))
 
     proc = start()
     total = 20_000
     stream = readings("kill", total)
-    publisher = threading.Thread(target=lambda: [publish(mosquitto, stream[i:i + 1000])
-                                                 for i in range(0, total, 1000)])
+    failures: list[BaseException] = []
+
+    def publish_in_chunks() -> None:
+        try:
+            for i in range(0, total, 1000):
+                publish(mosquitto, stream[i:i + 1000])
+        except BaseException as e:
+            failures.append(e)
+
+    publisher = threading.Thread(target=publish_in_chunks)
     publisher.start()
     wait_for(lambda: victoria.count(TEMPERATURE) > 2000, 60, "the stream to be flowing")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     killed_at = victoria.count(TEMPERATURE)
     publisher.join()
+    assert not failures, failures
     proc = start()
     try:
         wait_for(lambda: victoria.count(TEMPERATURE) >= total, 120, "every reading after the restart")

@@ -1,0 +1,146 @@
+"""Migrations on SQLite and PostgreSQL: they build the schema the models describe, and nothing else."""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, inspect, select
+from sqlalchemy.exc import IntegrityError, StatementError
+
+from gateway.db.migrate import alembic_config, current_revision, head_revision, upgrade
+from gateway.db.models import Base, Device, Home
+from gateway.db.session import make_engine, make_session_factory, normalise_url
+
+TABLES = {"organisations", "homes", "devices", "dead_letters"}
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    upgrade(db_url)
+    engine = make_engine(db_url)
+    yield engine
+    engine.dispose()
+
+
+def test_upgrade_creates_every_table_at_head(db_url: str) -> None:
+    assert current_revision(db_url) is None
+    upgrade(db_url)
+    assert current_revision(db_url) == head_revision()
+    engine = make_engine(db_url)
+    try:
+        tables = set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+    assert tables == TABLES | {"alembic_version"}
+
+
+def test_upgrade_again_changes_nothing(db_url: str) -> None:
+    upgrade(db_url)
+    upgrade(db_url)
+    assert current_revision(db_url) == head_revision()
+
+
+def test_processes_starting_together_take_turns(db_url: str) -> None:
+    """The gateway and the API both migrate at start; started together, neither may fail."""
+    with ProcessPoolExecutor(3, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for future in [pool.submit(upgrade, db_url) for _ in range(3)]:
+            future.result(timeout=120)
+    assert current_revision(db_url) == head_revision()
+
+
+def test_threads_of_one_process_take_turns(db_url: str) -> None:
+    with ThreadPoolExecutor(3) as pool:
+        for future in [pool.submit(upgrade, db_url) for _ in range(3)]:
+            future.result(timeout=120)
+    assert current_revision(db_url) == head_revision()
+
+
+def test_models_and_migrations_agree(engine: Engine) -> None:
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True,
+                                                               "compare_server_default": True})
+        diffs = compare_metadata(context, Base.metadata)
+    assert diffs == []
+
+
+def test_downgrade_to_nothing_and_back(engine: Engine, db_url: str) -> None:
+    command.downgrade(alembic_config(engine), "base")
+    assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
+    upgrade(db_url)
+    assert set(inspect(engine).get_table_names()) >= TABLES
+
+
+def test_the_indexes_the_api_filters_on(engine: Engine) -> None:
+    inspector = inspect(engine)
+    dead = {tuple(ix["column_names"]) for ix in inspector.get_indexes("dead_letters")}
+    assert {("received_at",), ("reason", "received_at"), ("home_id", "received_at")} <= dead
+    devices = {tuple(uq["column_names"]) for uq in inspector.get_unique_constraints("devices")}
+    devices |= {tuple(ix["column_names"]) for ix in inspector.get_indexes("devices")}
+    assert ("home_id", "name") in devices
+
+
+def test_times_come_back_aware_and_in_utc(engine: Engine) -> None:
+    sessions = make_session_factory(engine)
+    seen = datetime(2026, 3, 29, 1, 30, 0, 123456, tzinfo=timezone(timedelta(hours=2)))
+    with sessions.begin() as s:
+        s.add(Home(id="h1", last_seen=seen))
+    with sessions() as s:
+        last_seen = s.scalar(select(Home.last_seen).where(Home.id == "h1"))
+    assert last_seen == seen
+    assert last_seen is not None and last_seen.tzinfo is UTC
+    assert last_seen.hour == 23
+
+
+def test_naive_times_are_refused(engine: Engine) -> None:
+    sessions = make_session_factory(engine)
+    with pytest.raises(StatementError, match="naive datetime"), sessions.begin() as s:
+        s.add(Home(id="h1", last_seen=datetime(2026, 1, 1)))
+        s.flush()
+
+
+def test_foreign_keys_are_enforced(engine: Engine) -> None:
+    sessions = make_session_factory(engine)
+    with pytest.raises(IntegrityError), sessions.begin() as s:
+        s.add(Device(home_id="nowhere", name="kitchen_motion"))
+        s.flush()
+
+
+def test_deleting_a_home_deletes_its_devices(engine: Engine) -> None:
+    sessions = make_session_factory(engine)
+    with sessions.begin() as s:
+        s.add(Home(id="h1"))
+        s.flush()
+        s.add(Device(home_id="h1", name="kitchen_motion"))
+    with sessions.begin() as s:
+        s.execute(Home.__table__.delete())
+    with sessions() as s:
+        assert s.scalars(select(Device)).all() == []
+
+
+def test_sqlite_engine_settings(tmp_path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'sub' / 'dir' / 'telecare.db'}")
+    try:
+        with engine.connect() as c:
+            assert c.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert c.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+            assert c.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 1000
+    finally:
+        engine.dispose()
+    assert (tmp_path / "sub" / "dir" / "telecare.db").exists()
+
+
+@pytest.mark.parametrize("url", ["postgresql://u@db:5432/telecare", "postgres://u@db/telecare",
+                                 "postgresql+psycopg://u@db/telecare"])
+def test_postgresql_urls_mean_psycopg(url: str) -> None:
+    assert normalise_url(url).drivername == "postgresql+psycopg"
+
+
+def test_other_urls_are_kept() -> None:
+    assert normalise_url("sqlite:///var/telecare.db").drivername == "sqlite"
