@@ -41,10 +41,11 @@ from tests.services import Mosquitto, VictoriaMetrics
 T0_MS = 1_764_000_000_000
 
 
-def payloads(worker: int, count: int, homes: int, stamp_now: bool) -> list[tuple[str, bytes]]:
+def payloads(worker: int, workers: int, count: int, homes: int, stamp_now: bool) -> list[tuple[str, bytes]]:
+    """Workers interleave: together they send readings n = 0, 1, 2 ..., each device's times rising as at home."""
     out = []
     for i in range(count):
-        n = worker * 10_000_000 + i
+        n = i * workers + worker
         home = f"home{n % homes:05d}"
         body = {"occupancy": bool(n & 1), "battery": 90, "linkquality": 110,
                 "last_seen": T0_MS + n if not stamp_now else 0}
@@ -52,7 +53,8 @@ def payloads(worker: int, count: int, homes: int, stamp_now: bool) -> list[tuple
     return out
 
 
-def publisher(host: str, port: int, worker: int, count: int, homes: int, rate: float | None) -> None:
+def publisher(host: str, port: int, worker: int, workers: int, count: int, homes: int, rate: float | None
+              ) -> None:
     """One publisher process: QoS 1, ``count`` messages, paced at ``rate``/s when given."""
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{worker}-{uuid.uuid4().hex[:6]}",
                          protocol=mqtt.MQTTv5)
@@ -60,7 +62,7 @@ def publisher(host: str, port: int, worker: int, count: int, homes: int, rate: f
     client.max_queued_messages_set(0)
     client.connect(host, port)
     client.loop_start()
-    messages = payloads(worker, count, homes, stamp_now=rate is not None)
+    messages = payloads(worker, workers, count, homes, stamp_now=rate is not None)
     started = time.perf_counter()
     infos = []
     for i, (topic, body) in enumerate(messages):
@@ -83,7 +85,8 @@ def publisher(host: str, port: int, worker: int, count: int, homes: int, rate: f
 
 def publish_all(broker: Mosquitto, total: int, homes: int, processes: int, rate: float | None = None) -> float:
     share = total // processes
-    procs = [mp.Process(target=publisher, args=(broker.host, broker.port, w, share, homes,
+    ctx = mp.get_context("spawn")  # never fork a process with the gateway's threads running
+    procs = [ctx.Process(target=publisher, args=(broker.host, broker.port, w, processes, share, homes,
                                                 rate / processes if rate else None)) for w in range(processes)]
     started = time.perf_counter()
     for p in procs:

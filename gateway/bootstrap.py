@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
@@ -17,8 +17,9 @@ from gateway.contract import Limits
 from gateway.db.migrate import upgrade
 from gateway.db.models import Device
 from gateway.db.session import make_engine, make_session_factory
+from gateway.heartbeats import HeartbeatFilter
 from gateway.ingest import Ingest
-from gateway.journal import Journal
+from gateway.journal import Entry, Journal
 from gateway.metrics import Metrics
 from gateway.mqtt_input import MqttInput, MqttOptions
 from gateway.registry import DeviceRegistry
@@ -50,10 +51,19 @@ def device_tags_loader(sessions: sessionmaker[Session]) -> Callable[[], dict[tup
 
 
 class RegistryConsumer:
+    """The device registry as a journal consumer, heartbeats filtered out."""
+
     name = "registry"
 
-    def __init__(self, registry: DeviceRegistry) -> None:
-        self.handle = registry.apply
+    def __init__(self, registry: DeviceRegistry, heartbeats: HeartbeatFilter) -> None:
+        self.registry = registry
+        self.heartbeats = heartbeats
+
+    def handle(self, entries: Sequence[Entry]) -> None:
+        passed, seen = self.heartbeats.select(entries)
+        if passed:
+            self.registry.apply(passed)
+        self.heartbeats.written(seen)
 
 
 @dataclass
@@ -81,7 +91,7 @@ class Gateway:
         self.ingest.ack = self.mqtt.ack
         self.consumers = [
             StoreWriter(self.store, self.journal, self.metrics, device_tags_loader(self.sessions)),
-            RegistryConsumer(DeviceRegistry(self.sessions)),
+            RegistryConsumer(DeviceRegistry(self.sessions), HeartbeatFilter()),
         ]
         for c in self.consumers:
             self.journal.register(c.name)

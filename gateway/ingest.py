@@ -13,8 +13,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-import orjson
-
 from gateway.clock import Clock
 from gateway.contract import DEFAULT_LIMITS, Ignored, Kind, Limits, Message, Reason, Rejected, parse
 from gateway.journal import Journal, NewEntry
@@ -81,7 +79,6 @@ class Ingest:
             return 0
         now_ms = self.clock.now_ms()
         entries: list[NewEntry] = []
-        dumps = orjson.dumps
         for _mid, _qos, topic, payload, received_ms in taken:
             try:
                 parsed = parse(topic, payload, received_ms, now_ms, self.root, self.limits)
@@ -91,7 +88,7 @@ class Ingest:
                                   received_ms)
             if type(parsed) is Message:
                 entries.append((parsed.kind, parsed.home, parsed.device, parsed.time_ms, parsed.received_ms,
-                                parsed.timed_by_device, dumps(parsed.body)))
+                                parsed.timed_by_device, parsed.body))
             elif type(parsed) is Rejected:
                 entries.append(self._dead_letter(parsed))
             else:
@@ -116,7 +113,7 @@ class Ingest:
         self._dead_log.warning("rejected message on %s: %s (%s)", r.topic, r.reason, r.detail)
         body = {"reason": str(r.reason), "detail": r.detail, "topic": r.topic,
                 "payload": r.payload.decode("utf-8", "backslashreplace")}
-        return (Kind.DEAD, r.home, r.device, r.received_ms, r.received_ms, False, orjson.dumps(body))
+        return (Kind.DEAD, r.home, r.device, r.received_ms, r.received_ms, False, body)
 
 
 class _RateLimitedLog:

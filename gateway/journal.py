@@ -1,11 +1,14 @@
 """The journal: the one durable hand-off between the broker and everything downstream.
 
-A message is acknowledged to the broker only after its entry (a reading, or its dead letter) is committed here.
-Consumers (the readings-store writer, the device registry, the detectors) each keep their own position, so the
-journal is also the spool while InfluxDB is away. Entries are trimmed once every consumer has passed them. When
-the journal holds ``max_entries`` the gateway stops acknowledging and the broker keeps the rest.
+A message is acknowledged to the broker only after its entry (a reading, or its dead letter) is committed
+here. Consumers (the readings-store writer, the device registry, the detectors) each keep their own position,
+so the journal is also the spool while InfluxDB is away. Entries are trimmed once every consumer has passed
+them. When the journal holds ``max_entries``, the gateway stops acknowledging and the broker keeps the rest.
 
-SQLite in WAL mode, ``synchronous=FULL``, one transaction per batch (group commit).
+SQLite in WAL mode, ``synchronous=FULL``. Each committed batch is one row holding its entries as one JSON
+array: one insert and one fsync per batch, and one SQLite step per batch read. (A row per entry costs a GIL
+release and re-acquire per row, which starves the MQTT thread under load.) Every entry still has its own
+sequence number: a batch row covers ``first_seq..last_seq``, and consumers always take whole batches.
 """
 
 from __future__ import annotations
@@ -19,17 +22,14 @@ from typing import Any, NamedTuple
 import orjson
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS entries (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    kind TEXT NOT NULL,
-    home TEXT,
-    device TEXT,
-    time_ms INTEGER NOT NULL,
-    received_ms INTEGER NOT NULL,
-    timed INTEGER NOT NULL,
-    body BLOB NOT NULL
+CREATE TABLE IF NOT EXISTS batches (
+    first_seq INTEGER PRIMARY KEY,
+    last_seq INTEGER NOT NULL,
+    entries BLOB NOT NULL  -- JSON array of [kind, home, device, time_ms, received_ms, timed, body]
 );
 CREATE TABLE IF NOT EXISTS positions (consumer TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO meta VALUES ('last_seq', 0);
 """
 
 
@@ -44,8 +44,8 @@ class Entry(NamedTuple):
     body: Any
 
 
-# What ingest appends: an Entry without its seq, body already encoded as JSON bytes.
-NewEntry = tuple[str, str | None, str | None, int, int, bool, bytes]
+# What ingest appends: an Entry without its seq.
+NewEntry = tuple[str, str | None, str | None, int, int, bool, Any]
 
 
 class Journal:
@@ -57,11 +57,9 @@ class Journal:
         self._lock = threading.Lock()
         conn = self._conn()
         conn.executescript(SCHEMA)
-        if conn.execute("SELECT 1 FROM sqlite_sequence WHERE name = 'entries'").fetchone() is None:
-            conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('entries', 0)")
-        self._last_seq: int = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'entries'").fetchone()[0]
+        self._last_seq: int = conn.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()[0]
         self._positions: dict[str, int] = dict(conn.execute("SELECT consumer, seq FROM positions").fetchall())
-        first = conn.execute("SELECT MIN(seq) FROM entries").fetchone()[0]
+        first = conn.execute("SELECT MIN(first_seq) FROM batches").fetchone()[0]
         self._trimmed_to = (first - 1) if first is not None else self._last_seq
 
     def _conn(self) -> sqlite3.Connection:
@@ -77,21 +75,19 @@ class Journal:
         """A consumer starts at the oldest entry kept; registering again keeps its position."""
         with self._lock:
             if consumer not in self._positions:
-                conn = self._conn()
-                conn.execute("INSERT OR IGNORE INTO positions VALUES (?, ?)", (consumer, self._trimmed_to))
+                self._conn().execute("INSERT OR IGNORE INTO positions VALUES (?, ?)", (consumer, self._trimmed_to))
                 self._positions[consumer] = self._trimmed_to
 
     def append(self, entries: Sequence[NewEntry]) -> int:
         """Commit a batch (one transaction, one fsync); returns the last seq. Called from one thread only."""
         if not entries:
             return self._last_seq
+        first, last = self._last_seq + 1, self._last_seq + len(entries)
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.executemany(
-                "INSERT INTO entries (kind, home, device, time_ms, received_ms, timed, body)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)", entries)
-            last = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'entries'").fetchone()[0]
+            conn.execute("INSERT INTO batches VALUES (?, ?, ?)", (first, last, orjson.dumps(entries)))
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'last_seq'", (last,))
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -100,16 +96,19 @@ class Journal:
         return last
 
     def read(self, consumer: str, limit: int) -> list[Entry]:
-        """The next entries after the consumer's position, oldest first."""
+        """Whole batches after the consumer's position, oldest first, about ``limit`` entries (at least one batch)."""
         after = self._positions[consumer]
-        rows = self._conn().execute(
-            "SELECT seq, kind, home, device, time_ms, received_ms, timed, body FROM entries"
-            " WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)).fetchall()
-        loads = orjson.loads
-        return [Entry(s, k, h, d, t, r, bool(tb), loads(b)) for s, k, h, d, t, r, tb, b in rows]
+        conn = self._conn()
+        out: list[Entry] = []
+        for first, batch in conn.execute(
+                "SELECT first_seq, entries FROM batches WHERE first_seq > ? ORDER BY first_seq", (after,)):
+            out.extend(Entry(first + i, *e) for i, e in enumerate(orjson.loads(batch)))
+            if len(out) >= limit:
+                break
+        return out
 
     def advance(self, consumer: str, seq: int) -> None:
-        """Record that ``consumer`` has durably handled everything up to ``seq``."""
+        """Record that ``consumer`` has durably handled everything up to ``seq`` (the end of a batch)."""
         self._conn().execute("UPDATE positions SET seq = ? WHERE consumer = ?", (seq, consumer))
         with self._lock:
             self._positions[consumer] = seq
@@ -132,7 +131,7 @@ class Journal:
         return self.kept() >= self.max_entries
 
     def trim(self) -> int:
-        """Delete what every consumer has passed; returns how many entries went."""
+        """Delete the batches every consumer has passed; returns how many entries went."""
         with self._lock:
             if not self._positions:
                 return 0
@@ -140,9 +139,11 @@ class Journal:
         if upto <= self._trimmed_to:
             return 0
         conn = self._conn()
-        conn.execute("DELETE FROM entries WHERE seq <= ?", (upto,))
-        gone = upto - self._trimmed_to
-        self._trimmed_to = upto
+        conn.execute("DELETE FROM batches WHERE last_seq <= ?", (upto,))
+        first = conn.execute("SELECT MIN(first_seq) FROM batches").fetchone()[0]
+        trimmed_to = (first - 1) if first is not None else self._last_seq
+        gone = trimmed_to - self._trimmed_to
+        self._trimmed_to = trimmed_to
         return gone
 
     def close(self) -> None:

@@ -65,14 +65,14 @@ class MqttInput:
         self._v5 = v5
 
     def start(self) -> None:
-        props = None
         if self._v5:
             props = Properties(PacketTypes.CONNECT)
             props.SessionExpiryInterval = self.options.session_expiry_s
             props.ReceiveMaximum = self.options.receive_maximum
-        self.client.connect_async(self._host, self._port, keepalive=self.options.keepalive_s,
-                                  clean_start=False if self._v5 else mqtt.MQTT_CLEAN_START_FIRST_ONLY,
-                                  properties=props)
+            self.client.connect_async(self._host, self._port, keepalive=self.options.keepalive_s,
+                                      clean_start=False, properties=props)
+        else:
+            self.client.connect_async(self._host, self._port, keepalive=self.options.keepalive_s)
         self.client.loop_start()  # reconnects with back-off on its own
 
     def ack(self, mid: int, qos: int) -> None:

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
@@ -262,6 +262,13 @@ def _insert_ignore(session: Session, table: Any, rows: list[dict[str, Any]], con
     session.execute(dialect_insert(table).on_conflict_do_nothing(index_elements=conflict), rows)
 
 
+def _update_by_key(session: Session, table: Any, rows: list[dict[str, Any]]) -> None:
+    """One Core UPDATE ... WHERE id = ? run as executemany: far cheaper per row than the ORM's bulk update."""
+    assert isinstance(table, Table)
+    params = [{**{k: v for k, v in row.items() if k != "id"}, "_key": row["id"]} for row in rows]
+    session.execute(table.update().where(table.c.id == bindparam("_key")), params)
+
+
 def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
     for i in range(0, len(items), CHUNK):
         yield items[i:i + CHUNK]
@@ -291,7 +298,7 @@ def _write_homes(session: Session, homes: dict[str, HomeFold]) -> None:
                 row["hub_online"], row["hub_changed_at"] = fold.hub.merged(hub_online, hub_changed_at)
             params.append(row)
     if params:
-        session.execute(update(Home), params)
+        _update_by_key(session, Home.__table__, params)
 
 
 def _write_devices(session: Session, devices: dict[tuple[str, str], DeviceFold]) -> None:
@@ -329,7 +336,7 @@ def _write_devices(session: Session, devices: dict[tuple[str, str], DeviceFold])
                                                                                             available_at)
             params.append(row)
     if params:
-        session.execute(update(Device), params)
+        _update_by_key(session, Device.__table__, params)
 
 
 def _earliest(stored: datetime | None, ms: int | None) -> datetime | None:

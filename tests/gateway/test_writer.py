@@ -2,8 +2,6 @@
 
 from pathlib import Path
 
-import orjson
-
 from gateway.journal import Journal
 from gateway.metrics import Metrics
 from gateway.stores.readings.sqlite import SqliteReadingStore
@@ -15,7 +13,7 @@ T = 1_764_000_000_000
 def run(tmp_path: Path, messages: list[tuple[str, str, int, dict]], tags: dict | None = None) -> list:
     journal = Journal(tmp_path / "j.sqlite3")
     journal.register("store")
-    journal.append([(kind, "h1", device, t, t, True, orjson.dumps(body)) for kind, device, t, body in messages])
+    journal.append([(kind, "h1", device, t, t, True, body) for kind, device, t, body in messages])
     store = SqliteReadingStore(tmp_path / "r.sqlite3")
     writer = StoreWriter(store, journal, Metrics(), device_tags=lambda: tags or {})
     writer.handle(journal.read("store", 100))
