@@ -5,8 +5,8 @@
 Starts its own Mosquitto and VictoriaMetrics on free ports (InfluxDB v2 writes), then measures, in one run:
 
 1. ceiling: ``mosquitto_sub`` draining a backlog of N QoS 1 messages queued for its persistent session;
-2. gateway: the gateway (this process, its real threads) draining the same backlog into the readings store,
-   timed from start until the last point is written;
+2. gateway: one gateway (its ingest process and its worker) draining the same backlog into the readings
+   store, timed from start until the writer's journal position passes the last reading;
 3. latency: publish-to-stored latency (p50, p99) with publishers pacing at ``--latency-rate`` messages/s,
    each message stamped with its publish time as ``last_seen``.
 
@@ -16,15 +16,14 @@ Backlogs are queued first (DESIGN.md: one paho publisher tops out near 5,000/s),
 from __future__ import annotations
 
 import argparse
+import math
 import multiprocessing as mp
-import statistics
+import sqlite3
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
-from collections.abc import Sequence
 from pathlib import Path
 
 import orjson
@@ -35,7 +34,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gateway.bootstrap import Gateway
 from gateway.config import Settings
-from gateway.stores.readings.base import Point, ReadingStore
 from tests.services import Mosquitto, VictoriaMetrics
 
 T0_MS = 1_764_000_000_000
@@ -112,28 +110,7 @@ def ceiling(broker: Mosquitto, total: int, homes: int, processes: int) -> float:
     return rate
 
 
-class TimingStore:
-    """Wraps the real store: counts points and records publish-to-stored latency from each point's time."""
-
-    def __init__(self, inner: ReadingStore) -> None:
-        self.inner = inner
-        self.stored = 0
-        self.latencies_ms: list[int] = []
-        self.record = False
-        self.done = threading.Event()
-        self.target = 0
-
-    def write(self, points: Sequence[Point]) -> None:
-        self.inner.write(points)
-        now = time.time_ns() // 1_000_000
-        if self.record:
-            self.latencies_ms.extend(now - p.time_ms for p in points)
-        self.stored += len(points)
-        if self.target and self.stored >= self.target:
-            self.done.set()
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self.inner, name)
+AGE = "telecare_event_age_at_store_seconds"
 
 
 def gateway_settings(workdir: Path, broker: Mosquitto, vm: VictoriaMetrics) -> Settings:
@@ -141,15 +118,49 @@ def gateway_settings(workdir: Path, broker: Mosquitto, vm: VictoriaMetrics) -> S
                     influx_url=vm.url, influx_token="bench", influx_org="telecare", influx_bucket="readings")
 
 
-def run_gateway(settings: Settings, store: TimingStore) -> Gateway:
-    gw = Gateway(settings, store=store)
+def run_gateway(settings: Settings) -> Gateway:
+    gw = Gateway(settings)
     gw.start()
-    deadline = time.monotonic() + 10
-    while gw.metrics.mqtt_connected._value.get() != 1:
+    deadline = time.monotonic() + 20
+    while gw.sample("telecare_mqtt_connected") != 1:
         if time.monotonic() > deadline:
             raise SystemExit("gateway did not connect")
         time.sleep(0.05)
     return gw
+
+
+def wait_stored(journal_path: Path, entries: int, timeout_s: float) -> None:
+    """Until the readings-store writer's journal position reaches ``entries``: exact, polled every 10 ms."""
+    conn = sqlite3.connect(journal_path)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        row = conn.execute("SELECT seq FROM positions WHERE consumer = 'store'").fetchone()
+        if row and row[0] >= entries:
+            return
+        time.sleep(0.01)
+    raise SystemExit(f"the gateway did not store {entries:,} readings within {timeout_s:.0f} s")
+
+
+def age_buckets(gw: Gateway) -> list[tuple[float, float]]:
+    """The event-age histogram's cumulative buckets: (upper bound in s, count)."""
+    for family in gw.metrics.registry.collect():
+        if family.name == AGE:
+            return [(float(s.labels["le"]), s.value) for s in family.samples if s.name == AGE + "_bucket"]
+    return []
+
+
+def quantile(before: list[tuple[float, float]], after: list[tuple[float, float]], q: float) -> float:
+    """Like PromQL's histogram_quantile over what was observed between the two readings of the buckets."""
+    buckets = [(le, a - b) for (le, a), (_, b) in zip(after, before, strict=True)]
+    total = buckets[-1][1]
+    rank, lower, below = q * total, 0.0, 0.0
+    for le, count in buckets:
+        if count >= rank:
+            if math.isinf(le):
+                return lower
+            return lower + (le - lower) * (rank - below) / max(count - below, 1e-9)
+        lower, below = le, count
+    return lower
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -170,33 +181,27 @@ def main(argv: list[str] | None = None) -> None:
             print(f"  ceiling  mosquitto_sub drains     {sub_rate:>10,.0f} msg/s")
 
             settings = gateway_settings(workdir / "gw", broker, vm)
-            from gateway.bootstrap import make_reading_store
-
-            store = TimingStore(make_reading_store(settings))
-            run_gateway(settings, store).stop()  # create the persistent session, then queue the backlog
+            run_gateway(settings).stop()  # create the persistent session, then queue the backlog
             publish_all(broker, n, args.homes, args.publishers)
-            store.target = n
             started = time.perf_counter()
-            gw = run_gateway(settings, store)
-            if not store.done.wait(600):
-                raise SystemExit(f"gateway stored only {store.stored:,} of {n:,}")
+            gw = run_gateway(settings)
+            wait_stored(settings.journal_path, n, 600)
             gw_rate = n / (time.perf_counter() - started)
             print(f"  gateway  drains and stores      {gw_rate:>10,.0f} readings/s")
             print(f"  ratio    gateway / ceiling       {gw_rate / sub_rate:>10.2f}")
 
             count = int(args.latency_rate * args.latency_seconds)
             count -= count % args.publishers
-            store.record = True
-            store.target = store.stored + count
-            store.done.clear()
+            time.sleep(1)  # the worker's metrics file is rewritten every 0.25 s
+            before = age_buckets(gw)
             publish_all(broker, count, args.homes, args.publishers, rate=args.latency_rate)
-            store.done.wait(60)
+            wait_stored(settings.journal_path, n + count, 60)
+            time.sleep(1)
+            after = age_buckets(gw)
             gw.stop()
-            lat = sorted(store.latencies_ms)
-            p50 = statistics.median(lat)
-            p99 = lat[int(len(lat) * 0.99)]
+            p50, p99 = quantile(before, after, 0.5) * 1000, quantile(before, after, 0.99) * 1000
             print(f"  latency  at {args.latency_rate:,.0f} msg/s publish→stored  p50 {p50:,.0f} ms  "
-                  f"p99 {p99:,.0f} ms  ({len(lat):,} readings)")
+                  f"p99 {p99:,.0f} ms  ({count:,} readings; from the gateway's event-age histogram)")
             stored_vm = vm.count('{__name__="reading_occupancy"}')
             print(f"  check    points in the store     {stored_vm:>10,} (expected {n + count:,})")
 

@@ -6,7 +6,7 @@ Documented option by option in ``docs/configuration.md``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Self
+from typing import Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -26,6 +26,7 @@ class Settings(BaseSettings):
     mqtt_url: str = Field("mqtt://127.0.0.1:1883", description="mqtt://user:pass@host:port, mqtts:// for TLS")
     mqtt_client_id: str = Field("telecare-gateway", description="Fixed, so the broker keeps our session")
     mqtt_topic_root: str = "telecare"
+    mqtt_protocol: Literal["5", "3.1.1"] = Field("5", description="MQTT 5; 3.1.1 for brokers without it")
     mqtt_session_expiry_s: int = Field(7 * 24 * 3600, ge=0, description="How long the broker keeps our queue")
     influx_url: str | None = None
     influx_token: SecretStr | None = None
@@ -76,6 +77,10 @@ class Settings(BaseSettings):
     @property
     def journal_path(self) -> Path:
         return (self.spool_dir or self.data_dir) / "journal.sqlite3"
+
+    @property
+    def worker_metrics_path(self) -> Path:
+        return (self.spool_dir or self.data_dir) / "worker.prom"
 
     @property
     def embedded_readings_path(self) -> Path:

@@ -14,7 +14,7 @@ from typing import Protocol
 
 from gateway.clock import Clock
 from gateway.journal import Entry, Journal
-from gateway.metrics import Metrics
+from gateway.metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class Backoff:
         self.next_s = self.first_s
 
 
-def run_consumer(journal: Journal, consumer: Consumer, clock: Clock, metrics: Metrics, stop: threading.Event,
+def run_consumer(journal: Journal, consumer: Consumer, clock: Clock, metrics: WorkerMetrics, stop: threading.Event,
                  *, batch_max: int = 5000, idle_s: float = 0.05, backoff: Backoff | None = None) -> None:
     backoff = backoff or Backoff()
     journal.register(consumer.name)

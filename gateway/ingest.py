@@ -16,7 +16,7 @@ from collections.abc import Callable
 from gateway.clock import Clock
 from gateway.contract import DEFAULT_LIMITS, Ignored, Kind, Limits, Message, Reason, Rejected, parse
 from gateway.journal import Journal, NewEntry
-from gateway.metrics import Metrics
+from gateway.metrics import IngestMetrics
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ Ack = Callable[[int, int], None]  # (mid, qos)
 
 
 class Ingest:
-    def __init__(self, journal: Journal, clock: Clock, metrics: Metrics, *, root: str = "telecare",
+    def __init__(self, journal: Journal, clock: Clock, metrics: IngestMetrics, *, root: str = "telecare",
                  limits: Limits = DEFAULT_LIMITS, batch_max: int = 5000, linger_s: float = 0.02) -> None:
         self.journal = journal
         self.clock = clock

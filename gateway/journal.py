@@ -9,6 +9,9 @@ SQLite in WAL mode, ``synchronous=FULL``. Each committed batch is one row holdin
 array: one insert and one fsync per batch, and one SQLite step per batch read. (A row per entry costs a GIL
 release and re-acquire per row, which starves the MQTT thread under load.) Every entry still has its own
 sequence number: a batch row covers ``first_seq..last_seq``, and consumers always take whole batches.
+
+Two processes share it: ingest appends and trims; the worker's consumers read and advance. Whatever one
+process needs to know of the other's progress it reads from the file (:meth:`lag`, :meth:`trim`).
 """
 
 from __future__ import annotations
@@ -121,7 +124,11 @@ class Journal:
         return self._last_seq
 
     def lag(self, consumer: str) -> int:
-        return self._last_seq - self._positions[consumer]
+        """Entries the consumer has still to take, read from the file (ingest may be another process)."""
+        conn = self._conn()
+        last = conn.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()[0]
+        position = conn.execute("SELECT seq FROM positions WHERE consumer = ?", (consumer,)).fetchone()
+        return last - (position[0] if position else self._trimmed_to)
 
     def kept(self) -> int:
         """Entries not yet trimmed: what fills the journal."""
@@ -132,13 +139,15 @@ class Journal:
 
     def trim(self) -> int:
         """Delete the batches every consumer has passed; returns how many entries went."""
+        conn = self._conn()
+        positions = dict(conn.execute("SELECT consumer, seq FROM positions").fetchall())  # the worker's, too
         with self._lock:
+            self._positions.update(positions)
             if not self._positions:
                 return 0
             upto = min(self._positions.values())
         if upto <= self._trimmed_to:
             return 0
-        conn = self._conn()
         conn.execute("DELETE FROM batches WHERE last_seq <= ?", (upto,))
         first = conn.execute("SELECT MIN(first_seq) FROM batches").fetchone()[0]
         trimmed_to = (first - 1) if first is not None else self._last_seq

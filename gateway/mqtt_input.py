@@ -20,7 +20,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from gateway.metrics import Metrics
+from gateway.metrics import IngestMetrics
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ class MqttOptions:
 
 
 class MqttInput:
-    def __init__(self, options: MqttOptions, on_message: OnMessage, metrics: Metrics) -> None:
+    def __init__(self, options: MqttOptions, on_message: OnMessage, metrics: IngestMetrics) -> None:
         self.options = options
         self._on_message_cb = on_message
         self.metrics = metrics

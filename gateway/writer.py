@@ -10,10 +10,11 @@ import time
 from collections.abc import Callable, Sequence
 
 from analytics.devices import infer_kind
+from gateway.clock import Clock
 from gateway.contract import Kind
 from gateway.errors import PointsRejected, StoreUnavailable
 from gateway.journal import Entry, Journal
-from gateway.metrics import Metrics
+from gateway.metrics import WorkerMetrics
 from gateway.stores.readings.base import Point, ReadingStore
 
 log = logging.getLogger(__name__)
@@ -25,9 +26,10 @@ DeviceTags = Callable[[], dict[tuple[str, str], dict[str, str]]]
 class StoreWriter:
     name = "store"
 
-    def __init__(self, store: ReadingStore, journal: Journal, metrics: Metrics,
+    def __init__(self, store: ReadingStore, journal: Journal, metrics: WorkerMetrics, clock: Clock,
                  device_tags: DeviceTags = dict, tags_refresh_s: float = 30.0) -> None:
         self.store = store
+        self.clock = clock
         self.journal = journal
         self.metrics = metrics
         self.device_tags = device_tags
@@ -45,10 +47,14 @@ class StoreWriter:
         except StoreUnavailable:
             self.metrics.store_up.set(0)
             raise
-        self.metrics.write_seconds.observe(time.perf_counter() - started)
-        self.metrics.store_up.set(1)
-        self.metrics.stored.inc(len(points))
-        self.metrics.spool_depth.set(max(0, self.journal.lag(self.name) - len(entries)))
+        m = self.metrics
+        m.write_seconds.observe(time.perf_counter() - started)
+        m.store_up.set(1)
+        m.stored.inc(len(points))
+        m.spool_depth.set(max(0, self.journal.lag(self.name) - len(entries)))
+        now_ms = self.clock.now_ms()
+        for p in points:
+            m.event_age.observe((now_ms - p.time_ms) / 1000)
 
     def points(self, entries: Sequence[Entry]) -> list[Point]:
         self._refresh_tags()

@@ -18,21 +18,29 @@ from pathlib import Path
 import orjson
 import pytest
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from gateway.bootstrap import Gateway
 from gateway.db.models import DeadLetter, Device, Home
+from gateway.db.session import make_engine, make_session_factory
 from tests.e2e.helpers import T0_MS, gateway_settings, publish, readings, settings_env, wait_for
 from tests.services import Mosquitto, VictoriaMetrics
 
 TEMPERATURE = '{__name__="reading_temperature"}'
+
+
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def sessions(gw: Gateway) -> Session:
+    return make_session_factory(make_engine(gw.settings.database_url))()
 
 
 @pytest.fixture
 def gateway(tmp_path: Path, mosquitto: Mosquitto, victoria: VictoriaMetrics) -> Iterator[Gateway]:
     gw = Gateway(gateway_settings(tmp_path, mosquitto, victoria))
     gw.start()
-    wait_for(lambda: gw.metrics.mqtt_connected._value.get() == 1, 10, "the gateway to connect")
+    wait_for(lambda: gw.sample("telecare_mqtt_connected") == 1, 10, "the gateway to connect")
     yield gw
     gw.stop()
 
@@ -74,7 +82,7 @@ def test_each_payload_kind_round_trips(gateway: Gateway, mosquitto: Mosquitto, v
                                                  "kind": "plug"}
 
     def registered() -> dict[str, Device]:
-        with gateway.sessions() as s:
+        with sessions(gateway) as s:
             return {d.name: d for d in s.scalars(select(Device).where(Device.home_id == "h1"))}
 
     wait_for(lambda: registered().get("hall_pir") is not None and registered()["hall_pir"].model == "RTCGQ11LM",
@@ -83,7 +91,7 @@ def test_each_payload_kind_round_trips(gateway: Gateway, mosquitto: Mosquitto, v
     assert devices["hall_pir"].kind == "motion" and devices["hall_pir"].battery == 97
     assert devices["hall_pir"].ieee_address == "0x00158d0001a2b3c4" and devices["hall_pir"].available is False
     assert devices["pendant"].kind == "button" and devices["kettle"].kind == "plug"
-    with gateway.sessions() as s:
+    with sessions(gateway) as s:
         assert s.get(Home, "h1").hub_online is True
 
 
@@ -91,7 +99,7 @@ def test_a_burst_of_10000_loses_nothing(gateway: Gateway, mosquitto: Mosquitto, 
     publish(mosquitto, readings("burst", 10_000))
     wait_for(lambda: victoria.count(TEMPERATURE) >= 10_000, 90, "10,000 readings")
     assert victoria.count(TEMPERATURE) == 10_000
-    assert gateway.metrics.received._value.get() == 10_000
+    assert gateway.sample("telecare_messages_received_total") == 10_000
 
 
 def test_bad_input_is_dead_lettered_counted_and_spares_its_neighbours(
@@ -118,7 +126,7 @@ def test_bad_input_is_dead_lettered_counted_and_spares_its_neighbours(
     wait_for(lambda: victoria.count('{__name__="reading_temperature",home="h2"}') == 20, 30, "the good readings")
 
     def letters() -> dict[str, DeadLetter]:
-        with gateway.sessions() as s:
+        with sessions(gateway) as s:
             return {d.reason: d for d in s.scalars(select(DeadLetter))}
 
     wait_for(lambda: len(letters()) == len(bad), 20, "every dead letter")
@@ -127,7 +135,7 @@ def test_bad_input_is_dead_lettered_counted_and_spares_its_neighbours(
     assert dead["wrong_type"].topic == "telecare/h2/t0" and "temperature" in dead["wrong_type"].detail
     assert dead["invalid_json"].payload == '{"temperature": '
     for reason in bad:
-        assert gateway.metrics.rejected.labels(reason)._value.get() == 1, reason
+        assert gateway.sample("telecare_messages_rejected_total", {"reason": reason}) == 1, reason
 
 
 def test_readings_wait_in_the_spool_while_the_store_is_down(
@@ -136,9 +144,9 @@ def test_readings_wait_in_the_spool_while_the_store_is_down(
     wait_for(lambda: victoria.count(TEMPERATURE) == 500, 30, "the first readings")
     victoria.stop()
     publish(mosquitto, readings("spool", 3000, start_ms=T0_MS + 500))
-    wait_for(lambda: gateway.metrics.spool_depth._value.get() > 0 or gateway.journal.lag("store") >= 3000, 30,
+    wait_for(lambda: gateway.sample("telecare_spool_depth") > 0 or gateway.journal.lag("store") >= 3000, 30,
              "the spool to fill")
-    wait_for(lambda: gateway.metrics.store_up._value.get() == 0, 30, "the store to be seen down")
+    wait_for(lambda: gateway.sample("telecare_store_up") == 0, 30, "the store to be seen down")
     time.sleep(2)
     assert gateway.journal.lag("store") == 3000, "nothing may be written while the store is down"
     victoria.start()
@@ -152,7 +160,7 @@ def test_readings_wait_in_the_spool_while_the_store_is_down(
 def test_broker_restart_mid_stream(gateway: Gateway, mosquitto: Mosquitto, victoria: VictoriaMetrics) -> None:
     publish(mosquitto, readings("restart", 2000))
     mosquitto.restart()
-    wait_for(lambda: gateway.metrics.mqtt_connected._value.get() == 1, 30, "the gateway to reconnect")
+    wait_for(lambda: gateway.sample("telecare_mqtt_connected") == 1, 30, "the gateway to reconnect")
     publish(mosquitto, readings("restart", 2000, start_ms=T0_MS + 2000))
     wait_for(lambda: victoria.count(TEMPERATURE) >= 4000, 60, "every reading")
     assert victoria.count(TEMPERATURE) == 4000
@@ -163,7 +171,7 @@ def test_messages_sent_while_the_gateway_is_down_wait_in_its_session(
     settings = gateway_settings(tmp_path, mosquitto, victoria)
     gw = Gateway(settings)
     gw.start()
-    wait_for(lambda: gw.metrics.mqtt_connected._value.get() == 1, 10, "the gateway to connect")
+    wait_for(lambda: gw.sample("telecare_mqtt_connected") == 1, 10, "the gateway to connect")
     gw.stop()
     publish(mosquitto, readings("offline", 1000))
     gw = Gateway(settings)
@@ -181,7 +189,7 @@ def test_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(
     env = {**os.environ, **settings_env(settings)}
     first = Gateway(settings)  # make the gateway's persistent session before anything is published
     first.start()
-    wait_for(lambda: first.metrics.mqtt_connected._value.get() == 1, 10, "the gateway to subscribe")
+    wait_for(lambda: first.sample("telecare_mqtt_connected") == 1, 10, "the gateway to subscribe")
     first.stop()
 
     def start() -> subprocess.Popen[bytes]:
@@ -217,3 +225,15 @@ def test_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_a_killed_worker_is_restarted_and_takes_up_where_it_stood(
+        gateway: Gateway, mosquitto: Mosquitto, victoria: VictoriaMetrics) -> None:
+    publish(mosquitto, readings("worker", 2000))
+    wait_for(lambda: victoria.count(TEMPERATURE) == 2000, 30, "the first readings")
+    process = gateway.worker._process
+    assert process is not None and process.pid is not None
+    os.kill(process.pid, signal.SIGKILL)
+    publish(mosquitto, readings("worker", 3000, start_ms=T0_MS + 2000))
+    wait_for(lambda: gateway.sample("telecare_worker_restarts_total") == 1, 30, "the worker to be restarted")
+    wait_for(lambda: victoria.count(TEMPERATURE) == 5000, 60, "every reading")

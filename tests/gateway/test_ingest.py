@@ -9,7 +9,7 @@ import pytest
 
 from gateway.ingest import Ingest
 from gateway.journal import Journal
-from gateway.metrics import Metrics
+from gateway.metrics import IngestMetrics
 
 NOW = 1_764_000_000_000
 
@@ -22,10 +22,10 @@ class StepClock:
         return stop.is_set()
 
 
-def make(tmp_path: Path) -> tuple[Ingest, Journal, list[tuple[int, int]], Metrics]:
+def make(tmp_path: Path) -> tuple[Ingest, Journal, list[tuple[int, int]], IngestMetrics]:
     journal = Journal(tmp_path / "j.sqlite3")
     journal.register("t")
-    metrics = Metrics()
+    metrics = IngestMetrics()
     ingest = Ingest(journal, StepClock(), metrics, batch_max=100)
     acks: list[tuple[int, int]] = []
 

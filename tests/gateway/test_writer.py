@@ -2,8 +2,9 @@
 
 from pathlib import Path
 
+from gateway.clock import WallClock
 from gateway.journal import Journal
-from gateway.metrics import Metrics
+from gateway.metrics import WorkerMetrics
 from gateway.stores.readings.sqlite import SqliteReadingStore
 from gateway.writer import StoreWriter
 
@@ -15,7 +16,7 @@ def run(tmp_path: Path, messages: list[tuple[str, str, int, dict]], tags: dict |
     journal.register("store")
     journal.append([(kind, "h1", device, t, t, True, body) for kind, device, t, body in messages])
     store = SqliteReadingStore(tmp_path / "r.sqlite3")
-    writer = StoreWriter(store, journal, Metrics(), device_tags=lambda: tags or {})
+    writer = StoreWriter(store, journal, WorkerMetrics(), WallClock(), device_tags=lambda: tags or {})
     writer.handle(journal.read("store", 100))
     return store.timeline("h1", T - 10, T + 10_000)
 

@@ -1,0 +1,165 @@
+"""The worker process: the journal's consumers (readings-store writer, device registry).
+
+It runs apart from ingest so that MQTT, parsing and the journal commit have a core (and a GIL) of their own:
+paho's per-message cost is the ingest budget on these machines. The worker only reads the journal and
+advances its own positions there, so it can die and restart at any point without losing anything: it takes
+up again where its positions stand.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import multiprocessing as mp
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from multiprocessing.synchronize import Event as ProcessEvent
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from gateway.clock import Clock, WallClock
+from gateway.config import Settings
+from gateway.consumers import Consumer, run_consumer
+from gateway.db.models import Device
+from gateway.db.session import make_engine, make_session_factory
+from gateway.heartbeats import HeartbeatFilter
+from gateway.journal import Entry, Journal
+from gateway.metrics import WorkerMetrics
+from gateway.registry import DeviceRegistry
+from gateway.stores.readings.base import ReadingStore
+from gateway.writer import StoreWriter
+
+log = logging.getLogger(__name__)
+
+CONSUMERS = ("store", "registry")
+PR_SET_PDEATHSIG = 1
+
+
+def make_reading_store(settings: Settings) -> ReadingStore:
+    """InfluxDB 2.x when configured, else the embedded SQLite store beside the operational database."""
+    if settings.influx_url:
+        from gateway.stores.readings.influx import InfluxReadingStore
+
+        assert settings.influx_token and settings.influx_org and settings.influx_bucket
+        return InfluxReadingStore(settings.influx_url, settings.influx_token.get_secret_value(),
+                                  settings.influx_org, settings.influx_bucket, timeout_s=settings.influx_timeout_s)
+    from gateway.stores.readings.sqlite import SqliteReadingStore
+
+    return SqliteReadingStore(settings.embedded_readings_path)
+
+
+def device_tags_loader(sessions: sessionmaker[Session]) -> Callable[[], dict[tuple[str, str], dict[str, str]]]:
+    def load() -> dict[tuple[str, str], dict[str, str]]:
+        with sessions() as s:
+            rows = s.execute(select(Device.home_id, Device.name, Device.kind, Device.room, Device.role))
+            return {(h, n): {"kind": k or "", "room": r or "", "role": ro or ""} for h, n, k, r, ro in rows}
+    return load
+
+
+class RegistryConsumer:
+    """The device registry as a journal consumer, heartbeats filtered out."""
+
+    name = "registry"
+
+    def __init__(self, registry: DeviceRegistry, heartbeats: HeartbeatFilter) -> None:
+        self.registry = registry
+        self.heartbeats = heartbeats
+
+    def handle(self, entries: Sequence[Entry]) -> None:
+        passed, seen = self.heartbeats.select(entries)
+        if passed:
+            self.registry.apply(passed)
+        self.heartbeats.written(seen)
+
+
+class Worker:
+    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
+        self.settings = settings
+        self.clock = clock or WallClock()
+        self.metrics = WorkerMetrics()
+        self.journal = Journal(settings.journal_path, max_entries=settings.spool_max_entries)
+        self.sessions = make_session_factory(make_engine(settings.database_url))
+        self.store = make_reading_store(settings)
+        self.consumers: list[Consumer] = [
+            StoreWriter(self.store, self.journal, self.metrics, self.clock, device_tags_loader(self.sessions)),
+            RegistryConsumer(DeviceRegistry(self.sessions), HeartbeatFilter()),
+        ]
+        assert tuple(c.name for c in self.consumers) == CONSUMERS
+
+    def run(self, stop: threading.Event) -> None:
+        threads = [threading.Thread(target=run_consumer, name=c.name, daemon=True,
+                                    args=(self.journal, c, self.clock, self.metrics, stop),
+                                    kwargs={"batch_max": self.settings.batch_max}) for c in self.consumers]
+        for t in threads:
+            t.start()
+        textfile = self.settings.worker_metrics_path
+        while not stop.wait(0.25):
+            self.metrics.write_textfile(textfile)
+        for t in threads:
+            t.join(timeout=30)
+        self.metrics.write_textfile(textfile)
+        self.store.close()
+
+
+def worker_main(settings: Settings, stop: ProcessEvent, parent_pid: int, log_level: int) -> None:
+    """Entry point of the worker process (multiprocessing, spawn)."""
+    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s worker %(name)s: %(message)s")
+    with contextlib.suppress(OSError, AttributeError):  # Linux: die with the ingest process, even on SIGKILL
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the ingest process, which stops us in order
+    local_stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: local_stop.set())
+
+    def watch() -> None:
+        while not local_stop.is_set():
+            if stop.is_set() or os.getppid() != parent_pid:
+                local_stop.set()
+            time.sleep(0.2)
+
+    threading.Thread(target=watch, daemon=True).start()
+    Worker(settings).run(local_stop)
+
+
+class WorkerSupervisor:
+    """Starts the worker process, restarts it if it dies, stops it on request."""
+
+    def __init__(self, settings: Settings, on_state: Callable[[bool, bool], None]) -> None:
+        self.settings = settings
+        self.on_state = on_state  # (up, restarted)
+        self._ctx = mp.get_context("spawn")  # never fork a process with threads running
+        self._stop = self._ctx.Event()
+        self._process: mp.process.BaseProcess | None = None
+
+    def start(self) -> None:
+        self._process = self._ctx.Process(
+            target=worker_main, name="telecare-worker", daemon=True,
+            args=(self.settings, self._stop, os.getpid(), logging.getLogger().getEffectiveLevel()))
+        self._process.start()
+        self.on_state(True, False)
+
+    def watch(self, stop: threading.Event) -> None:
+        delay = 1.0
+        while not stop.wait(1.0):
+            p = self._process
+            if p is not None and not p.is_alive() and not self._stop.is_set():
+                log.error("worker process died (exit code %s); restarting in %.0f s", p.exitcode, delay)
+                self.on_state(False, False)
+                if stop.wait(delay):
+                    return
+                delay = min(60.0, delay * 2)
+                self.start()
+                self.on_state(True, True)
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        self._stop.set()
+        if self._process is not None:
+            self._process.join(timeout_s)
+            if self._process.is_alive():
+                self._process.terminate()
+                self._process.join(5)
+        self.on_state(False, False)
