@@ -47,11 +47,12 @@ class Gateway:
         self.worker = WorkerSupervisor(s, self._worker_state)
         self.metrics.include(s.worker_metrics_path)
         self._threads: list[threading.Thread] = []
+        self.metrics_port: int | None = None
 
     def start(self) -> None:
         if self.settings.metrics_port is not None:
-            port = self.metrics.serve(self.settings.metrics_port)
-            log.info("metrics on http://0.0.0.0:%d/metrics", port)
+            self.metrics_port = self.metrics.serve(self.settings.metrics_port)
+            log.info("metrics on http://0.0.0.0:%d/metrics", self.metrics_port)
         self.worker.start()
         self._spawn("ingest", self.ingest.run, self.stop_event)
         self._spawn("trim", self._trim_forever)

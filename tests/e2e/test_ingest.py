@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -237,3 +238,36 @@ def test_a_killed_worker_is_restarted_and_takes_up_where_it_stood(
     publish(mosquitto, readings("worker", 3000, start_ms=T0_MS + 2000))
     wait_for(lambda: gateway.sample("telecare_worker_restarts_total") == 1, 30, "the worker to be restarted")
     wait_for(lambda: victoria.count(TEMPERATURE) == 5000, 60, "every reading")
+
+
+def test_mqtt_3_1_1_keeps_its_session_too(tmp_path: Path, mosquitto: Mosquitto, victoria: VictoriaMetrics) -> None:
+    settings = gateway_settings(tmp_path, mosquitto, victoria, mqtt_protocol="3.1.1")
+    gw = Gateway(settings)
+    gw.start()
+    wait_for(lambda: gw.sample("telecare_mqtt_connected") == 1, 10, "the gateway to subscribe")
+    gw.stop()
+    publish(mosquitto, readings("v311", 500))
+    gw = Gateway(settings)
+    gw.start()
+    try:
+        wait_for(lambda: victoria.count(TEMPERATURE) == 500, 60, "the readings queued for the 3.1.1 session")
+    finally:
+        gw.stop()
+
+
+def test_metrics_endpoint_serves_ingest_and_worker_metrics(
+        tmp_path: Path, mosquitto: Mosquitto, victoria: VictoriaMetrics) -> None:
+    gw = Gateway(gateway_settings(tmp_path, mosquitto, victoria, metrics_port=0))
+    gw.start()
+    try:
+        wait_for(lambda: gw.sample("telecare_mqtt_connected") == 1, 10, "the gateway to subscribe")
+        publish(mosquitto, [*readings("m", 10), ("telecare/m/t0", b"{oops")])
+        wait_for(lambda: gw.sample("telecare_readings_stored_total") == 10, 30, "the worker's metrics")
+        text = urllib.request.urlopen(f"http://127.0.0.1:{gw.metrics_port}/metrics", timeout=5).read().decode()
+    finally:
+        gw.stop()
+    assert "telecare_messages_received_total 11.0" in text
+    assert 'telecare_messages_rejected_total{reason="invalid_json"} 1.0' in text
+    assert "telecare_readings_stored_total 10.0" in text
+    assert "telecare_spool_depth 0.0" in text and "telecare_store_up 1.0" in text
+    assert 'telecare_consumer_lag{consumer="registry"}' in text and "telecare_worker_up 1.0" in text

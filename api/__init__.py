@@ -1,0 +1,1 @@
+"""The care coordinators' API (FastAPI): arrives with its own issue."""
