@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
 from gateway.cli_db import db_app, homes_app
-from gateway.db.migrate import upgrade
 from gateway.db.models import Device, Home, Organisation
-from gateway.db.session import make_engine, make_session_factory
 from gateway.homes import HomesFile, HomesFileError, import_homes, load_description, parse_description
 from gateway.journal import Entry
 from gateway.registry import DeviceRegistry
@@ -39,12 +36,6 @@ def example() -> dict[str, Any]:
     return docs_example()
 
 
-@pytest.fixture
-def sessions(db_url: str) -> Iterator[sessionmaker[Session]]:
-    upgrade(db_url)
-    engine = make_engine(db_url)
-    yield make_session_factory(engine)
-    engine.dispose()
 
 
 def do_import(sessions: sessionmaker[Session], data: dict[str, Any]):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,9 +9,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway.db.migrate import upgrade
 from gateway.db.models import DeadLetter, Device, Home
-from gateway.db.session import make_engine, make_session_factory
 from gateway.journal import Entry
 from gateway.registry import DeviceRegistry
 
@@ -57,12 +54,6 @@ def listed(name: str, ieee: str, kind: str | None = "motion", model: str = "RTCG
             "description": "Motion sensor", "power_source": "Battery", "kind": kind}
 
 
-@pytest.fixture
-def sessions(db_url: str) -> Iterator[sessionmaker[Session]]:
-    upgrade(db_url)
-    engine = make_engine(db_url)
-    yield make_session_factory(engine)
-    engine.dispose()
 
 
 @pytest.fixture

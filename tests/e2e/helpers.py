@@ -11,6 +11,7 @@ import orjson
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from gateway.bootstrap import Gateway
 from gateway.config import Settings
 from tests.services import Mosquitto, VictoriaMetrics
 
@@ -62,6 +63,14 @@ def gateway_settings(tmp_path: Path, broker: Mosquitto, victoria: VictoriaMetric
                   "influx_bucket": "readings", "influx_timeout_s": 3.0}
     return Settings(mqtt_url=broker.url, data_dir=tmp_path / "gw", mqtt_client_id="gw-test",  # type: ignore[call-arg]
                     **influx, **extra)
+
+
+def start_gateway(settings: Settings) -> Gateway:
+    """A started gateway, once it is subscribed (messages published from then on reach it)."""
+    gw = Gateway(settings)
+    gw.start()
+    wait_for(lambda: gw.sample("telecare_mqtt_connected") == 1, 20, "the gateway to subscribe")
+    return gw
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

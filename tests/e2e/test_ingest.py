@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from gateway.bootstrap import Gateway
 from gateway.db.models import DeadLetter, Device, Home
 from gateway.db.session import make_engine, make_session_factory
-from tests.e2e.helpers import T0_MS, gateway_settings, publish, readings, settings_env, wait_for
+from tests.e2e.helpers import T0_MS, gateway_settings, publish, readings, settings_env, start_gateway, wait_for
 from tests.services import Mosquitto, VictoriaMetrics
 
 TEMPERATURE = '{__name__="reading_temperature"}'
@@ -39,9 +39,7 @@ def sessions(gw: Gateway) -> Session:
 
 @pytest.fixture
 def gateway(tmp_path: Path, mosquitto: Mosquitto, victoria: VictoriaMetrics) -> Iterator[Gateway]:
-    gw = Gateway(gateway_settings(tmp_path, mosquitto, victoria))
-    gw.start()
-    wait_for(lambda: gw.sample("telecare_mqtt_connected") == 1, 10, "the gateway to connect")
+    gw = start_gateway(gateway_settings(tmp_path, mosquitto, victoria))
     yield gw
     gw.stop()
 
@@ -167,16 +165,13 @@ def test_broker_restart_mid_stream(gateway: Gateway, mosquitto: Mosquitto, victo
     assert victoria.count(TEMPERATURE) == 4000
 
 
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
 def test_messages_sent_while_the_gateway_is_down_wait_in_its_session(
-        tmp_path: Path, mosquitto: Mosquitto, victoria: VictoriaMetrics) -> None:
-    settings = gateway_settings(tmp_path, mosquitto, victoria)
-    gw = Gateway(settings)
-    gw.start()
-    wait_for(lambda: gw.sample("telecare_mqtt_connected") == 1, 10, "the gateway to connect")
-    gw.stop()
+        tmp_path: Path, mosquitto: Mosquitto, victoria: VictoriaMetrics, protocol: str) -> None:
+    settings = gateway_settings(tmp_path, mosquitto, victoria, mqtt_protocol=protocol)
+    start_gateway(settings).stop()
     publish(mosquitto, readings("offline", 1000))
-    gw = Gateway(settings)
-    gw.start()
+    gw = start_gateway(settings)
     try:
         wait_for(lambda: victoria.count(TEMPERATURE) == 1000, 60, "the queued readings")
     finally:
@@ -188,10 +183,7 @@ def test_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(
         tmp_path: Path, mosquitto: Mosquitto, victoria: VictoriaMetrics) -> None:
     settings = gateway_settings(tmp_path, mosquitto, victoria)
     env = {**os.environ, **settings_env(settings)}
-    first = Gateway(settings)  # make the gateway's persistent session before anything is published
-    first.start()
-    wait_for(lambda: first.sample("telecare_mqtt_connected") == 1, 10, "the gateway to subscribe")
-    first.stop()
+    start_gateway(settings).stop()  # make the gateway's persistent session before anything is published
 
     def start() -> subprocess.Popen[bytes]:
         return subprocess.Popen([sys.executable, "-m", "gateway", "gateway", "--log-level", "WARNING"],
@@ -240,27 +232,10 @@ def test_a_killed_worker_is_restarted_and_takes_up_where_it_stood(
     wait_for(lambda: victoria.count(TEMPERATURE) == 5000, 60, "every reading")
 
 
-def test_mqtt_3_1_1_keeps_its_session_too(tmp_path: Path, mosquitto: Mosquitto, victoria: VictoriaMetrics) -> None:
-    settings = gateway_settings(tmp_path, mosquitto, victoria, mqtt_protocol="3.1.1")
-    gw = Gateway(settings)
-    gw.start()
-    wait_for(lambda: gw.sample("telecare_mqtt_connected") == 1, 10, "the gateway to subscribe")
-    gw.stop()
-    publish(mosquitto, readings("v311", 500))
-    gw = Gateway(settings)
-    gw.start()
-    try:
-        wait_for(lambda: victoria.count(TEMPERATURE) == 500, 60, "the readings queued for the 3.1.1 session")
-    finally:
-        gw.stop()
-
-
 def test_metrics_endpoint_serves_ingest_and_worker_metrics(
         tmp_path: Path, mosquitto: Mosquitto, victoria: VictoriaMetrics) -> None:
-    gw = Gateway(gateway_settings(tmp_path, mosquitto, victoria, metrics_port=0))
-    gw.start()
+    gw = start_gateway(gateway_settings(tmp_path, mosquitto, victoria, metrics_port=0))
     try:
-        wait_for(lambda: gw.sample("telecare_mqtt_connected") == 1, 10, "the gateway to subscribe")
         publish(mosquitto, [*readings("m", 10), ("telecare/m/t0", b"{oops")])
         wait_for(lambda: gw.sample("telecare_readings_stored_total") == 10, 30, "the worker's metrics")
         text = urllib.request.urlopen(f"http://127.0.0.1:{gw.metrics_port}/metrics", timeout=5).read().decode()
