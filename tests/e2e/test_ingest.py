@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from gateway.bootstrap import Gateway
 from gateway.db.models import DeadLetter, Device, Home
 from gateway.db.session import make_engine, make_session_factory
+from gateway.stores.readings.sqlite import SqliteReadingStore
 from tests.e2e.helpers import T0_MS, gateway_settings, publish, readings, settings_env, start_gateway, wait_for
 from tests.services import Mosquitto, VictoriaMetrics
 
@@ -246,3 +247,34 @@ def test_metrics_endpoint_serves_ingest_and_worker_metrics(
     assert "telecare_readings_stored_total 10.0" in text
     assert "telecare_spool_depth 0.0" in text and "telecare_store_up 1.0" in text
     assert 'telecare_consumer_lag{consumer="registry"}' in text and "telecare_worker_up 1.0" in text
+
+
+def test_a_full_journal_pauses_acknowledgements_and_loses_nothing(
+        tmp_path: Path, mosquitto: Mosquitto, victoria: VictoriaMetrics) -> None:
+    gw = start_gateway(gateway_settings(tmp_path, mosquitto, victoria, spool_max_entries=1000, batch_max=200))
+    try:
+        victoria.stop()
+        publish(mosquitto, readings("full", 3000))
+        wait_for(lambda: gw.sample("telecare_journal_full") == 1, 30, "the journal to fill")
+        time.sleep(1)
+        assert gw.journal.kept() < 1000 + 200, "the journal must stop growing at its bound (plus one batch)"
+        assert gw.sample("telecare_messages_journaled_total") < 3000, "the broker holds the rest"
+        victoria.start()
+        wait_for(lambda: victoria.count(TEMPERATURE) == 3000, 90, "every reading once the store is back")
+        assert gw.sample("telecare_journal_full") == 0
+    finally:
+        gw.stop()
+
+
+def test_without_influxdb_readings_go_to_the_embedded_store(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    settings = gateway_settings(tmp_path, mosquitto, None)
+    gw = start_gateway(settings)
+    try:
+        publish(mosquitto, readings("embedded", 100, device_count=1))
+        store = SqliteReadingStore(settings.embedded_readings_path)
+        wait_for(lambda: len(store.timeline("embedded", T0_MS, T0_MS + 100)) == 100, 30, "the embedded store")
+        points = store.timeline("embedded", T0_MS, T0_MS + 100)
+        assert points[0].tags == {"home": "embedded", "device": "t0", "kind": "climate"}
+        assert points[0].fields == {"temperature": 18.0, "linkquality": 120.0}
+    finally:
+        gw.stop()
