@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -11,13 +10,11 @@ import typer
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from gateway.config import ConfigError, load_settings
 from gateway.db import migrate
 from gateway.db.models import Device, Home
 from gateway.db.session import make_engine, make_session_factory
 from gateway.homes import HomesFileError, import_homes, load_description
-
-DB_URL_ENV = "TELECARE_DB_URL"
-DEFAULT_DB_URL = "sqlite:///var/telecare.db"
 
 db_app = typer.Typer(help="The operational database (homes, devices, dead letters): migrations.",
                      no_args_is_help=True)
@@ -26,8 +23,11 @@ homes_app = typer.Typer(help="Homes and their devices: import descriptions, list
 
 
 def db_url_from_env() -> str:
-    """The operational database URL: ``TELECARE_DB_URL``, else a SQLite file under ``var/``."""
-    return os.environ.get(DB_URL_ENV) or DEFAULT_DB_URL
+    """The operational database URL from the shared settings (``TELECARE_DB_URL``, else in the data dir)."""
+    try:
+        return load_settings().database_url
+    except ConfigError as e:
+        raise _fail(str(e), 2) from None
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
