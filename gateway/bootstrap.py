@@ -7,9 +7,9 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from gateway.clock import Clock, WallClock
+from gateway.clock import Clock, SimulatedClock, WallClock
 from gateway.config import Settings
-from gateway.contract import Limits
+from gateway.contract import CLOCK_TOPIC, Limits
 from gateway.db.migrate import upgrade
 from gateway.ingest import Ingest
 from gateway.journal import Journal
@@ -25,12 +25,14 @@ class Gateway:
     """Ingest (MQTT in, journal, acknowledgements) here; the journal's consumers in the worker process."""
 
     settings: Settings
-    clock: Clock = field(default_factory=WallClock)
+    clock: Clock | None = None  # default: as the settings say (wall, or the simulator's)
     metrics: IngestMetrics = field(default_factory=IngestMetrics)
     stop_event: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
         s = self.settings
+        if self.clock is None:
+            self.clock = SimulatedClock() if s.clock == "simulated" else WallClock()
         s.data_dir.mkdir(parents=True, exist_ok=True)
         upgrade(s.database_url)  # before the worker starts, so it never races a migration
         self.journal = Journal(s.journal_path, max_entries=s.spool_max_entries)
@@ -40,7 +42,7 @@ class Gateway:
         self.ingest = Ingest(self.journal, self.clock, self.metrics, root=s.mqtt_topic_root, limits=limits,
                              batch_max=s.batch_max, linger_s=s.linger_ms / 1000)
         self.mqtt = MqttInput(
-            MqttOptions(url=s.mqtt_url, client_id=s.mqtt_client_id, topics=(f"{s.mqtt_topic_root}/#",),
+            MqttOptions(url=s.mqtt_url, client_id=s.mqtt_client_id, topics=self.topics(),
                         session_expiry_s=s.mqtt_session_expiry_s, protocol=s.mqtt_protocol),
             self.ingest.offer, self.metrics)
         self.ingest.ack = self.mqtt.ack
@@ -48,6 +50,10 @@ class Gateway:
         self.metrics.include(s.worker_metrics_path)
         self._threads: list[threading.Thread] = []
         self.metrics_port: int | None = None
+
+    def topics(self) -> tuple[str, ...]:
+        homes = f"{self.settings.mqtt_topic_root}/#"
+        return (homes, CLOCK_TOPIC) if self.settings.clock == "simulated" else (homes,)
 
     def start(self) -> None:
         if self.settings.metrics_port is not None:

@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     mqtt_topic_root: str = "telecare"
     mqtt_protocol: Literal["5", "3.1.1"] = Field("5", description="MQTT 5; 3.1.1 for brokers without it")
     mqtt_session_expiry_s: int = Field(7 * 24 * 3600, ge=0, description="How long the broker keeps our queue")
+    clock: Literal["wall", "simulated"] = Field(
+        "wall", description="simulated: follow the simulator's clock topic (accelerated simulations only)")
     influx_url: str | None = None
     influx_token: SecretStr | None = None
     influx_org: str | None = None

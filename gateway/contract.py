@@ -17,6 +17,7 @@ import orjson
 
 from analytics.devices import FIELDS, META_FIELDS, ValueType, infer_kind
 
+CLOCK_TOPIC = "telecare-sim/clock"  # outside every home's namespace; only the simulator may write it
 HOME_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 EPOCH_2000_MS = 946_684_800_000
 ONLINE_WORDS = {"online": True, "offline": False}
@@ -37,6 +38,7 @@ class Kind(StrEnum):
     BRIDGE_STATE = "bridge_state"  # the hub itself online/offline (including its last will)
     BRIDGE_DEVICES = "bridge_devices"  # the hub's device list
     DEAD = "dead"  # rejected: kept as a dead letter
+    CLOCK = "clock"  # the simulator's clock moved on (only when the gateway follows simulated time)
 
 
 class Reason(StrEnum):
@@ -59,7 +61,7 @@ class Message:
     """A valid message. ``body`` is normalised: readings are plain numbers, booleans and short texts."""
 
     kind: Kind
-    home: str
+    home: str | None  # None only for the simulator's clock
     device: str | None
     time_ms: int  # event time: the payload's last_seen, else the receipt time
     received_ms: int
@@ -109,6 +111,8 @@ class _Reject(Exception):
 def parse(topic: str, payload: bytes, received_ms: int, now_ms: int, root: str = "telecare",
           limits: Limits = DEFAULT_LIMITS) -> Parsed:
     """Parse one MQTT message of the contract."""
+    if topic == CLOCK_TOPIC:
+        return _parse_clock(topic, payload, received_ms)
     parts = topic.split("/")
     home = parts[1] if len(parts) > 1 else None
     if len(parts) < 3 or parts[0] != root or not HOME_ID.match(parts[1]) or "" in parts:
@@ -169,6 +173,21 @@ def _parse_device(parts: list[str], topic: str, payload: bytes, home: str, recei
     if not fields:
         return Ignored(topic, f"attribute {name} is not a reading")
     return Message(Kind.STATE, home, device, received_ms, received_ms, fields)
+
+
+def _parse_clock(topic: str, payload: bytes, received_ms: int) -> Parsed:
+    """``{"time": <ISO 8601 or epoch ms>, "speed": <simulated seconds per second, 0 = as fast as possible>}``."""
+    try:
+        value = _json(payload)
+        if not isinstance(value, dict):
+            raise _Reject(Reason.NOT_AN_OBJECT, "a clock tick must be a JSON object")
+        time_ms, _ = _event_time(value.get("time"), -1, 2**62, DEFAULT_LIMITS)
+        speed = value.get("speed", 1)
+        if time_ms < 0 or isinstance(speed, bool) or not isinstance(speed, int | float) or speed < 0:
+            raise _Reject(Reason.WRONG_TYPE, "a clock tick needs a time and a speed >= 0")
+    except _Reject as e:
+        return Rejected(e.reason, e.detail, topic, payload[:512], received_ms)
+    return Message(Kind.CLOCK, None, None, time_ms, received_ms, {"speed": float(speed)}, True)
 
 
 def _check_size(payload: bytes, limit: int) -> None:

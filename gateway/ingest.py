@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable
 
 from gateway.clock import Clock
-from gateway.contract import DEFAULT_LIMITS, Ignored, Kind, Limits, Message, Reason, Rejected, parse
+from gateway.contract import CLOCK_TOPIC, DEFAULT_LIMITS, Ignored, Kind, Limits, Message, Reason, Rejected, parse
 from gateway.journal import Journal, NewEntry
 from gateway.metrics import IngestMetrics
 
@@ -40,6 +40,10 @@ class Ingest:
 
     def offer(self, mid: int, qos: int, topic: str, payload: bytes) -> None:
         """Called from the MQTT network thread: keep it thin."""
+        if topic == CLOCK_TOPIC:  # moves simulated time before the messages behind it are stamped
+            tick = parse(topic, payload, 0, 0)
+            if type(tick) is Message:
+                self._tick(tick.time_ms, tick.body["speed"])
         self._pending.append((mid, qos, topic, payload, self.clock.now_ms()))
         if not self._wake.is_set():
             self._wake.set()
@@ -87,6 +91,8 @@ class Ingest:
                 parsed = Rejected(Reason.PARSER_ERROR, f"{type(e).__name__}: {e}", topic, payload[:512],
                                   received_ms)
             if type(parsed) is Message:
+                if parsed.kind is Kind.CLOCK:
+                    now_ms = max(now_ms, parsed.time_ms)
                 entries.append((parsed.kind, parsed.home, parsed.device, parsed.time_ms, parsed.received_ms,
                                 parsed.timed_by_device, parsed.body))
             elif type(parsed) is Rejected:
@@ -107,6 +113,13 @@ class Ingest:
         self.metrics.journaled.inc(len(entries))
         self.metrics.journal_entries.set(self.journal.kept())
         return len(taken)
+
+    def _tick(self, time_ms: int, speed: float) -> None:
+        tick = getattr(self.clock, "tick", None)
+        if tick is None:
+            log.warning("a simulator clock tick arrived but this gateway follows the wall clock; ignored")
+        else:
+            tick(time_ms, speed)
 
     def _dead_letter(self, r: Rejected) -> NewEntry:
         self.metrics.rejected.labels(str(r.reason)).inc()

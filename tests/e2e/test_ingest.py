@@ -278,3 +278,25 @@ def test_without_influxdb_readings_go_to_the_embedded_store(tmp_path: Path, mosq
         assert points[0].fields == {"temperature": 18.0, "linkquality": 120.0}
     finally:
         gw.stop()
+
+
+def test_a_gateway_on_simulated_time_follows_the_clock_topic(
+        tmp_path: Path, mosquitto: Mosquitto, victoria: VictoriaMetrics) -> None:
+    sim_ms = T0_MS - 86_400_000  # a simulated day long ago (VictoriaMetrics refuses points days ahead of now)
+    gw = start_gateway(gateway_settings(tmp_path, mosquitto, victoria, clock="simulated"))
+    try:
+        publish(mosquitto, [
+            ("telecare-sim/clock", orjson.dumps({"time": sim_ms, "speed": 600})),
+            ("telecare/sim/t0", orjson.dumps({"temperature": 20, "last_seen": sim_ms + 60_000})),  # fine: 1 min
+            # 1 h ahead of simulated time (long before the wall clock's now): rejected as from the future
+            ("telecare/sim/t0", orjson.dumps({"temperature": 21, "last_seen": sim_ms + 3_600_000})),
+            ("telecare/sim/t1", orjson.dumps({"temperature": 22})),  # no last_seen: stamped with simulated time
+        ])
+        wait_for(lambda: victoria.count('{__name__="reading_temperature",home="sim"}') == 2, 30, "the readings")
+        stamps = {s["metric"]["device"]: s["timestamps"] for s in victoria.export('{__name__="reading_temperature"}')}
+        assert stamps == {"t0": [sim_ms + 60_000], "t1": [sim_ms]}
+        assert gw.sample("telecare_messages_rejected_total", {"reason": "future_timestamp"}) == 1
+        assert gw.clock is not None and gw.clock.now_ms() == sim_ms
+        assert gw.sample("telecare_messages_rejected_total", {"reason": "bad_timestamp"}) == 0
+    finally:
+        gw.stop()

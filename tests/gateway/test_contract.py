@@ -477,9 +477,19 @@ def test_another_root() -> None:
              Reason.BAD_TOPIC)
 
 
-def test_simulator_clock_topic_is_outside_every_home() -> None:
-    # telecare-sim/clock is routed by the gateway before parse(); given to parse() it belongs to no home.
-    rejected(parse("telecare-sim/clock", b'{"now_ms": 1}', NOW_MS, NOW_MS), Reason.BAD_TOPIC)
+def test_simulator_clock_ticks_belong_to_no_home() -> None:
+    tick = parse("telecare-sim/clock", b'{"time": "2025-01-15T10:00:00.000Z", "speed": 600}', NOW_MS, NOW_MS)
+    assert isinstance(tick, Message) and tick.kind is Kind.CLOCK and tick.home is None
+    assert tick.time_ms == NOW_MS and tick.body == {"speed": 600.0}
+    far = parse("telecare-sim/clock", b'{"time": 4102444800000, "speed": 0}', NOW_MS, NOW_MS)
+    assert isinstance(far, Message) and far.time_ms == 4102444800000, "simulated time may run ahead of ours"
+
+
+@pytest.mark.parametrize("payload", [b'{"now_ms": 1}', b'{"time": "soon"}', b'{"time": 1736935200000, "speed": -1}',
+                                     b"[1]", b"{"])
+def test_a_bad_clock_tick_is_rejected(payload: bytes) -> None:
+    result = parse("telecare-sim/clock", payload, NOW_MS, NOW_MS)
+    assert isinstance(result, Rejected) and result.home is None
 
 
 # --- bridge -------------------------------------------------------------------------------------------------

@@ -80,3 +80,19 @@ def test_nothing_is_acknowledged_when_the_commit_fails(tmp_path: Path) -> None:
     with pytest.raises(sqlite3.OperationalError):
         ingest.step()
     assert acks == [] and ingest.pending == 1, "an uncommitted message is kept for the next try"
+
+
+def test_simulated_clock_moves_only_forward_and_waits_in_simulated_time() -> None:
+    from gateway.clock import SimulatedClock
+
+    clock = SimulatedClock()
+    clock.tick(1_000_000, 600)
+    clock.tick(999_000, 600)
+    assert clock.now_ms() == 1_000_000
+    stop = threading.Event()
+    done = threading.Event()
+    threading.Thread(target=lambda: (clock.wait(stop, 60), done.set()), daemon=True).start()
+    clock.tick(1_030_000, 600)
+    assert not done.wait(0.1), "half a simulated minute is not a minute"
+    clock.tick(1_060_000, 600)
+    assert done.wait(2)
