@@ -11,11 +11,13 @@ import typer
 
 from gateway.cli_db import db_app, homes_app
 from gateway.config import ConfigError, Settings, load_settings
+from sensors_sim.cli import sim_app
 
 app = typer.Typer(help="Telecare monitor: home sensors over MQTT, stored, watched, and carers alerted.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 app.add_typer(db_app, name="db")
 app.add_typer(homes_app, name="homes")
+app.add_typer(sim_app, name="sim")
 
 
 def setup_logging(level: str = "INFO") -> None:

@@ -193,12 +193,21 @@ class Radio:
 
     DRAIN_PER_REPORT = 0.002  # percent: a PIR with ~150 reports a day lasts about a year
 
-    def __init__(self, home: SimHome, rng: np.random.Generator) -> None:
+    def __init__(self, home: SimHome | None, rng: np.random.Generator) -> None:
+        """``home`` None: devices are met as they report (a replayed recording)."""
         self._rng = rng
-        self._battery = {d.name: None if d.kind == "plug" else float(rng.uniform(60, 100)) for d in home.devices}
-        self._link = {d.name: float(rng.uniform(60, 200)) for d in home.devices}
+        self._battery: dict[str, float | None] = {}
+        self._link: dict[str, float] = {}
+        for d in home.devices if home else ():
+            self._meet(d.name, d.kind)
 
-    def report(self, device: str) -> tuple[float | None, int]:
+    def _meet(self, device: str, kind: str) -> None:
+        self._battery[device] = None if kind == "plug" else float(self._rng.uniform(60, 100))
+        self._link[device] = float(self._rng.uniform(60, 200))
+
+    def report(self, device: str, kind: str = "") -> tuple[float | None, int]:
+        if device not in self._link:
+            self._meet(device, kind)
         battery = self._battery[device]
         if battery is not None:
             self._battery[device] = battery = max(0.0, battery - self.DRAIN_PER_REPORT)
@@ -208,7 +217,7 @@ class Radio:
 
 def payloads(observations: Iterable[Observation], radio: Radio) -> list[tuple[Observation, dict[str, object]]]:
     """Each observation with the JSON object its hub would publish on ``telecare/<home>/<device>``."""
-    return [(o, payload(o, *radio.report(o.device))) for o in observations]
+    return [(o, payload(o, *radio.report(o.device, o.kind))) for o in observations]
 
 
 def payload(observation: Observation, battery: float | None, linkquality: int) -> dict[str, object]:

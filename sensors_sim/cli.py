@@ -1,0 +1,126 @@
+"""``telecare sim``: publish simulated homes, export them to the neutral CSV, replay real recordings."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, date, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+import yaml
+
+from gateway.config import ConfigError, load_settings
+from sensors_sim.events import Observation
+from sensors_sim.generate import DAY_MS, homes_for, observations, start_of
+from sensors_sim.publish import MqttPublisher, device_messages, play, with_clock
+from sensors_sim.recordings import read_csv, read_recording, write_csv
+from sensors_sim.scenario import Scenario, load_scenario, to_home_description
+from sensors_sim.sensors import Radio
+
+sim_app = typer.Typer(help="The simulator: homes, routines and incidents over MQTT, and replay of recordings.",
+                      no_args_is_help=True)
+
+Speed = Annotated[float, typer.Option(help="simulated seconds per second: 1 real time, 600 ten minutes a "
+                                           "second, 0 as fast as possible")]
+MqttUrl = Annotated[str | None, typer.Option(help="broker (default TELECARE_MQTT_URL)")]
+
+
+class Format(StrEnum):
+    KASTEREN = "kasteren"
+    ORDONEZ = "ordonez"
+    CSV = "csv"
+
+
+def _mqtt_url(url: str | None) -> str:
+    if url:
+        return url
+    try:
+        return load_settings().mqtt_url
+    except ConfigError as e:
+        typer.echo(str(e), err=True)
+        raise typer.Exit(2) from None
+
+
+def _scenario(path: Path | None) -> Scenario | None:
+    if path is None:
+        return None
+    try:
+        return load_scenario(path)
+    except (OSError, ValueError, yaml.YAMLError) as e:
+        typer.echo(f"{path}: {e}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _publish(stream: Iterable[Observation], url: str, speed: float, seed: int) -> None:
+    publisher = MqttPublisher(url)
+    try:
+        messages = with_clock(device_messages(stream, Radio(None, np.random.default_rng(seed))), speed or None)
+        stats = play(messages, publisher.send, speed=speed or None)
+    finally:
+        publisher.close()
+    typer.echo(stats.summary())
+
+
+def _write_homes(path: Path | None, homes: list[dict]) -> None:
+    """One description file (docs/homes.md) for all the homes."""
+    if path is not None:
+        path.write_text(yaml.safe_dump({"version": 1, "homes": homes}, sort_keys=False), encoding="utf-8")
+        typer.echo(f"home descriptions written to {path} (load them with: telecare homes import {path})")
+
+
+@sim_app.command()
+def run(homes: Annotated[int | None, typer.Option(help="how many homes (default: the scenario's, or 1)")] = None,
+        speed: Speed = 600.0, seed: int = 0,
+        days: Annotated[int | None, typer.Option(help="simulated days (default: the scenario's, or 7)")] = None,
+        start: Annotated[str | None, typer.Option(help="first simulated day, YYYY-MM-DD (default: today)")] = None,
+        scenario: Annotated[Path | None, typer.Option(help="scenario YAML (docs/simulator.md)")] = None,
+        homes_out: Annotated[Path | None, typer.Option(help="also write the homes' description YAML")] = None,
+        mqtt_url: MqttUrl = None) -> None:
+    """Publish simulated homes over MQTT, as their zigbee2mqtt hubs would."""
+    chosen = _scenario(scenario)
+    all_homes = homes_for(homes, chosen)
+    first = date.fromisoformat(start) if start else datetime.now(UTC).date()
+    span = days or (chosen.days if chosen else 7)
+    _write_homes(homes_out, [to_home_description(h)["homes"][0] for h in all_homes])
+    stream = observations(all_homes, start_of(first), span, seed)
+    _publish(stream, _mqtt_url(mqtt_url), speed, seed)
+
+
+@sim_app.command()
+def export(out: Annotated[Path, typer.Option(help="the neutral CSV to write")],
+           homes: Annotated[int | None, typer.Option(help="how many homes")] = None,
+           days: Annotated[int, typer.Option(help="simulated days")] = 28, seed: int = 0,
+           start: Annotated[str, typer.Option(help="first simulated day, YYYY-MM-DD")] = "2026-01-05",
+           scenario: Annotated[Path | None, typer.Option(help="scenario YAML")] = None,
+           homes_out: Annotated[Path | None, typer.Option(help="also write the homes' description YAML")] = None
+           ) -> None:
+    """Write simulated homes to the neutral CSV (docs/neutral-csv.md), without MQTT."""
+    all_homes = homes_for(homes, _scenario(scenario))
+    _write_homes(homes_out, [to_home_description(h)["homes"][0] for h in all_homes])
+    rows = write_csv(observations(all_homes, start_of(date.fromisoformat(start)), days, seed), out)
+    typer.echo(f"{rows:,} observations of {len(all_homes):,} homes over {days} days written to {out}")
+
+
+@sim_app.command()
+def replay(path: Path, format: Annotated[Format, typer.Option("--format", help="the recording's format")],
+           speed: Speed = 0.0, seed: int = 0,
+           homes_out: Annotated[Path | None, typer.Option(help="also write the home description YAML")] = None,
+           mqtt_url: MqttUrl = None) -> None:
+    """Play a real recording through MQTT, its sensors mapped onto contract devices (docs/recordings.md)."""
+    try:
+        if format is Format.CSV:
+            stream: list[Observation] = list(read_csv(path))
+        else:
+            recording = read_recording(path)
+            stream = recording.observations
+            _write_homes(homes_out, [recording.home_description()])
+    except (OSError, ValueError) as e:
+        typer.echo(f"{path}: {e}", err=True)
+        raise typer.Exit(2) from None
+    if stream:
+        days = (stream[-1].time_ms - stream[0].time_ms) / DAY_MS
+        typer.echo(f"replaying {len(stream):,} observations over {days:,.1f} days")
+    _publish(stream, _mqtt_url(mqtt_url), speed, seed)

@@ -1,0 +1,148 @@
+"""Publishing the simulated (or replayed) homes over MQTT, exactly as zigbee2mqtt hubs would.
+
+``play`` paces a time-ordered stream of messages: at real time (``speed=1``), accelerated (``speed=600`` is ten
+minutes a second) or as fast as possible (``speed=None``). Before the first message and every simulated minute
+it publishes the simulated time on the clock topic, retained, so a gateway started with
+``TELECARE_CLOCK=simulated`` keeps its one clock in step with the data (``docs/mqtt-contract.md``). The publisher
+reads the wall clock to pace itself: it is an edge, like the gateway.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from urllib.parse import unquote, urlsplit
+
+import orjson
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from gateway.contract import CLOCK_TOPIC
+from sensors_sim.events import Observation
+from sensors_sim.sensors import Radio, iso_ms, payload
+
+CLOCK_EVERY_MS = 60_000
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    time_ms: int  # simulated time at which a hub would publish it
+    topic: str
+    payload: bytes
+    retain: bool = False
+
+
+def device_messages(observations: Iterable[Observation], radio: Radio, root: str = "telecare"
+                    ) -> Iterator[Outgoing]:
+    """Each observation as its hub publishes it: ``<root>/<home>/<device>`` with a zigbee2mqtt payload."""
+    for o in observations:
+        body = payload(o, *radio.report(o.device, o.kind))
+        yield Outgoing(o.time_ms, f"{root}/{o.home}/{o.device}", orjson.dumps(body))
+
+
+def clock_tick(time_ms: int, speed: float | None) -> Outgoing:
+    body = {"time": iso_ms(time_ms), "speed": speed or 0}
+    return Outgoing(time_ms, CLOCK_TOPIC, orjson.dumps(body), retain=True)
+
+
+@dataclass
+class PlayStats:
+    messages: int = 0
+    ticks: int = 0
+    first_ms: int | None = None
+    last_ms: int | None = None
+    wall_s: float = 0.0
+    per_home: dict[str, int] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        span_h = ((self.last_ms or 0) - (self.first_ms or 0)) / 3_600_000
+        rate = self.messages / self.wall_s if self.wall_s else 0.0
+        homes = len(self.per_home)
+        return (f"published {self.messages:,} messages from {homes:,} homes ({span_h:,.1f} simulated hours, "
+                f"{self.ticks:,} clock ticks) in {self.wall_s:,.1f} s: {rate:,.0f} messages/s")
+
+
+def with_clock(messages: Iterable[Outgoing], speed: float | None, every_ms: int = CLOCK_EVERY_MS
+               ) -> Iterator[Outgoing]:
+    """The messages with clock ticks between them: one before the first message, then every ``every_ms`` of
+    simulated time (quiet hours included), and one at the end. No message is ever more than ``every_ms`` ahead
+    of the clock a gateway on simulated time follows."""
+    next_tick: int | None = None
+    last: int | None = None
+    for message in messages:
+        if next_tick is None:
+            next_tick = message.time_ms
+        while next_tick <= message.time_ms:
+            yield clock_tick(next_tick, speed)
+            next_tick += every_ms
+        yield message
+        last = message.time_ms
+    if last is not None:
+        yield clock_tick(last, speed)
+
+
+def play(messages: Iterable[Outgoing], send: Callable[[Outgoing], None], *, speed: float | None,
+         sleep: Callable[[float], None] = time.sleep, monotonic: Callable[[], float] = time.monotonic,
+         stop: Callable[[], bool] = lambda: False) -> PlayStats:
+    """Send ``messages`` (ordered by time), each when its simulated time comes at ``speed`` (None: at once)."""
+    stats = PlayStats()
+    started_wall = monotonic()
+    first_ms: int | None = None
+    for message in messages:
+        if stop():
+            break
+        if first_ms is None:
+            first_ms = stats.first_ms = message.time_ms
+        if speed:
+            delay = started_wall + (message.time_ms - first_ms) / 1000 / speed - monotonic()
+            if delay > 0:
+                sleep(delay)
+        send(message)
+        if message.topic == CLOCK_TOPIC:
+            stats.ticks += 1
+            continue
+        stats.messages += 1
+        stats.last_ms = message.time_ms
+        home = message.topic.split("/")[1]
+        stats.per_home[home] = stats.per_home.get(home, 0) + 1
+    stats.wall_s = monotonic() - started_wall
+    return stats
+
+
+class MqttPublisher:
+    """QoS 1 publishing through paho-mqtt; ``flush`` waits until the broker has every message."""
+
+    def __init__(self, url: str, client_id: str | None = None, window: int = 20_000) -> None:
+        parts = urlsplit(url)
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5,
+                                  client_id=client_id or f"telecare-sim-{uuid.uuid4().hex[:8]}")
+        if parts.username:
+            self.client.username_pw_set(unquote(parts.username), unquote(parts.password or ""))
+        if parts.scheme == "mqtts":
+            self.client.tls_set()
+        self.client.max_inflight_messages_set(1000)
+        self.client.max_queued_messages_set(0)
+        self.client.connect(parts.hostname or "127.0.0.1", parts.port or (8883 if parts.scheme == "mqtts" else 1883))
+        self.client.loop_start()
+        self.window = window  # paho refuses past 65,535 unacknowledged messages: wait before that
+        self._unacked: list[mqtt.MQTTMessageInfo] = []
+
+    def send(self, message: Outgoing) -> None:
+        self._unacked.append(self.client.publish(message.topic, message.payload, qos=1, retain=message.retain))
+        if len(self._unacked) >= self.window:
+            self.flush()
+
+    def flush(self, timeout_s: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        for info in self._unacked:
+            info.wait_for_publish(max(0.1, deadline - time.monotonic()))
+            if not info.is_published():
+                raise TimeoutError("the broker did not acknowledge every message in time")
+        self._unacked.clear()
+
+    def close(self) -> None:
+        self.flush()
+        self.client.disconnect()
+        self.client.loop_stop()

@@ -1,0 +1,133 @@
+"""The simulator through a real Mosquitto: replay round trips, and a simulated run stored by a gateway."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from gateway.contract import CLOCK_TOPIC, Message, parse
+from gateway.stores.readings.sqlite import SqliteReadingStore
+from sensors_sim.events import Observation
+from sensors_sim.recordings import read_csv, read_recording, write_csv
+from tests.e2e.helpers import gateway_settings, start_gateway, wait_for
+from tests.services import Mosquitto
+
+ROOT = Path(__file__).resolve().parents[2]
+DATASETS = Path(os.environ.get("TELECARE_DATASETS") or ROOT.parent / "shared" / "datasets")
+T = 1_767_571_200_000
+
+
+class Collector:
+    """Subscribes to everything and keeps what arrives."""
+
+    def __init__(self, broker: Mosquitto) -> None:
+        self.messages: list[tuple[str, bytes]] = []
+        self.lock = threading.Lock()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self.client.on_message = lambda _c, _u, m: self._keep(m.topic, m.payload)
+        self.client.connect(broker.host, broker.port)
+        self.client.subscribe([("telecare/#", 1), (CLOCK_TOPIC, 1)])
+        self.client.loop_start()
+        wait_for(lambda: self.client.is_connected(), 5, "the collector to connect")
+
+    def _keep(self, topic: str, payload: bytes) -> None:
+        with self.lock:
+            self.messages.append((topic, payload))
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def telecare(*args: str, broker: Mosquitto) -> str:
+    env = {**os.environ, "TELECARE_MQTT_URL": broker.url}
+    done = subprocess.run([sys.executable, "-m", "gateway", *args], env=env, cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def replayed(collector: Collector, stream: list[Observation]) -> list[Message]:
+    wait_for(lambda: sum(t != CLOCK_TOPIC for t, _ in collector.messages) >= len(stream), 60, "every message")
+    parsed = [parse(t, p, T, 2**62) for t, p in collector.messages if t != CLOCK_TOPIC]
+    assert all(isinstance(m, Message) for m in parsed), [m for m in parsed if not isinstance(m, Message)][:3]
+    return parsed  # type: ignore[return-value]
+
+
+def test_a_neutral_csv_replays_through_mqtt_as_zigbee2mqtt_payloads(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    stream = [Observation(T, "flat-1", "hall_pir", "motion", True, "hall", "room"),
+              Observation(T + 1000, "flat-1", "front_door", "contact", False, "hall", "front_door"),
+              Observation(T + 2000, "flat-1", "kettle_plug", "plug", 2000.0, "kitchen", "kettle"),
+              Observation(T + 3000, "flat-1", "pendant", "button", "single", None, "pendant"),
+              Observation(T + 4000, "flat-1", "lounge_climate", "climate", 19.5, "living room", None)]
+    write_csv(stream, tmp_path / "flat.csv")
+    collector = Collector(mosquitto)
+    out = telecare("sim", "replay", "--format", "csv", str(tmp_path / "flat.csv"), "--speed", "0", broker=mosquitto)
+    assert "published 5 messages from 1 homes" in out
+    parsed = replayed(collector, stream)
+    collector.close()
+    assert [(m.device, m.time_ms) for m in parsed] == [(o.device, o.time_ms) for o in stream]
+    assert parsed[0].body["occupancy"] is True and parsed[1].body["contact"] is False
+    assert parsed[2].body["power"] == 2000.0 and parsed[3].body["action"] == "single"
+    assert parsed[4].body["temperature"] == 19.5
+    assert collector.messages[0][0] == CLOCK_TOPIC, "the clock comes before the first reading"
+
+
+@pytest.mark.parametrize("name", ["kasteren2008-houseA/kasterenSenseData.txt",
+                                  "kasteren2010-tl-houses-ABC/houseB.sensors",
+                                  "ordonez-uci-adl/OrdonezA_Sensors.txt"])
+def test_real_recordings_replay_whole(name: str, tmp_path: Path, mosquitto: Mosquitto) -> None:
+    path = DATASETS / name
+    if not path.exists():
+        pytest.skip(f"{path} is not here (set TELECARE_DATASETS to the datasets folder)")
+    stream = read_recording(path).observations
+    collector = Collector(mosquitto)
+    telecare("sim", "replay", "--format", "ordonez" if "ordonez" in name else "kasteren", str(path),
+             "--speed", "0", "--homes-out", str(tmp_path / "home.yaml"), broker=mosquitto)
+    parsed = replayed(collector, stream)
+    collector.close()
+    assert len(parsed) == len(stream)
+    assert sorted((m.device, m.time_ms) for m in parsed) == sorted((o.device, o.time_ms) for o in stream)
+    assert "homes:" in (tmp_path / "home.yaml").read_text()
+
+
+def test_a_simulated_run_is_stored_by_a_gateway_on_simulated_time(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    settings = gateway_settings(tmp_path, mosquitto, None, clock="simulated")
+    gw = start_gateway(settings)
+    try:
+        out = telecare("sim", "run", "--homes", "2", "--days", "1", "--start", "2026-01-05", "--speed", "0",
+                       "--seed", "7", broker=mosquitto)
+        published = int(out.split("published ")[1].split(" ")[0].replace(",", ""))
+        assert published > 1000
+        store = SqliteReadingStore(settings.embedded_readings_path)
+
+        def stored() -> int:
+            return sum(len(store.timeline(h, T - 86_400_000, T + 3 * 86_400_000, limit=100_000))
+                       for h in ("sim-00001", "sim-00002"))
+
+        wait_for(lambda: stored() == published, 60, "every simulated reading in the store")
+        assert gw.sample("telecare_messages_rejected_total", {"reason": "future_timestamp"}) == 0
+        assert gw.clock is not None and gw.clock.now_ms() >= T + 86_400_000 - 3_600_000
+    finally:
+        gw.stop()
+
+
+def test_export_writes_the_same_homes_as_run_would_publish(tmp_path: Path) -> None:
+    out = tmp_path / "two.csv"
+    subprocess.run([sys.executable, "-m", "gateway", "sim", "export", "--homes", "2", "--days", "2", "--seed", "3",
+                    "--out", str(out)], cwd=ROOT, check=True, capture_output=True)
+    again = tmp_path / "again.csv"
+    subprocess.run([sys.executable, "-m", "gateway", "sim", "export", "--homes", "2", "--days", "2", "--seed", "3",
+                    "--out", str(again)], cwd=ROOT, check=True, capture_output=True)
+    rows = list(read_csv(out))
+    assert out.read_bytes() == again.read_bytes(), "the same seed gives the same homes"
+    assert {o.home for o in rows} == {"sim-00001", "sim-00002"} and len(rows) > 2000
+    assert {o.kind for o in rows} >= {"motion", "contact", "presence", "plug", "climate"}
+    assert {o.role for o in rows if o.role} >= {"front_door", "fridge", "bed", "chair", "kettle", "room"}
