@@ -15,6 +15,7 @@ import yaml
 from gateway.config import ConfigError, load_settings
 from sensors_sim.events import Observation
 from sensors_sim.generate import DAY_MS, homes_for, observations, start_of
+from sensors_sim.incidents import GroundTruth, Incident, parse_incidents, write_truth_jsonl
 from sensors_sim.publish import MqttPublisher, device_messages, play, with_clock
 from sensors_sim.recordings import read_csv, read_recording, write_csv
 from sensors_sim.scenario import Scenario, load_scenario, to_home_description
@@ -26,6 +27,7 @@ sim_app = typer.Typer(help="The simulator: homes, routines and incidents over MQ
 Speed = Annotated[float, typer.Option(help="simulated seconds per second: 1 real time, 600 ten minutes a "
                                            "second, 0 as fast as possible")]
 MqttUrl = Annotated[str | None, typer.Option(help="broker (default TELECARE_MQTT_URL)")]
+Truth = Annotated[Path | None, typer.Option(help="write the incidents' ground truth here (JSON Lines)")]
 
 
 class Format(StrEnum):
@@ -64,6 +66,16 @@ def _publish(stream: Iterable[Observation], url: str, speed: float, seed: int) -
     typer.echo(stats.summary())
 
 
+def _incidents(scenario: Scenario | None) -> list[Incident]:
+    return parse_incidents(scenario.incidents) if scenario else []
+
+
+def _write_truth(path: Path | None, found: list[GroundTruth]) -> None:
+    if path is not None:
+        write_truth_jsonl(found, path)
+        typer.echo(f"ground truth of {len(found)} incident(s) written to {path}")
+
+
 def _write_homes(path: Path | None, homes: list[dict]) -> None:
     """One description file (docs/homes.md) for all the homes."""
     if path is not None:
@@ -78,15 +90,19 @@ def run(homes: Annotated[int | None, typer.Option(help="how many homes (default:
         start: Annotated[str | None, typer.Option(help="first simulated day, YYYY-MM-DD (default: today)")] = None,
         scenario: Annotated[Path | None, typer.Option(help="scenario YAML (docs/simulator.md)")] = None,
         homes_out: Annotated[Path | None, typer.Option(help="also write the homes' description YAML")] = None,
-        mqtt_url: MqttUrl = None) -> None:
+        truth: Truth = None, mqtt_url: MqttUrl = None) -> None:
     """Publish simulated homes over MQTT, as their zigbee2mqtt hubs would."""
     chosen = _scenario(scenario)
     all_homes = homes_for(homes, chosen)
     first = date.fromisoformat(start) if start else datetime.now(UTC).date()
     span = days or (chosen.days if chosen else 7)
     _write_homes(homes_out, [to_home_description(h)["homes"][0] for h in all_homes])
-    stream = observations(all_homes, start_of(first), span, seed)
-    _publish(stream, _mqtt_url(mqtt_url), speed, seed)
+    found: list[GroundTruth] = []
+    stream = observations(all_homes, start_of(first), span, seed, _incidents(chosen), found)
+    try:
+        _publish(stream, _mqtt_url(mqtt_url), speed, seed)
+    finally:
+        _write_truth(truth, found)
 
 
 @sim_app.command()
@@ -95,12 +111,16 @@ def export(out: Annotated[Path, typer.Option(help="the neutral CSV to write")],
            days: Annotated[int, typer.Option(help="simulated days")] = 28, seed: int = 0,
            start: Annotated[str, typer.Option(help="first simulated day, YYYY-MM-DD")] = "2026-01-05",
            scenario: Annotated[Path | None, typer.Option(help="scenario YAML")] = None,
-           homes_out: Annotated[Path | None, typer.Option(help="also write the homes' description YAML")] = None
-           ) -> None:
+           homes_out: Annotated[Path | None, typer.Option(help="also write the homes' description YAML")] = None,
+           truth: Truth = None) -> None:
     """Write simulated homes to the neutral CSV (docs/neutral-csv.md), without MQTT."""
-    all_homes = homes_for(homes, _scenario(scenario))
+    chosen = _scenario(scenario)
+    all_homes = homes_for(homes, chosen)
     _write_homes(homes_out, [to_home_description(h)["homes"][0] for h in all_homes])
-    rows = write_csv(observations(all_homes, start_of(date.fromisoformat(start)), days, seed), out)
+    found: list[GroundTruth] = []
+    stream = observations(all_homes, start_of(date.fromisoformat(start)), days, seed, _incidents(chosen), found)
+    rows = write_csv(stream, out)
+    _write_truth(truth, found)
     typer.echo(f"{rows:,} observations of {len(all_homes):,} homes over {days} days written to {out}")
 
 

@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime
 import numpy as np
 
 from sensors_sim.events import Observation
+from sensors_sim.incidents import GroundTruth, Incident, IncidentRunner
 from sensors_sim.routine import simulate_days
 from sensors_sim.scenario import Scenario, SimHome, default_home
 from sensors_sim.sensors import observe
@@ -39,14 +40,20 @@ def start_of(day: date) -> int:
     return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() * 1000)
 
 
-def observations(homes: Sequence[SimHome], start_ms: int, days: int, seed: int) -> Iterator[Observation]:
-    """Every home's observations for ``days`` days from ``start_ms``, in time order, a day of all homes at a time."""
+def observations(homes: Sequence[SimHome], start_ms: int, days: int, seed: int,
+                 incidents: Sequence[Incident] = (), truth: list[GroundTruth] | None = None) -> Iterator[Observation]:
+    """Every home's observations for ``days`` days from ``start_ms``, in time order, a day of all homes at a time.
+
+    ``incidents`` change the homes they name; their ground truth is appended to ``truth`` as each starts."""
     rngs = [np.random.default_rng([seed, i]) for i in range(len(homes))]
+    runners = [IncidentRunner(home, incidents, start_ms) for home in homes]
     starts = [start_ms] * len(homes)
     for _ in range(days):
         per_home = []
         for i, home in enumerate(homes):
-            steps = simulate_days(home, home.routine, starts[i], 1, rngs[i])
-            per_home.append(observe(home, steps, rngs[i]))
-            starts[i] = steps[-1].end_ms
+            plan = runners[i].apply(simulate_days(home, home.routine, starts[i], 1, rngs[i]), rngs[i])
+            per_home.append(plan.finish(observe(home, plan.steps, rngs[i], presses=plan.presses)))
+            if truth is not None:
+                truth.extend(plan.truth)
+            starts[i] = plan.steps[-1].end_ms
         yield from heapq.merge(*per_home, key=lambda o: o.time_ms)

@@ -158,6 +158,17 @@ class Scenario(_Model):
     seed: int = 0
     days: int = Field(30, ge=1, le=3660)
     homes: list[SimHome] = Field(min_length=1)
+    incidents: list[dict[str, Any]] = Field(default_factory=list, description="see sensors_sim.incidents")
+
+    @model_validator(mode="after")
+    def _incidents_valid(self) -> Scenario:
+        from sensors_sim.incidents import parse_incidents  # incidents.py builds on this module
+
+        known = {h.id for h in self.homes}
+        for incident in parse_incidents(self.incidents):
+            if incident.home not in known:
+                raise ValueError(f"incident {incident.kind} names home {incident.home!r}, not in this scenario")
+        return self
 
 
 def default_home(home_id: str = "sim-home-1", climate: Literal["per_room", "one"] = "per_room") -> SimHome:

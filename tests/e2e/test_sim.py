@@ -10,12 +10,15 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.contract import CLOCK_TOPIC, Message, parse
 from gateway.stores.readings.sqlite import SqliteReadingStore
 from sensors_sim.events import Observation
+from sensors_sim.incidents import read_truth_jsonl
 from sensors_sim.recordings import read_csv, read_recording, write_csv
+from sensors_sim.scenario import default_scenario
 from tests.e2e.helpers import gateway_settings, start_gateway, wait_for
 from tests.services import Mosquitto
 
@@ -131,3 +134,22 @@ def test_export_writes_the_same_homes_as_run_would_publish(tmp_path: Path) -> No
     assert {o.home for o in rows} == {"sim-00001", "sim-00002"} and len(rows) > 2000
     assert {o.kind for o in rows} >= {"motion", "contact", "presence", "plug", "climate"}
     assert {o.role for o in rows if o.role} >= {"front_door", "fridge", "bed", "chair", "kettle", "room"}
+
+
+def test_export_writes_incidents_and_their_ground_truth(tmp_path: Path) -> None:
+    scenario = default_scenario().model_dump(mode="json")
+    home = scenario["homes"][0]["id"]
+    scenario["incidents"] = [{"kind": "pendant", "home": home, "day": 0, "at": 600},
+                             {"kind": "fall", "home": home, "day": 1, "at": 14 * 60, "room": "kitchen"}]
+    (tmp_path / "fall.yaml").write_text(yaml.safe_dump(scenario))
+    subprocess.run([sys.executable, "-m", "gateway", "sim", "export", "--scenario", str(tmp_path / "fall.yaml"),
+                    "--days", "2", "--start", "2026-01-05", "--out", str(tmp_path / "fall.csv"),
+                    "--truth", str(tmp_path / "truth.jsonl")], cwd=ROOT, check=True, capture_output=True)
+    truth = read_truth_jsonl(tmp_path / "truth.jsonl")
+    assert [(t.kind, t.home) for t in truth] == [("pendant", home), ("fall", home)]
+    fall = truth[1]
+    assert fall.start_ms == T + 86_400_000 + 14 * 3_600_000 and fall.room == "kitchen"  # London: UTC in January
+    rows = list(read_csv(tmp_path / "fall.csv"))
+    assert [o.value for o in rows if o.kind == "button"] == ["single"]
+    moves = [o for o in rows if o.kind == "motion" and o.value is True and o.time_ms > fall.start_ms]
+    assert moves == [], "no motion anywhere after the fall"
