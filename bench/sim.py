@@ -21,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sensors_sim.generate import DAY_MS, homes_for, observations, start_of
+from sensors_sim.generate import DAY_MS, Simulation, homes_for, start_of
 from sensors_sim.publish import MqttPublisher, Outgoing, device_messages, play, with_clock
 from sensors_sim.sensors import Radio
 from tests.services import Mosquitto
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     start = start_of(date(2026, 1, 5))
 
     cpu = time.process_time()
-    messages = list(with_clock(device_messages(observations(homes, start, args.days, seed=1),
+    messages = list(with_clock(device_messages(Simulation(homes, start, args.days, seed=1).observations(),
                                                Radio(None, np.random.default_rng(1))), speed=None))
     cpu = time.process_time() - cpu
     readings = sum(1 for m in messages if m.topic.startswith("telecare/"))

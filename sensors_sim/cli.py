@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from enum import StrEnum
@@ -14,11 +15,12 @@ import yaml
 
 from gateway.config import ConfigError, load_settings
 from sensors_sim.events import Observation
-from sensors_sim.generate import DAY_MS, homes_for, observations, start_of
-from sensors_sim.incidents import GroundTruth, Incident, parse_incidents, write_truth_jsonl
-from sensors_sim.publish import MqttPublisher, device_messages, play, with_clock
+from sensors_sim.faults import parse_faults
+from sensors_sim.generate import DAY_MS, Simulation, homes_for, start_of
+from sensors_sim.incidents import GroundTruth, parse_incidents, write_truth_jsonl
+from sensors_sim.publish import MqttPublisher, device_messages, hub_messages, play, with_clock
 from sensors_sim.recordings import read_csv, read_recording, write_csv
-from sensors_sim.scenario import Scenario, load_scenario, to_home_description
+from sensors_sim.scenario import Scenario, SimHome, load_scenario, to_home_description
 from sensors_sim.sensors import Radio
 
 sim_app = typer.Typer(help="The simulator: homes, routines and incidents over MQTT, and replay of recordings.",
@@ -56,18 +58,29 @@ def _scenario(path: Path | None) -> Scenario | None:
         raise typer.Exit(2) from None
 
 
-def _publish(stream: Iterable[Observation], url: str, speed: float, seed: int) -> None:
+def _publish(stream: Iterable[Observation], url: str, speed: float, seed: int, sim: Simulation | None = None
+             ) -> None:
+    devices = device_messages(stream, Radio(None, np.random.default_rng(seed)),
+                              battery_cap=sim.battery_cap if sim else None)
+    if sim is not None:
+        devices = heapq.merge(devices, hub_messages(sim.hub_events()), key=lambda m: m.time_ms)
     publisher = MqttPublisher(url)
     try:
-        messages = with_clock(device_messages(stream, Radio(None, np.random.default_rng(seed))), speed or None)
+        messages = with_clock(devices, speed or None)
         stats = play(messages, publisher.send, speed=speed or None)
     finally:
         publisher.close()
     typer.echo(stats.summary())
 
 
-def _incidents(scenario: Scenario | None) -> list[Incident]:
-    return parse_incidents(scenario.incidents) if scenario else []
+def _simulation(scenario: Scenario | None, homes: list[SimHome], start_ms: int, days: int, seed: int
+                ) -> Simulation:
+    try:
+        return Simulation(homes, start_ms, days, seed, parse_incidents(scenario.incidents) if scenario else (),
+                          parse_faults(scenario.faults) if scenario else ())
+    except ValueError as e:  # an incident or fault outside the simulated days, or naming an unknown device
+        typer.echo(f"scenario: {e}", err=True)
+        raise typer.Exit(2) from None
 
 
 def _write_truth(path: Path | None, found: list[GroundTruth]) -> None:
@@ -97,12 +110,11 @@ def run(homes: Annotated[int | None, typer.Option(help="how many homes (default:
     first = date.fromisoformat(start) if start else datetime.now(UTC).date()
     span = days or (chosen.days if chosen else 7)
     _write_homes(homes_out, [to_home_description(h)["homes"][0] for h in all_homes])
-    found: list[GroundTruth] = []
-    stream = observations(all_homes, start_of(first), span, seed, _incidents(chosen), found)
+    sim = _simulation(chosen, all_homes, start_of(first), span, seed)
     try:
-        _publish(stream, _mqtt_url(mqtt_url), speed, seed)
+        _publish(sim.observations(), _mqtt_url(mqtt_url), speed, seed, sim)
     finally:
-        _write_truth(truth, found)
+        _write_truth(truth, sim.truth)
 
 
 @sim_app.command()
@@ -117,10 +129,9 @@ def export(out: Annotated[Path, typer.Option(help="the neutral CSV to write")],
     chosen = _scenario(scenario)
     all_homes = homes_for(homes, chosen)
     _write_homes(homes_out, [to_home_description(h)["homes"][0] for h in all_homes])
-    found: list[GroundTruth] = []
-    stream = observations(all_homes, start_of(date.fromisoformat(start)), days, seed, _incidents(chosen), found)
-    rows = write_csv(stream, out)
-    _write_truth(truth, found)
+    sim = _simulation(chosen, all_homes, start_of(date.fromisoformat(start)), days, seed)
+    rows = write_csv(sim.observations(), out)
+    _write_truth(truth, sim.truth)
     typer.echo(f"{rows:,} observations of {len(all_homes):,} homes over {days} days written to {out}")
 
 

@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime
 import numpy as np
 
 from sensors_sim.events import Observation
+from sensors_sim.faults import Fault, HubEvent, apply_faults
 from sensors_sim.incidents import GroundTruth, Incident, IncidentRunner
 from sensors_sim.routine import simulate_days
 from sensors_sim.scenario import Scenario, SimHome, default_home
@@ -40,20 +41,46 @@ def start_of(day: date) -> int:
     return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() * 1000)
 
 
-def observations(homes: Sequence[SimHome], start_ms: int, days: int, seed: int,
-                 incidents: Sequence[Incident] = (), truth: list[GroundTruth] | None = None) -> Iterator[Observation]:
-    """Every home's observations for ``days`` days from ``start_ms``, in time order, a day of all homes at a time.
+class Simulation:
+    """A run of ``homes`` for ``days`` days from ``start_ms``: incidents change the residents' days, faults the
+    devices and hubs. Ground truth (``truth``) holds the faults from the start and each incident once its day has
+    been simulated."""
 
-    ``incidents`` change the homes they name; their ground truth is appended to ``truth`` as each starts."""
-    rngs = [np.random.default_rng([seed, i]) for i in range(len(homes))]
-    runners = [IncidentRunner(home, incidents, start_ms) for home in homes]
-    starts = [start_ms] * len(homes)
-    for _ in range(days):
-        per_home = []
-        for i, home in enumerate(homes):
-            plan = runners[i].apply(simulate_days(home, home.routine, starts[i], 1, rngs[i]), rngs[i])
-            per_home.append(plan.finish(observe(home, plan.steps, rngs[i], presses=plan.presses)))
-            if truth is not None:
-                truth.extend(plan.truth)
-            starts[i] = plan.steps[-1].end_ms
-        yield from heapq.merge(*per_home, key=lambda o: o.time_ms)
+    def __init__(self, homes: Sequence[SimHome], start_ms: int, days: int, seed: int,
+                 incidents: Sequence[Incident] = (), faults: Sequence[Fault] = ()) -> None:
+        self.homes = list(homes)
+        self.start_ms = start_ms
+        self.days = days
+        self.seed = seed
+        self.incidents = list(incidents)
+        self.faults = list(faults)
+        end_ms = start_ms + days * DAY_MS
+        # The whole run's hub events, battery fades and fault truth: the same whatever part of it is applied.
+        self.faulted = {h.id: apply_faults(h, start_ms, end_ms, [], self.faults) for h in self.homes}
+        self.truth: list[GroundTruth] = [t for f in self.faulted.values() for t in f.truth]
+
+    def observations(self) -> Iterator[Observation]:
+        """Every home's observations in time order, a day of all homes at a time."""
+        rngs = [np.random.default_rng([self.seed, i]) for i in range(len(self.homes))]
+        runners = [IncidentRunner(home, self.incidents, self.start_ms) for home in self.homes]
+        starts = [self.start_ms] * len(self.homes)
+        end_ms = self.start_ms + self.days * DAY_MS
+        for _ in range(self.days):
+            per_home = []
+            for i, home in enumerate(self.homes):
+                plan = runners[i].apply(simulate_days(home, home.routine, starts[i], 1, rngs[i]), rngs[i])
+                seen = plan.finish(observe(home, plan.steps, rngs[i], presses=plan.presses))
+                if self.faults:
+                    seen = apply_faults(home, self.start_ms, end_ms, seen, self.faults).observations
+                per_home.append(seen)
+                self.truth.extend(plan.truth)
+                starts[i] = plan.steps[-1].end_ms
+            yield from heapq.merge(*per_home, key=lambda o: o.time_ms)
+
+    def hub_events(self) -> list[HubEvent]:
+        """Every hub's state changes (faults' outages), in time order."""
+        return sorted((e for f in self.faulted.values() for e in f.hub_events), key=lambda e: e.time_ms)
+
+    def battery_cap(self, home: str, device: str, time_ms: int) -> float | None:
+        faulted = self.faulted.get(home)
+        return faulted.battery_cap(device, time_ms) if faulted else None

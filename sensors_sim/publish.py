@@ -21,6 +21,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.contract import CLOCK_TOPIC
 from sensors_sim.events import Observation
+from sensors_sim.faults import HubEvent
 from sensors_sim.sensors import Radio, iso_ms, payload
 
 CLOCK_EVERY_MS = 60_000
@@ -34,12 +35,25 @@ class Outgoing:
     retain: bool = False
 
 
-def device_messages(observations: Iterable[Observation], radio: Radio, root: str = "telecare"
-                    ) -> Iterator[Outgoing]:
+BatteryCap = Callable[[str, str, int], float | None]  # (home, device, time) -> most the battery can hold
+
+
+def device_messages(observations: Iterable[Observation], radio: Radio, root: str = "telecare",
+                    battery_cap: BatteryCap | None = None) -> Iterator[Outgoing]:
     """Each observation as its hub publishes it: ``<root>/<home>/<device>`` with a zigbee2mqtt payload."""
     for o in observations:
-        body = payload(o, *radio.report(o.device, o.kind))
-        yield Outgoing(o.time_ms, f"{root}/{o.home}/{o.device}", orjson.dumps(body))
+        battery, link = radio.report(o.device, o.kind)
+        cap = battery_cap(o.home, o.device, o.time_ms) if battery_cap else None
+        if cap is not None and battery is not None:
+            battery = min(battery, cap)
+        yield Outgoing(o.time_ms, f"{root}/{o.home}/{o.device}", orjson.dumps(payload(o, battery, link)))
+
+
+def hub_messages(events: Iterable[HubEvent], root: str = "telecare") -> Iterator[Outgoing]:
+    """A hub's state as zigbee2mqtt 2.x publishes it on ``bridge/state``, retained (also its last will)."""
+    for e in events:
+        body = b'{"state":"online"}' if e.online else b'{"state":"offline"}'
+        yield Outgoing(e.time_ms, f"{root}/{e.home}/bridge/state", body, retain=True)
 
 
 def clock_tick(time_ms: int, speed: float | None) -> Outgoing:

@@ -159,15 +159,17 @@ class Scenario(_Model):
     days: int = Field(30, ge=1, le=3660)
     homes: list[SimHome] = Field(min_length=1)
     incidents: list[dict[str, Any]] = Field(default_factory=list, description="see sensors_sim.incidents")
+    faults: list[dict[str, Any]] = Field(default_factory=list, description="see sensors_sim.faults")
 
     @model_validator(mode="after")
     def _incidents_valid(self) -> Scenario:
-        from sensors_sim.incidents import parse_incidents  # incidents.py builds on this module
+        from sensors_sim.faults import parse_faults  # both build on this module
+        from sensors_sim.incidents import parse_incidents
 
         known = {h.id for h in self.homes}
-        for incident in parse_incidents(self.incidents):
-            if incident.home not in known:
-                raise ValueError(f"incident {incident.kind} names home {incident.home!r}, not in this scenario")
+        for event in [*parse_incidents(self.incidents), *parse_faults(self.faults)]:
+            if event.home not in known:
+                raise ValueError(f"{event.kind} names home {event.home!r}, not in this scenario")
         return self
 
 

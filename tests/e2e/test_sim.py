@@ -6,14 +6,18 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
+import orjson
 import paho.mqtt.client as mqtt
 import pytest
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.contract import CLOCK_TOPIC, Message, parse
+from gateway.db.models import Home
+from gateway.db.session import make_engine, make_session_factory
 from gateway.stores.readings.sqlite import SqliteReadingStore
 from sensors_sim.events import Observation
 from sensors_sim.incidents import read_truth_jsonl
@@ -115,7 +119,10 @@ def test_a_simulated_run_is_stored_by_a_gateway_on_simulated_time(tmp_path: Path
             return sum(len(store.timeline(h, T - 86_400_000, T + 3 * 86_400_000, limit=100_000))
                        for h in ("sim-00001", "sim-00002"))
 
-        wait_for(lambda: stored() == published, 60, "every simulated reading in the store")
+        # Each hub also says it is online on bridge/state: not a reading.
+        wait_for(lambda: stored() == published - 2, 60, "every simulated reading in the store")
+        with make_session_factory(make_engine(settings.database_url))() as s:
+            assert s.get(Home, "sim-00001").hub_online is True
         assert gw.sample("telecare_messages_rejected_total", {"reason": "future_timestamp"}) == 0
         assert gw.clock is not None and gw.clock.now_ms() >= T + 86_400_000 - 3_600_000
     finally:
@@ -153,3 +160,36 @@ def test_export_writes_incidents_and_their_ground_truth(tmp_path: Path) -> None:
     assert [o.value for o in rows if o.kind == "button"] == ["single"]
     moves = [o for o in rows if o.kind == "motion" and o.value is True and o.time_ms > fall.start_ms]
     assert moves == [], "no motion anywhere after the fall"
+
+
+def test_faults_reach_the_broker_as_a_hub_would_show_them(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    scenario = default_scenario().model_dump(mode="json")
+    home = scenario["homes"][0]["id"]
+    scenario["faults"] = [{"kind": "hub_offline", "home": home, "day": 0, "at": 600, "duration_min": 60},
+                          {"kind": "sensor_silent", "home": home, "day": 0, "at": 720, "device": "kitchen_pir"},
+                          {"kind": "battery_flat", "home": home, "day": 0, "at": 1200, "device": "hall_pir",
+                           "fade_days": 0.25}]
+    (tmp_path / "faults.yaml").write_text(yaml.safe_dump(scenario))
+    collector = Collector(mosquitto)
+    telecare("sim", "run", "--scenario", str(tmp_path / "faults.yaml"), "--days", "1", "--start", "2026-01-05",
+             "--speed", "0", "--truth", str(tmp_path / "truth.jsonl"), broker=mosquitto)
+    wait_for(lambda: sum(t.endswith("/bridge/state") for t, _ in collector.messages) == 3, 30, "the hub's states")
+    time.sleep(1)  # the rest of the run behind them
+    collector.close()
+    clock, hub, pir_times, hall_batteries = None, [], [], []
+    for topic, payload in collector.messages:
+        body = orjson.loads(payload)
+        if topic == CLOCK_TOPIC:
+            clock = body["time"]
+        elif topic.endswith("/bridge/state"):
+            hub.append((clock, body["state"]))
+        elif topic.endswith("/kitchen_pir"):
+            pir_times.append(body["last_seen"])
+        elif topic.endswith("/hall_pir"):
+            hall_batteries.append(body["battery"])
+    assert [state for _, state in hub] == ["online", "offline", "online"]
+    assert hub[1][0] >= "2026-01-05T10:01" and hub[2][0] >= "2026-01-05T11:00"  # last will 90 s after the cut
+    assert pir_times and max(pir_times) < "2026-01-05T12:00", "the silent sensor says nothing after noon"
+    assert hall_batteries and hall_batteries[-1] <= 5, "the battery fades before it goes flat"
+    kinds = {orjson.loads(line)["kind"] for line in (tmp_path / "truth.jsonl").read_text().splitlines()}
+    assert kinds == {"hub_offline", "sensor_silent", "battery_flat"}
