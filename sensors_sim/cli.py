@@ -67,7 +67,7 @@ def _publish(stream: Iterable[Observation], url: str, speed: float, seed: int, s
     publisher = MqttPublisher(url)
     try:
         messages = with_clock(devices, speed or None)
-        stats = play(messages, publisher.send, speed=speed or None)
+        stats = play(messages, publisher.send, speed=speed or None, progress=lambda st: typer.echo(st.summary()))
     finally:
         publisher.close()
     typer.echo(stats.summary())

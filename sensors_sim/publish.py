@@ -9,6 +9,7 @@ reads the wall clock to pace itself: it is an edge, like the gateway.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -99,29 +100,35 @@ def with_clock(messages: Iterable[Outgoing], speed: float | None, every_ms: int 
 
 def play(messages: Iterable[Outgoing], send: Callable[[Outgoing], None], *, speed: float | None,
          sleep: Callable[[float], None] = time.sleep, monotonic: Callable[[], float] = time.monotonic,
-         stop: Callable[[], bool] = lambda: False) -> PlayStats:
-    """Send ``messages`` (ordered by time), each when its simulated time comes at ``speed`` (None: at once)."""
+         progress: Callable[[PlayStats], None] | None = None, progress_every_s: float = 60.0) -> PlayStats:
+    """Send ``messages`` (ordered by time), each when its simulated time comes at ``speed`` (None: at once).
+
+    Ctrl-C stops it cleanly: what was sent is counted. ``progress`` is told the figures every so often."""
     stats = PlayStats()
-    started_wall = monotonic()
+    started = monotonic()
+    next_progress = started + progress_every_s
     first_ms: int | None = None
-    for message in messages:
-        if stop():
-            break
-        if first_ms is None:
-            first_ms = stats.first_ms = message.time_ms
-        if speed:
-            delay = started_wall + (message.time_ms - first_ms) / 1000 / speed - monotonic()
-            if delay > 0:
-                sleep(delay)
-        send(message)
-        if message.topic == CLOCK_TOPIC:
-            stats.ticks += 1
-            continue
-        stats.messages += 1
-        stats.last_ms = message.time_ms
-        home = message.topic.split("/")[1]
-        stats.per_home[home] = stats.per_home.get(home, 0) + 1
-    stats.wall_s = monotonic() - started_wall
+    with contextlib.suppress(KeyboardInterrupt):
+        for message in messages:
+            if progress is not None and monotonic() >= next_progress:
+                stats.wall_s = monotonic() - started
+                progress(stats)
+                next_progress += progress_every_s
+            if first_ms is None:
+                first_ms = stats.first_ms = message.time_ms
+            if speed:
+                delay = started + (message.time_ms - first_ms) / 1000 / speed - monotonic()
+                if delay > 0:
+                    sleep(delay)
+            send(message)
+            if message.topic == CLOCK_TOPIC:
+                stats.ticks += 1
+                continue
+            stats.messages += 1
+            stats.last_ms = message.time_ms
+            home = message.topic.split("/")[1]
+            stats.per_home[home] = stats.per_home.get(home, 0) + 1
+    stats.wall_s = monotonic() - started
     return stats
 
 
