@@ -105,7 +105,7 @@ def play(messages: Iterable[Outgoing], send: Callable[[Outgoing], None], *, spee
 
     Ctrl-C stops it cleanly: what was sent is counted. ``progress`` is told the figures every so often."""
     stats = PlayStats()
-    started = monotonic()
+    started = paced_from = monotonic()
     next_progress = started + progress_every_s
     first_ms: int | None = None
     with contextlib.suppress(KeyboardInterrupt):
@@ -114,10 +114,11 @@ def play(messages: Iterable[Outgoing], send: Callable[[Outgoing], None], *, spee
                 stats.wall_s = monotonic() - started
                 progress(stats)
                 next_progress += progress_every_s
-            if first_ms is None:
+            if first_ms is None:  # pace from the first message: making the first day of every home takes a while
                 first_ms = stats.first_ms = message.time_ms
+                paced_from = monotonic()
             if speed:
-                delay = started + (message.time_ms - first_ms) / 1000 / speed - monotonic()
+                delay = paced_from + (message.time_ms - first_ms) / 1000 / speed - monotonic()
                 if delay > 0:
                     sleep(delay)
             send(message)

@@ -193,3 +193,48 @@ def test_faults_reach_the_broker_as_a_hub_would_show_them(tmp_path: Path, mosqui
     assert hall_batteries and hall_batteries[-1] <= 5, "the battery fades before it goes flat"
     kinds = {orjson.loads(line)["kind"] for line in (tmp_path / "truth.jsonl").read_text().splitlines()}
     assert kinds == {"hub_offline", "sensor_silent", "battery_flat"}
+
+
+def test_every_incident_kind_is_in_the_ground_truth_and_the_published_stream(
+        tmp_path: Path, mosquitto: Mosquitto) -> None:
+    scenario = default_scenario().model_dump(mode="json")
+    template = scenario["homes"][0]
+    scenario["homes"] = [{**template, "id": f"h{i}", "name": f"Home {i}"} for i in range(7)]
+    scenario["incidents"] = [
+        {"kind": "fall", "home": "h0", "day": 1, "at": 11 * 60},
+        {"kind": "long_lie", "home": "h1", "day": 1, "hours": 4},
+        {"kind": "illness", "home": "h2", "day": 0, "ramp_days": 2},
+        {"kind": "night_wandering", "home": "h3", "day": 1, "at": 150},
+        {"kind": "no_meals", "home": "h4", "day": 1},
+        {"kind": "cold_home", "home": "h5", "day": 1, "at": 0, "to_c": 13},
+        {"kind": "pendant", "home": "h6", "day": 1, "at": 9 * 60},
+    ]
+    (tmp_path / "all.yaml").write_text(yaml.safe_dump(scenario))
+    collector = Collector(mosquitto)
+    out = telecare("sim", "run", "--scenario", str(tmp_path / "all.yaml"), "--days", "2", "--start", "2026-01-05",
+                   "--speed", "0", "--truth", str(tmp_path / "truth.jsonl"), broker=mosquitto)
+    published = int(out.split("published ")[1].split(" ")[0].replace(",", ""))
+    wait_for(lambda: sum(t != CLOCK_TOPIC for t, _ in collector.messages) >= published, 60, "the run")
+    collector.close()
+    truth = {t.kind: t for t in read_truth_jsonl(tmp_path / "truth.jsonl")}
+    assert set(truth) == {"fall", "long_lie", "illness", "night_wandering", "no_meals", "cold_home", "pendant"}
+
+    def stream(home: str) -> list[Message]:
+        return [m for m in (parse(t, p, T, 2**62) for t, p in collector.messages if t.startswith(f"telecare/{home}/"))
+                if isinstance(m, Message) and m.device]
+
+    after_fall = [m for m in stream("h0") if m.time_ms > truth["fall"].start_ms and m.body.get("occupancy")]
+    assert after_fall == [], "nobody moves after the fall"
+    day2_wake = T + 86_400_000 + 7 * 3_600_000
+    assert any(m.device == "bed_pad" and m.time_ms > day2_wake + 3 * 3_600_000 and m.body.get("presence") is False
+               for m in stream("h1")), "the long lie ends hours after the usual wake time"
+    night = [m for m in stream("h3") if m.device == "front_door" and m.body.get("contact") is False
+             and T + 86_400_000 + 2 * 3_600_000 <= m.time_ms < T + 86_400_000 + 4 * 3_600_000]
+    assert night, "the front door opens in the small hours"
+    meals_day2 = [m for m in stream("h4") if T + 86_400_000 <= m.time_ms < T + 2 * 86_400_000 and (
+        (m.device == "fridge_door" and m.body.get("contact") is False)
+        or (m.device == "kettle_plug" and m.body.get("power", 0) > 0))]
+    assert meals_day2 == [], "no fridge or kettle all day"
+    assert min(m.body["temperature"] for m in stream("h5") if "temperature" in m.body) < 14
+    assert [m.body["action"] for m in stream("h6") if "action" in m.body] == ["single"]
+    assert truth["illness"].home == "h2"
