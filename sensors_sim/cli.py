@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import heapq
+import time
 from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from enum import StrEnum
@@ -100,7 +101,8 @@ def _write_homes(path: Path | None, homes: list[dict]) -> None:
 def run(homes: Annotated[int | None, typer.Option(help="how many homes (default: the scenario's, or 1)")] = None,
         speed: Speed = 600.0, seed: int = 0,
         days: Annotated[int | None, typer.Option(help="simulated days (default: the scenario's, or 7)")] = None,
-        start: Annotated[str | None, typer.Option(help="first simulated day, YYYY-MM-DD (default: today)")] = None,
+        start: Annotated[str | None, typer.Option(
+            help="first simulated day, YYYY-MM-DD (default: today; at --speed 1, from now on the wall clock)")] = None,
         scenario: Annotated[Path | None, typer.Option(help="scenario YAML (docs/simulator.md)")] = None,
         homes_out: Annotated[Path | None, typer.Option(help="also write the homes' description YAML")] = None,
         truth: Truth = None, mqtt_url: MqttUrl = None) -> None:
@@ -111,8 +113,12 @@ def run(homes: Annotated[int | None, typer.Option(help="how many homes (default:
     span = days or (chosen.days if chosen else 7)
     _write_homes(homes_out, [to_home_description(h)["homes"][0] for h in all_homes])
     sim = _simulation(chosen, all_homes, start_of(first), span, seed)
+    stream = sim.observations()
+    if speed == 1 and start is None:  # real time on the wall clock: today so far is history, not news
+        now_ms = time.time_ns() // 1_000_000
+        stream = (o for o in stream if o.time_ms >= now_ms)
     try:
-        _publish(sim.observations(), _mqtt_url(mqtt_url), speed, seed, sim)
+        _publish(stream, _mqtt_url(mqtt_url), speed, seed, sim)
     finally:
         _write_truth(truth, sim.truth)
 
