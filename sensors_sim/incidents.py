@@ -32,7 +32,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from sensors_sim.events import Observation
-from sensors_sim.routine import Activity, Step, simulate_days
+from sensors_sim.routine import Activity, Step, merge_steps, simulate_days
 from sensors_sim.scenario import BEDROOM, DAY_MIN, HALL, KITCHEN, LIVING_ROOM, ROOMS, SimHome
 from sensors_sim.sensors import Hardware, iso_ms, observe
 
@@ -269,7 +269,7 @@ class IncidentRunner:
                 timeline, record = _night_wandering(home.id, inc, timeline, start)
             elif isinstance(inc, NoMeals):
                 end = local_ms(home, self.first_ms, inc.day + 1, 0)
-                timeline = _merge([Step(s.start_ms, s.end_ms, LIVING_ROOM, Activity.SEATED)
+                timeline = merge_steps([Step(s.start_ms, s.end_ms, LIVING_ROOM, Activity.SEATED)
                                    if s.activity in _MEAL and start <= s.start_ms < end else s for s in timeline])
                 record = GroundTruth(home.id, inc.kind, start, end, KITCHEN)
             elif isinstance(inc, ColdHome):
@@ -358,7 +358,7 @@ def _illness(home: SimHome, inc: Illness, steps: list[Step], first: int, start: 
         elif f > 0 and s.activity is Activity.SEATED and rng.random() < f:
             s = Step(s.start_ms, s.end_ms, s.room, Activity.NAPPING)
         out.append(s)
-    out = _merge(out)
+    out = merge_steps(out)
     last = out[-1].end_ms
     day = inc.day
     while (midnight := local_ms(home, first, day, 0)) < last:
@@ -455,14 +455,6 @@ def _overwrite(steps: Sequence[Step], a: int, b: int, new: list[Step]) -> list[S
             out.append(s)
         elif s.end_ms > b:
             out.append(Step(b, s.end_ms, s.room, s.activity))
-    return _merge([s for s in out if s.end_ms > s.start_ms])
+    return merge_steps([s for s in out if s.end_ms > s.start_ms])
 
 
-def _merge(steps: Sequence[Step]) -> list[Step]:
-    merged: list[Step] = []
-    for s in steps:
-        if merged and merged[-1].room == s.room and merged[-1].activity is s.activity:
-            merged[-1] = Step(merged[-1].start_ms, s.end_ms, s.room, s.activity)
-        else:
-            merged.append(s)
-    return merged

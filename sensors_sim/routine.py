@@ -10,6 +10,7 @@ the door, switching the kettle on) cut down to seconds, and a few seconds in the
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from enum import StrEnum
@@ -194,10 +195,11 @@ def _steps(grid: _Day, midnights: np.ndarray, rng: np.random.Generator) -> list[
                 out.append(Step(a, b, room, activity))
         else:
             out.append(Step(a, b, room, activity))
-    return _merge(out)
+    return merge_steps(out)
 
 
-def _merge(steps: list[Step]) -> list[Step]:
+def merge_steps(steps: Sequence[Step]) -> list[Step]:
+    """Adjacent steps in the same room doing the same thing, as one."""
     merged: list[Step] = []
     for s in steps:
         if merged and merged[-1].room == s.room and merged[-1].activity is s.activity:
