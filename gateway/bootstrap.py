@@ -43,7 +43,8 @@ class Gateway:
                              batch_max=s.batch_max, linger_s=s.linger_ms / 1000)
         self.mqtt = MqttInput(
             MqttOptions(url=s.mqtt_url, client_id=s.mqtt_client_id, topics=self.topics(),
-                        session_expiry_s=s.mqtt_session_expiry_s, protocol=s.mqtt_protocol),
+                        session_expiry_s=s.mqtt_session_expiry_s, protocol=s.mqtt_protocol,
+                        ca_file=str(s.mqtt_ca_file) if s.mqtt_ca_file else None),
             self.ingest.offer, self.metrics)
         self.ingest.ack = self.mqtt.ack
         self.worker = WorkerSupervisor(s, self._worker_state)

@@ -116,9 +116,6 @@ class Journal:
         with self._lock:
             self._positions[consumer] = seq
 
-    def position(self, consumer: str) -> int:
-        return self._positions[consumer]
-
     @property
     def last_seq(self) -> int:
         return self._last_seq

@@ -30,6 +30,8 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from gateway.metrics import IngestMetrics
+from gateway.mqtt_input import MqttInput, MqttOptions
 from tests.services import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -339,3 +341,23 @@ def test_qos0_reading_waits_in_the_broker_for_the_gateway(clients: Any) -> None:
     first, second = back.receive(), back.receive()
     assert (first.payload, second.payload) == (b'{"occupancy":true,"seq":1}', b'{"occupancy":false,"seq":2}')
     assert first.qos == 1
+
+
+def test_the_gateway_input_connects_over_tls_with_its_own_ca_file(broker: Broker, clients: Any) -> None:
+    received: list[tuple[str, bytes]] = []
+    metrics = IngestMetrics()
+    options = MqttOptions(url=f"mqtts://_gateway:{USERS['_gateway']}@{HOST}:{broker.tls_port}",
+                          client_id=f"gw-tls-{time.time_ns()}", topics=("telecare/#",), ca_file=str(broker.ca_file))
+    gateway = MqttInput(options, lambda _mid, _qos, topic, payload: received.append((topic, payload)), metrics)
+    gateway.start()
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while metrics.sample("telecare_mqtt_connected") != 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert metrics.sample("telecare_mqtt_connected") == 1, "the gateway did not connect over TLS"
+        clients("home-a", tls=True).publish("telecare/home-a/hallway_pir", b'{"occupancy":true}')
+        while not received and time.monotonic() < deadline + TIMEOUT:
+            time.sleep(0.05)
+        assert received == [("telecare/home-a/hallway_pir", b'{"occupancy":true}')]
+    finally:
+        gateway.stop()
