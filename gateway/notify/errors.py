@@ -34,10 +34,15 @@ class GiveUp(DeliveryError):
 
     Raised for an invalid application token, an invalid user or group key, bad parameters (a blank message,
     a priority out of range, an emergency message without ``retry``/``expire``) and an unknown receipt.
-    ``reason`` is Pushover's own error text (its ``errors`` joined with "; "), ``errors`` the list itself.
+    ``reason`` is Pushover's own error text (its ``errors`` joined with "; "), ``errors`` the list itself, and
+    ``invalid`` the parameters Pushover marked ``"invalid"`` in its answer (e.g. ``{"token"}`` or ``{"user"}``).
     An operator has to fix the token or the recipient's key; the caller escalates to another recipient.
     """
 
-    def __init__(self, reason: str, *, status: int | None = None, errors: list[str] | None = None) -> None:
+    def __init__(
+        self, reason: str, *, status: int | None = None, errors: list[str] | None = None,
+        invalid: frozenset[str] = frozenset(),
+    ) -> None:
         super().__init__(reason, status=status)
         self.errors = errors or []
+        self.invalid = invalid

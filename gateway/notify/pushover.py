@@ -93,16 +93,23 @@ class _CallSession(requests.Session):
 
 
 class _API(PushoverAPI):
-    """``PushoverAPI`` whose requests all go through the session of the call in progress."""
+    """``PushoverAPI`` whose requests all go through the session of the call in progress (the ``session`` the
+    library passes, ``None`` outside ``send_messages``, is replaced)."""
 
     def __init__(self, token: str, session: _CallSession) -> None:
         super().__init__(token)
         self._session = session
 
-    def _generic_get(self, endpoint, url_parameter=None, payload=None, session=None):  # type: ignore[no-untyped-def]
+    def _generic_get(
+        self, endpoint: str, url_parameter: str | None = None, payload: dict[str, Any] | None = None,
+        session: requests.Session | None = None,
+    ) -> dict[str, Any]:
         return super()._generic_get(endpoint, url_parameter, payload, session=self._session)
 
-    def _generic_post(self, endpoint, url_parameter=None, payload=None, session=None, files=None):  # type: ignore[no-untyped-def]  # noqa: E501
+    def _generic_post(
+        self, endpoint: str, url_parameter: str | None = None, payload: dict[str, Any] | None = None,
+        session: requests.Session | None = None, files: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         return super()._generic_post(endpoint, url_parameter, payload, session=self._session, files=files)
 
 
@@ -179,7 +186,7 @@ class PushoverClient:
         try:
             self._call(lambda api: api.validate(user_key))
         except GiveUp as e:
-            if e.body.get("user") == "invalid" or any("user" in err or "group" in err for err in e.errors):
+            if "token" not in e.invalid and ("user" in e.invalid or any("user" in err for err in e.errors)):
                 return False
             raise
         return True
@@ -195,7 +202,10 @@ class PushoverClient:
             raise Retry(f"cannot reach Pushover at {self.base_url}: {_short(e)}") from None
         except (PushoverCompleteError, ValueError, TypeError, requests.RequestException) as e:
             # BadAPIRequestError (status != 1), a body that is not JSON (ValueError), or status 0 without
-            # ``errors`` (TypeError in the library's join): decide from the response itself.
+            # ``errors`` (TypeError in the library's join): decide from the response itself. Without a response
+            # it is a bug on our side, not Pushover's: let it surface rather than retry it for ever.
+            if session.last_response is None and not isinstance(e, requests.RequestException):
+                raise
             raise _classify(session.last_response, e) from None
         assert session.last_response is not None
         return body, session.last_response
@@ -217,9 +227,8 @@ def _classify(response: requests.Response | None, error: Exception) -> Retry | G
         return Retry(f"Pushover application limit reached: {text}", status=status,
                      retry_after_s=_retry_after(response, limit_reset=True))
     if 400 <= status < 500:
-        give_up = GiveUp(text, status=status, errors=errors)
-        give_up.body = body  # type: ignore[attr-defined]
-        return give_up
+        invalid = frozenset(k for k, v in body.items() if v == "invalid")
+        return GiveUp(text, status=status, errors=errors, invalid=invalid)
     return Retry(f"Pushover answered HTTP {status}: {text}", status=status, retry_after_s=_retry_after(response))
 
 
