@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gateway.notify.pushover import DEFAULT_BASE_URL
+
 MQTT_SCHEMES = {"mqtt": 1883, "mqtts": 8883}
 
 
@@ -36,6 +38,9 @@ class Settings(BaseSettings):
     influx_org: str | None = None
     influx_bucket: str | None = None
     influx_timeout_s: float = Field(10.0, gt=0)
+    pushover_url: str = Field(DEFAULT_BASE_URL, description="Pushover's API, or a compatible one")
+    pushover_token: SecretStr | None = Field(None, description="the Pushover application token")
+    pushover_timeout_s: float = Field(10.0, gt=0)
     db_url: str | None = Field(None, description="Operational database; default a SQLite file in data_dir")
     spool_dir: Path | None = Field(None, description="The journal (durable hand-off and spool); default data_dir")
     spool_max_entries: int = Field(5_000_000, ge=1000, description="Past this, the gateway stops acknowledging")
@@ -55,6 +60,13 @@ class Settings(BaseSettings):
             parts.port  # noqa: B018 - raises on a bad port
         except ValueError as e:
             raise ValueError(f"bad port: {e}") from None
+        return value
+
+    @field_validator("pushover_url")
+    @classmethod
+    def _pushover_url(cls, value: str) -> str:
+        if urlsplit(value).scheme not in ("http", "https") or not urlsplit(value).hostname:
+            raise ValueError("must be an http(s):// URL, e.g. https://api.pushover.net/1/")
         return value
 
     @field_validator("influx_url")

@@ -27,6 +27,7 @@ def test_environment_variables_with_the_prefix_are_read(monkeypatch: pytest.Monk
      "TELECARE_INFLUX_TOKEN, TELECARE_INFLUX_BUCKET must be set too"),
     ({"TELECARE_METRICS_PORT": "nine"}, "TELECARE_METRICS_PORT:"),
     ({"TELECARE_MQTT_PROTOCOL": "4"}, "TELECARE_MQTT_PROTOCOL:"),
+    ({"TELECARE_PUSHOVER_URL": "api.pushover.net"}, "TELECARE_PUSHOVER_URL: must be an http(s):// URL"),
 ])
 def test_a_wrong_value_is_named_with_its_variable(monkeypatch: pytest.MonkeyPatch, env: dict[str, str],
                                                   message: str) -> None:
