@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import numpy as np
 
-SLOTS = 48  # half-hours of the local day
-MINUTES_PER_SLOT = 24 * 60 // SLOTS
+DAY_MIN = 24 * 60
 # Gap lengths from 1 minute to 2 days on a log scale; a gap is counted in the first edge at or above it.
 EDGES_MIN = np.geomspace(1.0, 2 * 24 * 60, 96)
 
 
 class GapModel:
-    def __init__(self, *, quantile: float = 0.99, margin: float = 1.25, neighbours: int = 1,
+    def __init__(self, *, slots: int = 48, quantile: float = 0.99, margin: float = 1.25, neighbours: int = 1,
                  default_min: float = 180.0, floor_min: float = 30.0, ceiling_min: float = 16 * 60.0,
                  prior_weight: float = 20.0) -> None:
         if not 0.5 <= quantile < 1:
             raise ValueError("quantile must be in [0.5, 1)")
+        self.slots = slots  # parts of the local day learned apart (48: half-hours; 1: time of day ignored)
         self.quantile = quantile
         self.margin = margin
         self.neighbours = neighbours
@@ -29,11 +29,10 @@ class GapModel:
         self.floor_min = floor_min
         self.ceiling_min = ceiling_min
         self.prior_weight = prior_weight  # gaps it takes for what was learned to count as much as the default
-        self.counts = np.zeros((SLOTS, EDGES_MIN.size), dtype=np.int64)
+        self.counts = np.zeros((slots, EDGES_MIN.size), dtype=np.int64)
 
-    @staticmethod
-    def slot(minute_of_day: float) -> int:
-        return int(minute_of_day // MINUTES_PER_SLOT) % SLOTS
+    def slot(self, minute_of_day: float) -> int:
+        return int(minute_of_day * self.slots // DAY_MIN) % self.slots
 
     def learn_one(self, start_minute_of_day: float, gap_min: float) -> None:
         """A gap of ``gap_min`` minutes that began at ``start_minute_of_day`` (local time)."""
@@ -69,5 +68,7 @@ class GapModel:
         return self.quantile_min(start_minute_of_day, 0.9)
 
     def _pooled(self, slot: int) -> np.ndarray:
-        rows = [(slot + d) % SLOTS for d in range(-self.neighbours, self.neighbours + 1)]
+        if self.slots == 1:
+            return self.counts[0]
+        rows = [(slot + d) % self.slots for d in range(-self.neighbours, self.neighbours + 1)]
         return self.counts[rows].sum(axis=0)
