@@ -35,22 +35,14 @@ _pg_checked = False
 
 @pytest.fixture
 def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
-    broker = Mosquitto(tmp_path / "mosquitto")
-    broker.start()
-    try:
+    with Mosquitto(tmp_path / "mosquitto") as broker:
         yield broker
-    finally:
-        broker.stop()
 
 
 @pytest.fixture
 def victoria(tmp_path: Path) -> Iterator[VictoriaMetrics]:
-    vm = VictoriaMetrics(tmp_path / "victoria")
-    vm.start()
-    try:
+    with VictoriaMetrics(tmp_path / "victoria") as vm:
         yield vm
-    finally:
-        vm.stop()
 
 
 def _pg_admin_url() -> str:
