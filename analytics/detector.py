@@ -270,7 +270,7 @@ class HomeDetector:
         if away is not None and self._returned(t, away):
             away = None
         door = info.role in OUTSIDE_DOORS
-        previous = self.last_activity_ms
+        previous, previous_room = self.last_activity_ms, self.last_room
         if previous is not None and not away and not self._blind() and self.out_since_ms is None:
             start = max(previous, self.visible_since_ms)
             if t > start and self.stillness.learn_gap(self.context, self.local.local_ms(start),
@@ -292,7 +292,7 @@ class HomeDetector:
             self._clear(kind, t, self._resumed_message(t, info))
         if info.role == "pendant" and change is Change.PRESSED:
             self._raise(AlertKind.PENDANT, t, Severity.EMERGENCY,
-                        f"Pendant pressed at {self._clock(t)}{self._last_seen_text(t, before=previous)}.",
+                        f"Pendant pressed at {self._clock(t)}{self._last_seen_text(t, previous, previous_room)}.",
                         pressed_at=t)
         day = self.day
         if day is None or away:
@@ -342,6 +342,8 @@ class HomeDetector:
         if self.last_activity_ms is None or self.out_since_ms is not None or self._blind() \
                 or any(k in self.open for k in ((AlertKind.INACTIVITY, ""), (AlertKind.NOT_UP, ""))):
             return None
+        if self.silence.latest_watched_ms <= self.last_activity_ms and self.silence.any_watched():
+            return None  # nothing at all heard since: wait to see whether it is stillness or a silent home
         if self._stillness_deadline is None:
             since = max(self.last_activity_ms, self.visible_since_ms)
             local = self.stillness.deadline_local(self.context, self.local.local_ms(since))
@@ -428,7 +430,7 @@ class HomeDetector:
         self.night_exit_ms = t
         self._raise(AlertKind.NIGHT_EXIT, t, Severity.WARNING,
                     f"Front door opened at {self._clock(t)}, at night"
-                    f"{self._last_seen_text(t, before=self.last_activity_ms)}.", opened_at=t)
+                    f"{self._last_seen_text(t, self.last_activity_ms, self.last_room)}.", opened_at=t)
         if self.day is not None:
             self.day.went_out = True
 
@@ -640,10 +642,10 @@ class HomeDetector:
     def _room_text(self) -> str:
         return f", last in the {self.last_room}" if self.last_room else ""
 
-    def _last_seen_text(self, t: int, *, before: int | None) -> str:
-        if before is None or self.last_room is None:
+    def _last_seen_text(self, t: int, before: int | None, room: str | None) -> str:
+        if before is None or room is None:
             return ""
-        return f" (last activity {self._clock(before, t)} in the {self.last_room})"
+        return f" (last activity {self._clock(before, t)} in the {room})"
 
     def _resumed_message(self, t: int, info: _Device) -> str:
         where = f" in the {info.room}" if info.room else ""

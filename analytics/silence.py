@@ -36,6 +36,7 @@ class SilenceWatch:
         self.regular_max_min = regular_max_min
         self.regular_after_ms = round(regular_after_min * MINUTE_MS)  # a rhythm shows over days and nights
         self._first: dict[str, int] = {}
+        self.latest_watched_ms = 0  # the last report from a device known to report regularly
         self._deadlines: dict[str, int] = {}  # watched devices still reporting -> when they would fall silent
         self._settings = {"default_min": default_min, "margin": margin, "floor_min": floor_min,
                           "ceiling_min": ceiling_min}
@@ -68,6 +69,7 @@ class SilenceWatch:
                 self._watched[device] = self._is_regular(model, learned, time_ms - self._first[device])
             if self._watched[device]:
                 self._deadlines[device] = time_ms + round(self._limits[device] * MINUTE_MS)
+                self.latest_watched_ms = max(self.latest_watched_ms, time_ms)
             else:
                 self._deadlines.pop(device, None)
         return ended
@@ -85,6 +87,9 @@ class SilenceWatch:
     def next_wake_ms(self) -> int | None:
         """The earliest moment a device still reporting could become silent."""
         return min(self._deadlines.values()) if self._deadlines else None
+
+    def any_watched(self) -> bool:
+        return any(self._watched.values())
 
     def watched(self, device: str) -> bool:
         """Whether a silence of this device would be noticed: it reports regularly enough to tell."""

@@ -172,11 +172,15 @@ def _steps(grid: _Day, midnights: np.ndarray, rng: np.random.Generator) -> list[
     edges = np.concatenate((starts, [grid.n]))
     ms = midnights[edges // DAY_MIN] + (edges % DAY_MIN) * MINUTE_MS
     ms[1:-1] += rng.integers(0, MINUTE_MS, size=len(ms) - 2)  # keeps every run longer than 0 ms
+    # A 23-hour day (clocks going forward) maps its last hour past the next midnight: those runs collapse.
+    np.maximum.accumulate(ms, out=ms)
     acts = [_ACTS[c] for c in grid.act[starts]]
     rooms = [None if r == _OUT else ROOMS[r] for r in grid.room[starts]]
     out: list[Step] = []
     for i, (activity, room) in enumerate(zip(acts, rooms, strict=True)):
         a, b = int(ms[i]), int(ms[i + 1])
+        if b <= a:
+            continue
         before = rooms[i - 1] if i else None
         if room not in (None, HALL) and before not in (None, HALL) and before != room and b - a > 40_000:
             hall = a + int(rng.integers(8_000, 20_000))
