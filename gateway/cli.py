@@ -10,6 +10,8 @@ from types import FrameType
 import typer
 
 from gateway.cli_db import db_app, homes_app
+from gateway.cli_detect import analyse, baseline_app
+from gateway.cli_people import add_people_commands
 from gateway.config import ConfigError, Settings, load_settings
 from sensors_sim.cli import sim_app
 
@@ -18,6 +20,9 @@ app = typer.Typer(help="Telecare monitor: home sensors over MQTT, stored, watche
 app.add_typer(db_app, name="db")
 app.add_typer(homes_app, name="homes")
 app.add_typer(sim_app, name="sim")
+app.command()(analyse)
+app.add_typer(baseline_app, name="baseline")
+add_people_commands(app)  # residents, recipients, chain, away
 
 
 def setup_logging(level: str = "INFO") -> None:

@@ -35,7 +35,7 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _require_head(url: str) -> None:
+def require_head(url: str) -> None:
     try:
         current = migrate.current_revision(url)
     except SQLAlchemyError as e:
@@ -99,7 +99,7 @@ def homes_import(
     except HomesFileError as e:
         raise _fail(str(e)) from None
     url = db_url_from_env()
-    _require_head(url)
+    require_head(url)
     engine = make_engine(url)
     try:
         with make_session_factory(engine)() as session:
@@ -117,7 +117,7 @@ def homes_import(
 def homes_list() -> None:
     """List the homes: imported or discovered, claimed or not, their hub and devices."""
     url = db_url_from_env()
-    _require_head(url)
+    require_head(url)
     engine = make_engine(url)
     try:
         with make_session_factory(engine)() as session:

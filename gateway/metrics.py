@@ -66,6 +66,10 @@ class WorkerMetrics:
         self.consumer_errors = Counter("telecare_consumer_errors", "Failed consumer batches (retried)",
                                        ["consumer"], registry=r)
         self.store_up = Gauge("telecare_store_up", "1 while the readings store accepts writes", registry=r)
+        self.alert_events = Counter("telecare_alert_events", "Alerts raised, cleared and notices, by kind",
+                                    ["action", "kind"], registry=r)
+        self.notifications_pending = Gauge("telecare_notifications_pending",
+                                           "Notifications in the outbox not yet sent", registry=r)
 
     def write_textfile(self, path: Path) -> None:
         tmp = path.with_suffix(".tmp")

@@ -1,4 +1,5 @@
-"""The worker process: the journal's consumers (readings-store writer, device registry).
+"""The worker process: the journal's consumers (readings-store writer, device registry, detectors) and the
+alert dispatcher.
 
 It runs apart from ingest so that MQTT, parsing and the journal commit have a core (and a GIL) of their own:
 paho's per-message cost is the ingest budget on these machines. The worker only reads the journal and
@@ -22,11 +23,15 @@ from multiprocessing.synchronize import Event as ProcessEvent
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway.clock import Clock, WallClock
+from analytics.alerts import AlertEvent
+from gateway.alerting.dispatcher import Dispatcher
+from gateway.alerting.notifiers import make_notifier
+from gateway.clock import Clock, SimulatedClock, WallClock
 from gateway.config import Settings
 from gateway.consumers import Consumer, run_consumer
 from gateway.db.models import Device
 from gateway.db.session import make_engine, make_session_factory
+from gateway.detect import DetectorConsumer
 from gateway.heartbeats import HeartbeatFilter
 from gateway.journal import Entry, Journal
 from gateway.metrics import WorkerMetrics
@@ -36,7 +41,8 @@ from gateway.writer import StoreWriter
 
 log = logging.getLogger(__name__)
 
-CONSUMERS = ("store", "registry")
+CONSUMERS = ("store", "registry", "detect")
+TICK_S = 1.0  # wall seconds between telling the detectors the time when nothing arrives
 PR_SET_PDEATHSIG = 1
 
 
@@ -80,21 +86,45 @@ class RegistryConsumer:
 class Worker:
     def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
         self.settings = settings
-        self.clock = clock or WallClock()
+        self.simulated = settings.clock == "simulated"
+        # Simulated: the detectors move this clock on as they meet the simulator's ticks in the journal.
+        self.clock = clock or (SimulatedClock() if self.simulated else WallClock())
         self.metrics = WorkerMetrics()
         self.journal = Journal(settings.journal_path, max_entries=settings.spool_max_entries)
         self.sessions = make_session_factory(make_engine(settings.database_url))
         self.store = make_reading_store(settings)
+        # Pushover's emergency retry/expire run on wall time: not in accelerated runs.
+        self.dispatcher = Dispatcher(self.sessions, make_notifier(settings), self.clock,
+                                     emergency_allowed=not self.simulated)
+        self.detect = DetectorConsumer(self.sessions, self.clock, on_alerts=self._alerted)
         self.consumers: list[Consumer] = [
             StoreWriter(self.store, self.journal, self.metrics, self.clock, device_tags_loader(self.sessions)),
             RegistryConsumer(DeviceRegistry(self.sessions), HeartbeatFilter()),
+            self.detect,
         ]
         assert tuple(c.name for c in self.consumers) == CONSUMERS
+
+    def _alerted(self, events: list[AlertEvent]) -> None:
+        for e in events:
+            self.metrics.alert_events.labels(str(e.action), str(e.kind)).inc()
+        self.dispatcher.wake()
+
+    def tick_detectors(self, stop: threading.Event) -> None:
+        """Wall time passing with nothing heard: tell the detectors, once the journal's backlog is seen."""
+        while not stop.wait(TICK_S):
+            try:
+                if self.journal.lag(self.detect.name) == 0:
+                    self.detect.tick(self.clock.now_ms())
+            except Exception:
+                log.exception("detectors: tick failed; trying again")
 
     def run(self, stop: threading.Event) -> None:
         threads = [threading.Thread(target=run_consumer, name=c.name, daemon=True,
                                     args=(self.journal, c, self.clock, self.metrics, stop),
                                     kwargs={"batch_max": self.settings.batch_max}) for c in self.consumers]
+        threads.append(threading.Thread(target=self.dispatcher.run, name="dispatcher", daemon=True, args=(stop,)))
+        if not self.simulated:  # simulated time reaches the detectors as journal entries
+            threads.append(threading.Thread(target=self.tick_detectors, name="tick", daemon=True, args=(stop,)))
         for t in threads:
             t.start()
         textfile = self.settings.worker_metrics_path

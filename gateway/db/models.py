@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     DateTime,
@@ -18,10 +19,12 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -171,3 +174,166 @@ class DeadLetter(Base):
     detail: Mapped[str] = mapped_column(Text)
     # UTF-8 payloads as they were; anything else backslash-escaped by the gateway.
     payload: Mapped[str] = mapped_column(Text)
+
+
+# --- Alerting: residents, who is alerted and how, alerts and their outbox ------------------------------------------
+
+PUSHOVER_KEY_LEN = 64
+ALERT_KIND_LEN = 32
+STATE_LEN = 16
+RECEIPT_LEN = 64
+
+
+class Resident(Base):
+    """The person who lives (alone) in a home; the home's time zone is theirs."""
+
+    __tablename__ = "residents"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    home_id: Mapped[str] = mapped_column(ForeignKey("homes.id", ondelete="CASCADE"), unique=True)
+    name: Mapped[str] = mapped_column(String(NAME_LEN))
+    notes: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    home: Mapped[Home] = relationship()
+    steps: Mapped[list[EscalationStep]] = relationship(
+        back_populates="resident", cascade="all, delete-orphan", passive_deletes=True,
+        order_by="EscalationStep.position")
+
+
+class Absence(Base):
+    """A planned absence (holiday, hospital): the detectors do not expect activity meanwhile."""
+
+    __tablename__ = "absences"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    resident_id: Mapped[int] = mapped_column(ForeignKey("residents.id", ondelete="CASCADE"), index=True)
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime | None]  # None: open-ended, until someone ends it
+    reason: Mapped[str] = mapped_column(String(NAME_LEN))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Recipient(Base):
+    """Someone who is alerted (a carer, a neighbour, a monitoring centre); apart from the people who log in."""
+
+    __tablename__ = "recipients"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    organisation_id: Mapped[int | None] = mapped_column(
+        ForeignKey("organisations.id", ondelete="SET NULL"), index=True)
+    name: Mapped[str] = mapped_column(String(NAME_LEN))
+    pushover_user_key: Mapped[str] = mapped_column(String(PUSHOVER_KEY_LEN))
+    pushover_device: Mapped[str | None] = mapped_column(String(PUSHOVER_KEY_LEN))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class EscalationStep(Base):
+    """One step of a resident's escalation chain: who, and how long they have to acknowledge."""
+
+    __tablename__ = "escalation_steps"
+    __table_args__ = (UniqueConstraint("resident_id", "position"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    resident_id: Mapped[int] = mapped_column(ForeignKey("residents.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    # No cascade: deleting someone who is in a chain must be a decision, not a silently shorter chain.
+    recipient_id: Mapped[int] = mapped_column(ForeignKey("recipients.id"), index=True)
+    wait_min: Mapped[int] = mapped_column(Integer)
+
+    resident: Mapped[Resident] = relationship(back_populates="steps")
+    recipient: Mapped[Recipient] = relationship()
+
+
+class Alert(Base):
+    """An alert and where it is in its lifecycle: raised → notified → acknowledged → resolved.
+
+    At most one alert per (home, kind, subject) is open (not resolved): repeats update it. ``escalation_step`` is
+    the index in the chain last alerted (the chain's length once it is exhausted and being repeated).
+    """
+
+    __tablename__ = "alerts"
+    __table_args__ = (
+        Index("uq_alerts_open_key", "home_id", "kind", "subject", unique=True,
+              sqlite_where=text("state != 'resolved'"), postgresql_where=text("state != 'resolved'")),
+        Index("ix_alerts_home_id_raised_at", "home_id", "raised_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    home_id: Mapped[str] = mapped_column(ForeignKey("homes.id", ondelete="CASCADE"))
+    resident_id: Mapped[int | None] = mapped_column(ForeignKey("residents.id", ondelete="SET NULL"), index=True)
+    kind: Mapped[str] = mapped_column(String(ALERT_KIND_LEN))
+    subject: Mapped[str] = mapped_column(String(DEVICE_NAME_LEN), default="")
+    severity: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(STATE_LEN), index=True)
+    message: Mapped[str] = mapped_column(Text)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    raised_at: Mapped[datetime]  # event time: when the threshold was crossed
+    updated_at: Mapped[datetime]
+    repeat_count: Mapped[int] = mapped_column(Integer, default=0)
+    acknowledged_at: Mapped[datetime | None]
+    acknowledged_by: Mapped[str | None] = mapped_column(String(NAME_LEN))
+    resolved_at: Mapped[datetime | None]
+    resolved_by: Mapped[str | None] = mapped_column(String(NAME_LEN))  # "auto" or a person's name
+    resolution_note: Mapped[str | None] = mapped_column(Text)
+    escalation_step: Mapped[int] = mapped_column(Integer, default=0)
+    next_escalation_at: Mapped[datetime | None] = mapped_column(index=True)
+
+
+class AlertLog(Base):
+    """One line of an alert's timeline: what happened, when (gateway clock), who did it."""
+
+    __tablename__ = "alert_log"
+    __table_args__ = (Index("ix_alert_log_alert_id_at", "alert_id", "at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"))
+    at: Mapped[datetime]
+    what: Mapped[str] = mapped_column(String(SHORT_LEN))
+    who: Mapped[str | None] = mapped_column(String(NAME_LEN))
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class Notification(Base):
+    """The outbox: a message to one recipient, written in the alert's transaction and sent by the dispatcher.
+
+    ``state``: pending → sending → sent, or failed (Pushover refused it), or cancelled (no longer needed).
+    ``receipt_state`` follows an emergency message's receipt: open → acknowledged | expired | cancel (to be
+    cancelled at Pushover) → cancelled.
+    """
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        Index("ix_notifications_state_next_attempt_at", "state", "next_attempt_at"),
+        Index("ix_notifications_receipt_state", "receipt_state"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"), index=True)
+    recipient_id: Mapped[int] = mapped_column(ForeignKey("recipients.id", ondelete="CASCADE"), index=True)
+    step: Mapped[int] = mapped_column(Integer)
+    purpose: Mapped[str] = mapped_column(String(STATE_LEN))
+    priority: Mapped[int] = mapped_column(Integer)
+    title: Mapped[str] = mapped_column(String(NAME_LEN))
+    message: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(STATE_LEN))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    receipt: Mapped[str | None] = mapped_column(String(RECEIPT_LEN))
+    receipt_state: Mapped[str | None] = mapped_column(String(STATE_LEN))
+    receipt_checked_at: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+
+
+class DetectorCheckpoint(Base):
+    """A home's detector state, pickled by the detector consumer, with the journal position it reflects."""
+
+    __tablename__ = "detector_checkpoints"
+
+    home_id: Mapped[str] = mapped_column(ForeignKey("homes.id", ondelete="CASCADE"), primary_key=True)
+    journal_seq: Mapped[int] = mapped_column(BigInteger)
+    version: Mapped[int] = mapped_column(Integer)
+    state: Mapped[bytes] = mapped_column(LargeBinary)
+    saved_at: Mapped[datetime]

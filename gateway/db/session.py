@@ -27,7 +27,10 @@ def make_engine(url: str | URL, **kwargs: Any) -> Engine:
     """An engine for ``url``.
 
     SQLite: WAL journal, foreign keys enforced, a busy timeout, and real transactions (SQLAlchemy emits
-    ``BEGIN`` itself, so a transaction's reads and writes see one snapshot). The file's directory is created.
+    ``BEGIN IMMEDIATE`` itself, so a transaction's reads and writes see one snapshot). Immediate, because several
+    threads and processes write (registry, detectors, dispatcher, CLI): a deferred transaction that read and
+    then writes fails at once with "database is locked" if another wrote meanwhile, whatever the busy timeout;
+    an immediate one waits its turn. The file's directory is created.
     PostgreSQL: psycopg 3, connections checked before use.
     """
     parsed = normalise_url(url)
@@ -64,6 +67,6 @@ def _sqlite_engine(url: URL, **kwargs: Any) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN")
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine

@@ -18,7 +18,8 @@ from gateway.db.migrate import alembic_config, current_revision, head_revision, 
 from gateway.db.models import Base, Device, Home
 from gateway.db.session import make_engine, make_session_factory, normalise_url
 
-TABLES = {"organisations", "homes", "devices", "dead_letters"}
+TABLES = {"organisations", "homes", "devices", "dead_letters", "residents", "absences", "recipients",
+          "escalation_steps", "alerts", "alert_log", "notifications", "detector_checkpoints"}
 
 
 @pytest.fixture

@@ -1,0 +1,284 @@
+"""``telecare residents|recipients|chain|away ...``: who lives where, who is alerted, in what order, who is away.
+
+Every error is a one-line message and exit code 2.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import click
+import typer
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+from typer.core import TyperGroup
+
+from gateway.alerting import people
+from gateway.alerting.errors import PeopleError
+from gateway.config import ConfigError, Settings, load_settings
+from gateway.db import migrate
+from gateway.db.models import Absence, EscalationStep, Home, Recipient, Resident
+from gateway.db.session import make_engine, make_session_factory
+from gateway.notify.errors import DeliveryError
+from gateway.notify.pushover import PushoverClient
+
+EXIT_BAD = 2
+
+
+class _AwayGroup(TyperGroup):
+    """``telecare away HOME ...`` means ``telecare away add HOME ...``; ``list`` and ``end`` are subcommands."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and not args[0].startswith("-") and args[0] not in self.commands:
+            args = ["add", *args]
+        return super().parse_args(ctx, args)
+
+
+residents_app = typer.Typer(help="Residents: the person living (alone) in each home.", no_args_is_help=True)
+recipients_app = typer.Typer(help="Recipients: the people alerted, by Pushover.", no_args_is_help=True)
+chain_app = typer.Typer(help="Escalation chains: who is alerted, in what order, after how long.",
+                        no_args_is_help=True)
+away_app = typer.Typer(cls=_AwayGroup, no_args_is_help=True,
+                       help="Planned absences (holiday, hospital): `telecare away HOME --from ... --until ...`, "
+                            "`telecare away list`, `telecare away end ID`.")
+
+
+def add_people_commands(app: typer.Typer) -> None:
+    app.add_typer(residents_app, name="residents")
+    app.add_typer(recipients_app, name="recipients")
+    app.add_typer(chain_app, name="chain")
+    app.add_typer(away_app, name="away")
+
+
+# --- plumbing ----------------------------------------------------------------------------------------------------
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(message, err=True)
+    return typer.Exit(EXIT_BAD)
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as e:
+        raise _fail(str(e)) from None
+
+
+@contextmanager
+def _session(*, write: bool) -> Iterator[Session]:
+    """A session on the migrated operational database; committed if ``write`` and all went well."""
+    url = _settings().database_url
+    try:
+        current, head = migrate.current_revision(url), migrate.head_revision()
+    except SQLAlchemyError as e:
+        raise _fail(f"cannot open the operational database: {type(e).__name__}: {getattr(e, 'orig', e)}") from None
+    if current != head:
+        raise _fail("the operational database is not at the newest schema; run `telecare db upgrade` first")
+    engine = make_engine(url)
+    try:
+        with make_session_factory(engine)() as session:
+            try:
+                yield session
+                if write:
+                    session.commit()
+            except PeopleError as e:
+                session.rollback()
+                raise _fail(str(e)) from None
+            except SQLAlchemyError as e:
+                session.rollback()
+                raise _fail(f"database error: {type(e).__name__}: {getattr(e, 'orig', e)}") from None
+    finally:
+        engine.dispose()
+
+
+def _table(rows: Sequence[Sequence[str]], empty: str) -> None:
+    if len(rows) <= 1:
+        typer.echo(empty)
+        return
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+def _when(value: datetime | None, tz: ZoneInfo | None = None) -> str:
+    if value is None:
+        return "-"
+    return value.astimezone(tz or UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def _zone(home: Home | None) -> ZoneInfo:
+    try:
+        return ZoneInfo(home.timezone) if home is not None else ZoneInfo("UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def _parse_time(text: str, tz: ZoneInfo, option: str) -> datetime:
+    """ISO 8601; without an offset it is the home's local time."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise _fail(f"{option} {text!r}: not an ISO 8601 time (e.g. 2026-12-24 or 2026-12-24T10:00)") from None
+    return value.replace(tzinfo=tz) if value.tzinfo is None else value
+
+
+def _chain_text(steps: list[EscalationStep]) -> str:
+    return " → ".join(f"{s.recipient.name} ({s.wait_min} min)" for s in steps) or "no chain"
+
+
+# --- residents ---------------------------------------------------------------------------------------------------
+
+
+@residents_app.command("add")
+def residents_add(
+    home: Annotated[str, typer.Argument(help="The home's id (as in its MQTT topics)")],
+    name: Annotated[str, typer.Option("--name", help="The resident's name, as carers know them")],
+    notes: Annotated[str | None, typer.Option("--notes", help="Anything a carer should know")] = None,
+) -> None:
+    """Add the resident of a home (one per home)."""
+    with _session(write=True) as session:
+        resident = people.add_resident(session, home, name, notes)
+    typer.echo(f"resident {resident.id}: {resident.name} in home {home}; "
+               f"next: `telecare chain set {home} RECIPIENT_ID:WAIT_MIN ...`")
+
+
+@residents_app.command("list")
+def residents_list() -> None:
+    """List the residents, their homes' time zones and escalation chains."""
+    with _session(write=False) as session:
+        rows: list[Sequence[str]] = [("ID", "HOME", "NAME", "TIMEZONE", "CHAIN")]
+        for resident, home in session.execute(
+                select(Resident, Home).join(Home, Home.id == Resident.home_id).order_by(Resident.id)):
+            rows.append((str(resident.id), home.id, resident.name, home.timezone, _chain_text(resident.steps)))
+    _table(rows, "no residents yet: telecare residents add HOME --name NAME")
+
+
+# --- recipients --------------------------------------------------------------------------------------------------
+
+
+@recipients_app.command("add")
+def recipients_add(
+    name: Annotated[str, typer.Argument(help="Who they are, as the others will read it (\"Anne (daughter)\")")],
+    pushover_user: Annotated[str, typer.Option("--pushover-user", help="Their Pushover user (or group) key")],
+    device: Annotated[str | None, typer.Option("--device", help="Only this Pushover device of theirs")] = None,
+    validate: Annotated[bool, typer.Option("--validate", help="Ask Pushover whether the key is valid")] = False,
+) -> None:
+    """Add someone to be alerted."""
+    if validate:
+        _validate(pushover_user)
+    with _session(write=True) as session:
+        recipient = people.add_recipient(session, name, pushover_user, device)
+    typer.echo(f"recipient {recipient.id}: {recipient.name}")
+
+
+def _validate(user_key: str) -> None:
+    settings = _settings()
+    if settings.pushover_token is None:
+        raise _fail("--validate needs TELECARE_PUSHOVER_TOKEN (the Pushover application token)")
+    if not people.USER_KEY.fullmatch(user_key):
+        raise _fail(f"{user_key!r} is not a Pushover user key (30 letters and digits)")
+    client = PushoverClient(settings.pushover_url, settings.pushover_token.get_secret_value(),
+                            settings.pushover_timeout_s)
+    try:
+        valid = client.validate_user(user_key)
+    except DeliveryError as e:
+        raise _fail(f"cannot validate the key with Pushover: {e.reason}") from None
+    if not valid:
+        raise _fail("Pushover says this user key is invalid (or has no active device)")
+
+
+@recipients_app.command("list")
+def recipients_list() -> None:
+    """List the recipients (keys shortened)."""
+    with _session(write=False) as session:
+        rows: list[Sequence[str]] = [("ID", "NAME", "PUSHOVER USER", "DEVICE")]
+        for r in session.scalars(select(Recipient).order_by(Recipient.id)):
+            rows.append((str(r.id), r.name, r.pushover_user_key[:6] + "…", r.pushover_device or "all"))
+    _table(rows, "no recipients yet: telecare recipients add NAME --pushover-user KEY")
+
+
+# --- chains ------------------------------------------------------------------------------------------------------
+
+
+@chain_app.command("set")
+def chain_set(
+    home: Annotated[str, typer.Argument(help="The home's id")],
+    steps: Annotated[list[str], typer.Argument(help="RECIPIENT_ID:WAIT_MIN, in order (e.g. 1:15 2:15 3:30)")],
+) -> None:
+    """Replace a resident's escalation chain: each step has WAIT_MIN minutes to acknowledge before the next."""
+    try:
+        parsed = [people.parse_step(s) for s in steps]
+    except PeopleError as e:
+        raise _fail(str(e)) from None
+    with _session(write=True) as session:
+        rows = people.set_chain(session, home, parsed)
+        for row in rows:
+            session.refresh(row, ["recipient"])
+        text = _chain_text(rows)
+    typer.echo(f"chain of home {home}: {text}")
+
+
+@chain_app.command("show")
+def chain_show(home: Annotated[str, typer.Argument(help="The home's id")]) -> None:
+    """Show a resident's escalation chain."""
+    with _session(write=False) as session:
+        resident = people.resident_for(session, home)
+        typer.echo(f"{resident.name} ({home}): {_chain_text(resident.steps)}")
+
+
+# --- absences ----------------------------------------------------------------------------------------------------
+
+
+@away_app.command("add")
+def away_add(
+    home: Annotated[str, typer.Argument(help="The home's id")],
+    reason: Annotated[str, typer.Option("--reason", help="Holiday, hospital ...")],
+    starts: Annotated[str | None, typer.Option("--from", help="ISO 8601, home's local time unless an offset is "
+                                                              "given (default: now)")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="ISO 8601 (default: until `away end`)")] = None,
+) -> None:
+    """Record a planned absence: no inactivity alerts while the resident is away."""
+    with _session(write=True) as session:
+        tz = _zone(session.get(Home, home))
+        start = _parse_time(starts, tz, "--from") if starts else datetime.now(UTC)
+        end = _parse_time(until, tz, "--until") if until else None
+        absence = people.add_absence(session, home, start, end, reason)
+    typer.echo(f"absence {absence.id}: home {home} away from {_when(start, tz)} until "
+               f"{_when(end, tz) if end else 'further notice'} ({tz.key}): {absence.reason}")
+
+
+@away_app.command("list")
+def away_list(
+    home: Annotated[str | None, typer.Argument(help="Only this home")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Include absences that are over")] = False,
+) -> None:
+    """List current and planned absences."""
+    now = datetime.now(UTC)
+    with _session(write=False) as session:
+        query = (select(Absence, Resident, Home).join(Resident, Resident.id == Absence.resident_id)
+                 .join(Home, Home.id == Resident.home_id).order_by(Absence.starts_at))
+        if home is not None:
+            query = query.where(Home.id == home)
+        rows: list[Sequence[str]] = [("ID", "HOME", "RESIDENT", "FROM", "UNTIL", "REASON")]
+        for absence, resident, h in session.execute(query):
+            if not all_ and absence.ends_at is not None and absence.ends_at <= now:
+                continue
+            tz = _zone(h)
+            rows.append((str(absence.id), h.id, resident.name, _when(absence.starts_at, tz),
+                         _when(absence.ends_at, tz) if absence.ends_at else "open-ended", absence.reason))
+    _table(rows, "no absences" + ("" if all_ else " now or planned (--all shows past ones)"))
+
+
+@away_app.command("end")
+def away_end(absence_id: Annotated[int, typer.Argument(help="The absence's id (telecare away list)")]) -> None:
+    """End an absence now (the resident is back)."""
+    with _session(write=True) as session:
+        absence = people.end_absence(session, absence_id, datetime.now(UTC))
+    typer.echo(f"absence {absence.id} ended at {_when(absence.ends_at)} UTC")
+

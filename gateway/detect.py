@@ -1,0 +1,266 @@
+"""The detectors as a journal consumer: readings in, alerts recorded (and queued for carers) in the database.
+
+Each home has one :class:`analytics.detector.HomeDetector`, fed in journal order with event times. After every
+batch, in one transaction, the alerts it produced are applied (:func:`gateway.alerting.record.apply_events`,
+which also fills the outbox) and each touched home's detector is checkpointed with the journal sequence number
+it has seen. After a crash, the journal hands the batch out again and entries a checkpoint already covers are
+skipped: every reading reaches a detector once, and every alert is recorded once. The safety path never
+queries the readings store.
+
+Time passes in two ways. Readings carry theirs. With nothing arriving, :meth:`DetectorConsumer.tick` tells the
+detectors the gateway clock's time, once the consumer has caught up with the journal (a backlog is old news: its
+readings must be seen before "now"). Under a simulated clock, ticks are journal entries like the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from analytics.activity import activity_value
+from analytics.alerts import Action, AlertEvent, AlertKind
+from analytics.detector import DetectorConfig, HomeDetector
+from analytics.devices import infer_kind
+from analytics.replay import ObservationLike, feed
+from gateway.alerting.people import absences_for, end_absence
+from gateway.alerting.record import apply_events
+from gateway.clock import Clock
+from gateway.contract import Kind
+from gateway.db.models import DEFAULT_TIMEZONE, Absence, DetectorCheckpoint, Device, Home, Resident
+from gateway.journal import Entry
+
+log = logging.getLogger(__name__)
+
+# Bump when HomeDetector's state changes shape: older checkpoints are then set aside and learning starts again.
+CHECKPOINT_VERSION = 1
+REFRESH_S = 60.0  # how often devices' rooms and roles, and planned absences, are read again
+
+
+def to_datetime(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def dump_detector(detector: HomeDetector) -> bytes:
+    return zlib.compress(pickle.dumps(detector, protocol=5), 1)
+
+
+def load_detector(blob: bytes) -> HomeDetector:
+    detector = pickle.loads(zlib.decompress(blob))  # our own checkpoint, written by this consumer
+    if not isinstance(detector, HomeDetector):
+        raise TypeError(f"checkpoint holds {type(detector).__name__}, not a HomeDetector")
+    return detector
+
+
+class DetectorConsumer:
+    name = "detect"
+
+    def __init__(self, sessions: sessionmaker[Session], clock: Clock, *, config: DetectorConfig | None = None,
+                 on_alerts: Callable[[list[AlertEvent]], None] | None = None) -> None:
+        self.sessions = sessions
+        self.clock = clock
+        self.config = config or DetectorConfig()
+        self.on_alerts = on_alerts  # after commit: wakes the dispatcher, counts them
+        self.detectors: dict[str, HomeDetector] = {}
+        self.seen_seq: dict[str, int] = {}
+        self._devices: dict[tuple[str, str], tuple[str | None, str | None, str | None]] = {}
+        self._refreshed_at = -REFRESH_S
+        self._lock = threading.Lock()  # handle() and tick() come from different threads
+
+    # --- Journal batches ----------------------------------------------------------------------------------------
+
+    def handle(self, entries: Sequence[Entry]) -> None:
+        with self._lock, self.sessions() as session:
+            self._refresh(session, entries)
+            events: list[AlertEvent] = []
+            touched: set[str] = set()
+            for entry in entries:
+                if entry.kind == Kind.CLOCK:
+                    tick = getattr(self.clock, "tick", None)
+                    if tick is not None:
+                        tick(entry.time_ms, float(entry.body.get("speed", 1.0)))
+                    events += self._advance_all(entry.time_ms, touched)
+                    continue
+                if entry.home is None or entry.kind not in (Kind.STATE, Kind.BRIDGE_STATE):
+                    continue
+                detector = self._detector(session, entry.home)
+                if entry.seq <= self.seen_seq.get(entry.home, 0):
+                    continue  # covered by the checkpoint: this batch was handed out again after a crash
+                events += self._feed(detector, entry)
+                self.seen_seq[entry.home] = entry.seq
+                touched.add(entry.home)
+            self._commit(session, events, touched)
+
+    def tick(self, now_ms: int) -> int:
+        """Tell the detectors the time (call only when caught up with the journal); returns alerts raised."""
+        with self._lock, self.sessions() as session:
+            touched: set[str] = set()
+            events = self._advance_all(now_ms, touched)
+            self._commit(session, events, touched)
+            return sum(1 for e in events if e.action is Action.RAISE)
+
+    def next_wake_ms(self) -> int | None:
+        with self._lock:
+            wakes = [w for d in self.detectors.values() if (w := d.next_wake_ms()) is not None]
+        return min(wakes) if wakes else None
+
+    # --- Feeding ------------------------------------------------------------------------------------------------
+
+    def _feed(self, detector: HomeDetector, entry: Entry) -> list[AlertEvent]:
+        if entry.kind == Kind.BRIDGE_STATE:
+            return detector.hub(entry.time_ms, bool(entry.body.get("online")))
+        fields: dict[str, Any] = entry.body
+        assert entry.home is not None and entry.device is not None
+        known_kind, room, role = self._devices.get((entry.home, entry.device), (None, None, None))
+        kind = known_kind or infer_kind(fields)
+        if kind is None:  # a battery-only report from a device not yet described: alive, nothing more
+            return detector.observe(entry.time_ms, entry.device, "unknown", None, room=room, role=role,
+                                    battery=_number(fields.get("battery")), battery_low=_flag(fields))
+        temperature = _number(fields.get("temperature")) if kind == "climate" else None
+        return detector.observe(entry.time_ms, entry.device, kind, activity_value(kind, fields), room=room,
+                                role=role, temperature=temperature, battery=_number(fields.get("battery")),
+                                battery_low=_flag(fields))
+
+    def _advance_all(self, now_ms: int, touched: set[str]) -> list[AlertEvent]:
+        events: list[AlertEvent] = []
+        for home, detector in self.detectors.items():
+            wake = detector.next_wake_ms()
+            if wake is not None and wake <= now_ms:
+                events += detector.advance(now_ms)
+                touched.add(home)
+        return events
+
+    # --- State --------------------------------------------------------------------------------------------------
+
+    def _detector(self, session: Session, home: str) -> HomeDetector:
+        detector = self.detectors.get(home)
+        if detector is not None:
+            return detector
+        row = session.get(DetectorCheckpoint, home)
+        if row is not None and row.version == CHECKPOINT_VERSION:
+            try:
+                detector = load_detector(row.state)
+                self.seen_seq[home] = row.journal_seq
+            except Exception:
+                log.exception("home %s: its detector checkpoint cannot be read; learning starts again", home)
+        elif row is not None:
+            log.warning("home %s: detector checkpoint version %d is not %d; learning starts again", home,
+                        row.version, CHECKPOINT_VERSION)
+        if detector is None:
+            detector = HomeDetector(home, _zone(session, home), self.config)
+        detector.set_absences(absences_for(session, home))
+        self.detectors[home] = detector
+        return detector
+
+    def _refresh(self, session: Session, entries: Sequence[Entry]) -> None:
+        """Rooms, roles and absences come from the database: read again now and then, or for a new device."""
+        unknown = any(e.kind == Kind.STATE and e.home is not None and (e.home, e.device) not in self._devices
+                      for e in entries)
+        now = time.monotonic()  # about the machine's work, not the data: wall time
+        if not unknown and now - self._refreshed_at < REFRESH_S:
+            return
+        self._refreshed_at = now
+        rows = session.execute(select(Device.home_id, Device.name, Device.kind, Device.room, Device.role))
+        self._devices = {(h, n): (k, r, ro) for h, n, k, r, ro in rows}
+        for home, detector in self.detectors.items():
+            detector.set_absences(absences_for(session, home))
+
+    def _commit(self, session: Session, events: list[AlertEvent], touched: set[str]) -> None:
+        if not events and not touched:
+            return
+        now = to_datetime(self.clock.now_ms())
+        for home in sorted({e.home for e in events} | touched):
+            if session.get(Home, home) is None:
+                session.add(Home(id=home, first_seen=now))
+        session.flush()
+        if events:
+            apply_events(session, events, now)
+            for e in events:
+                if e.kind is AlertKind.RETURNED and "absence_start" in e.details:
+                    _end_returned(session, e.home, e.details["absence_start"], e.at_ms)
+        for home in touched:
+            blob = dump_detector(self.detectors[home])
+            row = session.get(DetectorCheckpoint, home)
+            if row is None:
+                session.add(DetectorCheckpoint(home_id=home, journal_seq=self.seen_seq.get(home, 0),
+                                               version=CHECKPOINT_VERSION, state=blob, saved_at=now))
+            else:
+                row.journal_seq, row.version, row.state, row.saved_at = (
+                    self.seen_seq.get(home, 0), CHECKPOINT_VERSION, blob, now)
+        session.commit()
+        if events:
+            log.info("%d alert event(s): %s", len(events),
+                     "; ".join(f"{e.home} {e.action} {e.kind}" for e in events[:5]))
+            if self.on_alerts is not None:
+                self.on_alerts(events)
+
+
+def warm_baselines(sessions: sessionmaker[Session], observations: Iterable[ObservationLike], *,
+                   homes: set[str] | None = None, config: DetectorConfig | None = None) -> dict[str, int]:
+    """Feed homes' history (time-ordered observations) through fresh detectors and checkpoint them, so that a
+    home starts on its learned routine. Replaces what was learned for those homes: run it with the gateway
+    stopped. Returns the observations fed, per home."""
+    detectors: dict[str, HomeDetector] = {}
+    fed: dict[str, int] = {}
+    with sessions() as session:
+        for o in observations:
+            if homes is not None and o.home not in homes:
+                continue
+            detector = detectors.get(o.home)
+            if detector is None:
+                detector = detectors[o.home] = HomeDetector(o.home, _zone(session, o.home), config or DetectorConfig())
+            feed(detector, o)  # alerts about the history are learned from, not raised
+            fed[o.home] = fed.get(o.home, 0) + 1
+        now = datetime.now(UTC)
+        for home, detector in detectors.items():
+            if session.get(Home, home) is None:
+                session.add(Home(id=home, first_seen=now))
+                session.flush()
+            row = session.get(DetectorCheckpoint, home)
+            blob = dump_detector(detector)
+            if row is None:
+                session.add(DetectorCheckpoint(home_id=home, journal_seq=0, version=CHECKPOINT_VERSION, state=blob,
+                                               saved_at=now))
+            else:
+                row.journal_seq, row.version, row.state, row.saved_at = 0, CHECKPOINT_VERSION, blob, now
+        session.commit()
+    return fed
+
+
+def _end_returned(session: Session, home: str, start_ms: int, back_ms: int) -> None:
+    """The resident was seen back: the planned absence ends then (the coordinator sees it ended, and why)."""
+    start = to_datetime(start_ms)
+    absence = session.scalar(
+        select(Absence).join(Resident, Resident.id == Absence.resident_id)
+        .where(Resident.home_id == home, Absence.starts_at >= start - timedelta(milliseconds=1),
+               Absence.starts_at <= start + timedelta(milliseconds=1)))
+    back = to_datetime(back_ms)
+    if absence is not None and (absence.ends_at is None or absence.ends_at > back):
+        end_absence(session, absence.id, back)
+
+
+def _zone(session: Session, home: str) -> ZoneInfo:
+    name = session.scalar(select(Home.timezone).where(Home.id == home)) or DEFAULT_TIMEZONE
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        log.warning("home %s: unknown time zone %r; using %s", home, name, DEFAULT_TIMEZONE)
+        return ZoneInfo(DEFAULT_TIMEZONE)
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _flag(fields: dict[str, Any]) -> bool | None:
+    value = fields.get("battery_low")
+    return value if isinstance(value, bool) else None
