@@ -108,6 +108,7 @@ class _Day:
     went_out: bool = False
     activity: int = 0
     away: bool = False
+    partial: bool = False  # first seen after its routine began: not judged on getting up or meals
 
 
 @dataclass
@@ -369,7 +370,8 @@ class HomeDetector:
 
     def _not_up_due(self) -> int | None:
         day = self.day
-        if day is None or day.up_ms is not None or day.away or self.out_since_ms is not None or self._blind() \
+        if day is None or day.up_ms is not None or day.away or day.partial or self.out_since_ms is not None \
+                or self._blind() \
                 or any(k in self.open for k in ((AlertKind.INACTIVITY, ""), (AlertKind.NOT_UP, ""))):
             return None
         return self.local.utc_ms(day.index * DAY_MS + round(self.up_time.deadline_min() * MINUTE_MS))
@@ -389,7 +391,7 @@ class HomeDetector:
     def _meal_due(self) -> int | None:
         day = self.day
         if day is None or not self.has_meal_sensors or day.meal_ms is not None or day.up_ms is None \
-                or day.went_out or day.away or self.out_since_ms is not None or self._blind():
+                or day.went_out or day.away or day.partial or self.out_since_ms is not None or self._blind():
             return None
         return self.local.utc_ms(day.index * DAY_MS + round(self.meal_time.deadline_min() * MINUTE_MS))
 
@@ -479,11 +481,14 @@ class HomeDetector:
             return
         if day is not None:
             self._close_day(day, self.local.utc_ms((day.index + 1) * DAY_MS))
-        self.day = _Day(index=index, away=self._away(self.local.utc_ms(index * DAY_MS)) is not None)
+        joined_late = (day is None or day.index < index - 1) and \
+            self.local.minute_of_day(t) > self.config.day_start_min
+        self.day = _Day(index=index, away=self._away(self.local.utc_ms(index * DAY_MS)) is not None,
+                        partial=joined_late)
 
     def _close_day(self, day: _Day, closed_at: int) -> None:
         c = self.config
-        if day.away:
+        if day.away or day.partial:
             return
         if day.up_ms is not None:
             self.up_time.learn(self.local.minute_of_day(day.up_ms) + (self.local.day(day.up_ms) - day.index) * 1440)

@@ -1,0 +1,134 @@
+"""The detectors as a journal consumer: alerts recorded once, checkpoints resumed, time told when caught up."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from gateway.alerting import people
+from gateway.clock import SimulatedClock
+from gateway.contract import Kind
+from gateway.db.migrate import upgrade
+from gateway.db.models import Absence, Alert, DetectorCheckpoint
+from gateway.db.session import make_engine, make_session_factory
+from gateway.detect import DetectorConsumer, warm_baselines
+from gateway.homes import import_homes, parse_description
+from gateway.journal import Entry
+from sensors_sim.generate import Simulation, start_of
+from sensors_sim.scenario import default_home, to_home_description
+
+HOME = "h1"
+T0 = int(datetime(2026, 1, 12, 13, 0, tzinfo=UTC).timestamp() * 1000)  # a Monday, 13:00 in London
+MIN = 60_000
+
+
+@pytest.fixture
+def sessions(db_url: str) -> Iterator[sessionmaker[Session]]:
+    upgrade(db_url)
+    engine = make_engine(db_url)
+    factory = make_session_factory(engine)
+    with factory() as s:
+        import_homes(s, parse_description(to_home_description(default_home(HOME))))
+        people.add_resident(s, HOME, "Mary Jones")
+        s.commit()
+    yield factory
+    engine.dispose()
+
+
+class Stream:
+    """Journal entries as ingest writes them."""
+
+    def __init__(self) -> None:
+        self.seq = 0
+
+    def entry(self, kind: Kind, device: str | None, time_ms: int, body: dict[str, object]) -> Entry:
+        self.seq += 1
+        return Entry(self.seq, str(kind), HOME, device, time_ms, time_ms, True, body)
+
+    def motion(self, device: str, time_ms: int) -> Entry:
+        return self.entry(Kind.STATE, device, time_ms, {"occupancy": True, "battery": 90})
+
+    def quiet(self, start_ms: int, minutes: int) -> list[Entry]:
+        return [self.entry(Kind.STATE, "living_room_climate", start_ms + m * MIN, {"temperature": 20.5})
+                for m in range(5, minutes + 1, 5)]
+
+
+def alerts(sessions: sessionmaker[Session]) -> list[Alert]:
+    with sessions() as s:
+        return list(s.scalars(select(Alert).order_by(Alert.id)))
+
+
+def consumer(sessions: sessionmaker[Session]) -> DetectorConsumer:
+    clock = SimulatedClock()
+    clock.tick(T0, 1.0)
+    return DetectorConsumer(sessions, clock)
+
+
+def test_a_batch_handed_out_again_after_a_crash_records_its_alert_once(sessions: sessionmaker[Session]) -> None:
+    stream = Stream()
+    batch = [stream.motion("kitchen_pir", T0), *stream.quiet(T0, 5 * 60)]
+    first = consumer(sessions)
+    first.handle(batch)
+    [alert] = alerts(sessions)
+    assert (alert.kind, alert.subject, alert.home_id) == ("inactivity", "", HOME)
+    assert "No activity since 13:00, last in the kitchen" in alert.message
+
+    again = consumer(sessions)  # the worker restarted before the journal position moved
+    again.handle(batch)
+    assert len(alerts(sessions)) == 1, "the checkpoint covers the batch: nothing is raised twice"
+    with sessions() as s:
+        assert s.get(DetectorCheckpoint, HOME).journal_seq == batch[-1].seq  # type: ignore[union-attr]
+
+    again.handle([stream.motion("hall_pir", T0 + 5 * 60 * MIN + MIN)])
+    [resolved] = alerts(sessions)
+    assert (resolved.state, resolved.resolved_by) == ("resolved", "auto")
+
+
+def test_time_told_with_nothing_arriving_raises_at_the_crossing_time(sessions: sessionmaker[Session]) -> None:
+    stream = Stream()
+    detect = consumer(sessions)
+    detect.handle([stream.motion("kitchen_pir", T0)])
+    wake = detect.next_wake_ms()
+    assert wake is not None and T0 < wake <= T0 + 6 * 60 * MIN
+    assert detect.tick(wake - 1) == 0
+    assert detect.tick(T0 + 8 * 60 * MIN) == 1
+    [alert] = alerts(sessions)
+    assert alert.raised_at == datetime.fromtimestamp(wake / 1000, UTC), "stamped when crossed, not when looked"
+
+
+def test_the_hub_going_offline_is_recorded_as_a_device_alert(sessions: sessionmaker[Session]) -> None:
+    stream = Stream()
+    detect = consumer(sessions)
+    detect.handle([stream.motion("kitchen_pir", T0),
+                   stream.entry(Kind.BRIDGE_STATE, None, T0 + MIN, {"online": False})])
+    detect.tick(T0 + 10 * 60 * MIN)
+    [alert] = alerts(sessions)
+    assert (alert.kind, alert.subject) == ("hub_offline", "hub")
+
+
+def test_a_return_from_a_planned_absence_ends_it(sessions: sessionmaker[Session]) -> None:
+    with sessions() as s:
+        people.add_absence(s, HOME, datetime.fromtimestamp(T0 / 1000, UTC), None, "holiday")
+        s.commit()
+    stream = Stream()
+    detect = consumer(sessions)
+    detect.handle([*stream.quiet(T0, 60), stream.motion("hall_pir", T0 + 3 * 24 * 60 * MIN)])
+    with sessions() as s:
+        [absence] = s.scalars(select(Absence))
+        assert absence.ends_at == datetime.fromtimestamp((T0 + 3 * 24 * 60 * MIN) / 1000, UTC)
+    [notice] = alerts(sessions)
+    assert (notice.kind, notice.state) == ("returned", "resolved") and "Back home" in notice.message
+
+
+def test_a_warmed_baseline_is_what_the_consumer_starts_from(sessions: sessionmaker[Session]) -> None:
+    history = list(Simulation([default_home(HOME)], start_of(datetime(2026, 1, 5).date()), 7, seed=2).observations())
+    fed = warm_baselines(sessions, history)
+    assert fed == {HOME: len(history)}
+    detect = consumer(sessions)
+    detect.handle([Stream().motion("kitchen_pir", history[-1].time_ms + MIN)])
+    detector = detect.detectors[HOME]
+    assert detector.stillness.days_learned >= 6 and detector.up_time.days >= 5
