@@ -68,7 +68,7 @@ class DetectorConfig:
     decline_clear_ratio: float = 0.7
     decline_min_daily: float = 10  # homes this quiet on a usual day are not judged on their counts
     inactivity_quantile: float = 0.97
-    inactivity_margin: float = 1.3
+    inactivity_margin: float = 2.0
     inactivity_prior_days: float = 5.0
     inactivity_floor_min: float = 30
     inactivity_ceiling_min: float = 16 * 60
@@ -106,6 +106,7 @@ class _Day:
     up_ms: int | None = None
     meal_ms: int | None = None
     went_out: bool = False
+    night_door: bool = False  # a door to outside used in the night window
     activity: int = 0
     away: bool = False
     partial: bool = False  # first seen after its routine began: not judged on getting up or meals
@@ -127,8 +128,9 @@ class HomeDetector:
         self.has_bed_pad = False
         self.has_meal_sensors = False
         self.stillness = self._elapsed_model()
-        self.up_time = FirstOfDay(default_min=c.not_up_default_min)
-        self.meal_time = FirstOfDay(default_min=c.first_meal_default_min, margin_min=60, ceiling_min=15 * 60)
+        self.up_time = FirstOfDay(default_min=c.not_up_default_min, quantile=0.97, margin_min=60)
+        self.meal_time = FirstOfDay(default_min=c.first_meal_default_min, quantile=0.97, margin_min=90,
+                                    ceiling_min=15 * 60)
         self.absence = GapModel(slots=24, quantile=0.97, margin=1.5, default_min=c.long_absence_default_min,
                                 floor_min=2 * 60, ceiling_min=24 * 60, prior_weight=5)
         self.daily_counts: list[int] = []
@@ -427,6 +429,8 @@ class HomeDetector:
 
     def _night_exit(self, t: int) -> None:
         c = self.config
+        if self.day is not None:
+            self.day.night_door = True
         if self.nights_learned >= 7 and self.nights_with_exit / self.nights_learned > c.night_exit_usual_share:
             return
         self.night_exit_ms = t
@@ -495,8 +499,7 @@ class HomeDetector:
         if day.meal_ms is not None and not day.went_out:
             self.meal_time.learn(self.local.minute_of_day(day.meal_ms))
         self.nights_learned += 1
-        if day.went_out and self.night_exit_ms is not None:
-            self.nights_with_exit += 1
+        self.nights_with_exit += day.night_door
         self.daily_counts.append(day.activity)
         del self.daily_counts[:-(c.decline_recent_days + c.decline_baseline_days)]
         self._check_decline(closed_at)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import tzinfo
 from typing import Protocol
 
-from analytics.alerts import Action, AlertEvent
+from analytics.alerts import DEVICE_HEALTH, Action, AlertEvent
 from analytics.detector import DetectorConfig, HomeDetector
 from analytics.localtime import DAY_MS, HOUR_MS
 
@@ -78,8 +78,11 @@ class Replay:
         """Advance every home to the end of the stream plus ``horizon_ms`` (a fall at the end is still seen);
         returns every alert, in the order raised; those still open have no ``cleared_at_ms``."""
         if self.last_ms is not None:
+            end = self.last_ms
             for detector in self.detectors.values():
-                self._take(detector.advance(self.last_ms + horizon_ms))
+                # The end of a recording is not a silence: no device-health alerts past it.
+                self._take([e for e in detector.advance(end + horizon_ms)
+                            if not (e.kind in DEVICE_HEALTH and e.at_ms > end)])
         records = self._done + [self._record(e, None) for e in self._open.values()]
         self._open.clear()
         self._done = []
