@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import tzinfo
+from datetime import date, tzinfo
 from typing import Any
 
 import numpy as np
@@ -35,8 +35,11 @@ from analytics.firsts import FirstOfDay
 from analytics.gaps import GapModel
 from analytics.localtime import DAY_MS, MINUTE_MS, LocalTime, duration
 from analytics.silence import SilenceWatch
+from analytics.summary import DaySummary
 
 OUTSIDE_DOORS = frozenset({"front_door", "back_door"})
+BATHROOMS = frozenset({"bathroom", "toilet", "wc"})
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 MEAL_ROLES = frozenset({"fridge", "kettle"})
 PERSON = frozenset(AlertKind) - {AlertKind.HUB_OFFLINE, AlertKind.CANT_SEE, AlertKind.SENSOR_SILENT,
                                  AlertKind.LOW_BATTERY, AlertKind.RETURNED}
@@ -100,7 +103,7 @@ class _Device:
 
 @dataclass
 class _Day:
-    """What today (local day) has seen so far."""
+    """What today (local day) has seen so far: for the routines' checks and learning, and its summary."""
 
     index: int
     up_ms: int | None = None
@@ -110,6 +113,26 @@ class _Day:
     activity: int = 0
     away: bool = False
     partial: bool = False  # first seen after its routine began: not judged on getting up or meals
+    first_ms: int | None = None
+    last_ms: int | None = None
+    bed_ms: int = 0
+    out_ms: int = 0
+    bathroom_visits: int = 0
+    meals: int = 0
+    night_getups: int = 0
+    last_bathroom_ms: int | None = None
+    last_meal_ms: int | None = None
+
+    def summary(self, home: str, local: LocalTime) -> DaySummary:
+        values: dict[str, float] = {"activities": self.activity, "bed_minutes": round(self.bed_ms / MINUTE_MS),
+                                    "out_minutes": round(self.out_ms / MINUTE_MS),
+                                    "bathroom_visits": self.bathroom_visits, "meals": self.meals,
+                                    "night_getups": self.night_getups}
+        for name, ms in (("first_activity_min", self.first_ms), ("last_activity_min", self.last_ms),
+                         ("up_min", self.up_ms)):
+            if ms is not None:  # minutes after this day's midnight (past 1440 for the small hours after it)
+                values[name] = round(local.minute_of_day(ms) + (local.day(ms) - self.index) * 1440)
+        return DaySummary(home, date.fromordinal(_EPOCH_ORDINAL + self.index), values)
 
 
 @dataclass
@@ -154,6 +177,9 @@ class HomeDetector:
         self.absences: list[tuple[int, int | None]] = []
         self.returned_ms: dict[int, int] = {}  # absence start -> when the resident was seen back
         self.day: _Day | None = None
+        self.summaries: list[DaySummary] = []  # closed days not yet taken by the caller (checkpointed with us)
+        self._bed_mark: int | None = None  # in bed since (or since the day began): not yet added to a day
+        self._out_mark: int | None = None
         self.open: dict[tuple[AlertKind, str], _Open] = {}
         self._stillness_deadline: int | None = None
         self._out: list[AlertEvent] = []
@@ -285,6 +311,7 @@ class HomeDetector:
             self._back_inside(t, learn=previous is not None and not away)
         self.last_activity_ms, self.last_room, self.last_device = t, info.room, device
         self._stillness_deadline = None
+        was_in_bed = self.context == BED
         if info.role == "bed" and change in (Change.OCCUPIED, Change.VACATED):
             self.context = BED if change is Change.OCCUPIED else UP
         elif info.role == "chair" and change in (Change.OCCUPIED, Change.VACATED):
@@ -297,10 +324,11 @@ class HomeDetector:
             self._raise(AlertKind.PENDANT, t, Severity.EMERGENCY,
                         f"Pendant pressed at {self._clock(t)}{self._last_seen_text(t, previous, previous_room)}.",
                         pressed_at=t)
+        self._bed_changed(t, was_in_bed)
         day = self.day
         if day is None or away:
             return
-        day.activity += 1
+        self._count(day, t, info, previous, was_in_bed)
         minute = self.local.minute_of_day(t)
         after_start = minute >= c.day_start_min or self.local.day(t) > day.index
         if day.up_ms is None and after_start and info.room != "bedroom" and info.role != "bed":
@@ -309,6 +337,35 @@ class HomeDetector:
             day.meal_ms = t
             self._clear(AlertKind.NO_MEALS, t, f"Kitchen activity at {self._clock(t)} ({_name(device)}).")
 
+    def _count(self, day: _Day, t: int, info: _Device, previous: int | None, was_in_bed: bool) -> None:
+        """The day's summary figures."""
+        day.activity += 1
+        day.first_ms = day.first_ms if day.first_ms is not None else t
+        day.last_ms = t
+        if (info.room or "").lower() in BATHROOMS:
+            if day.last_bathroom_ms is None or t - day.last_bathroom_ms >= 15 * MINUTE_MS:
+                day.bathroom_visits += 1
+            day.last_bathroom_ms = t
+        if self._is_meal(info):
+            if day.last_meal_ms is None or t - day.last_meal_ms >= 60 * MINUTE_MS:
+                day.meals += 1
+            day.last_meal_ms = t
+        minute = self.local.minute_of_day(t)
+        if minute >= 23 * 60 or minute < 6 * 60:
+            got_up = was_in_bed and self.context != BED
+            quiet_then_about = not self.has_bed_pad and info.room != "bedroom" and previous is not None \
+                and t - previous >= 60 * MINUTE_MS
+            day.night_getups += got_up or quiet_then_about
+
+    def _bed_changed(self, t: int, was_in_bed: bool) -> None:
+        in_bed = self.context == BED
+        if in_bed and not was_in_bed:
+            self._bed_mark = t
+        elif was_in_bed and not in_bed and self._bed_mark is not None:
+            if self.day is not None:
+                self.day.bed_ms += max(0, t - self._bed_mark)
+            self._bed_mark = None
+
     def _door(self, t: int) -> None:
         c = self.config
         if self.out_since_ms is not None and self.last_door_ms is not None \
@@ -316,7 +373,7 @@ class HomeDetector:
             self._back_inside(t, learn=True)  # the door again after a while out: the return
             self.return_doors_until_ms = t + round(c.out_return_min * MINUTE_MS)
         elif t >= self.return_doors_until_ms and self.out_since_ms is None:
-            self.out_since_ms = t
+            self.out_since_ms = self._out_mark = t
             if self._is_night(t) and self.day is not None and not self._away(t):
                 self._night_exit(t)
         self.last_door_ms = t
@@ -325,6 +382,9 @@ class HomeDetector:
         since = self.out_since_ms
         assert since is not None
         self.out_since_ms = None
+        if self.day is not None and self._out_mark is not None:
+            self.day.out_ms += max(0, t - self._out_mark)
+        self._out_mark = None
         self._stillness_deadline = None
         if self.day is not None:
             self.day.went_out = True
@@ -484,7 +544,14 @@ class HomeDetector:
         if day is not None and day.index == index:
             return
         if day is not None:
-            self._close_day(day, self.local.utc_ms((day.index + 1) * DAY_MS))
+            end = self.local.utc_ms((day.index + 1) * DAY_MS)
+            if self._bed_mark is not None:  # a night in bed counts on both sides of midnight
+                day.bed_ms += max(0, end - self._bed_mark)
+                self._bed_mark = max(end, self._bed_mark)
+            if self._out_mark is not None:
+                day.out_ms += max(0, end - self._out_mark)
+                self._out_mark = max(end, self._out_mark)
+            self._close_day(day, end)
         joined_late = (day is None or day.index < index - 1) and \
             self.local.minute_of_day(t) > self.config.day_start_min
         self.day = _Day(index=index, away=self._away(self.local.utc_ms(index * DAY_MS)) is not None,
@@ -492,6 +559,8 @@ class HomeDetector:
 
     def _close_day(self, day: _Day, closed_at: int) -> None:
         c = self.config
+        if not day.away:
+            self.summaries.append(day.summary(self.home, self.local))
         if day.away or day.partial:
             return
         if day.up_ms is not None:

@@ -72,6 +72,7 @@ class Replay:
             detector = self.detectors[o.home] = HomeDetector(o.home, self.tz, self.config,
                                                               quiet_until_ms=o.time_ms + self.learn_ms)
         self._take(feed(detector, o))
+        detector.summaries.clear()  # days' figures are for the API; an analysis wants the alerts
         self.last_ms = o.time_ms if self.last_ms is None else max(self.last_ms, o.time_ms)
 
     def finish(self, horizon_ms: int = 24 * HOUR_MS) -> list[AlertRecord]:

@@ -162,14 +162,14 @@ def _parse_device(parts: list[str], topic: str, payload: bytes, home: str, recei
         # output: json (zigbee2mqtt's default): the whole topic after the home is the friendly name.
         device = "/".join(parts[2:])
         time_ms, timed = _event_time(value.get("last_seen"), received_ms, now_ms, limits)
-        return Message(Kind.STATE, home, device, time_ms, received_ms, _fields(value), timed)
+        return Message(Kind.STATE, home, device, time_ms, received_ms, state_fields(value), timed)
     # output: attribute: one value per topic, <device>/<attribute>.
     if len(parts) < 4:
         raise _Reject(Reason.NOT_AN_OBJECT, "a device state must be a JSON object")
     device, name = "/".join(parts[2:-1]), last
     if name in META_FIELDS:
         return Ignored(topic, f"attribute {name} is bookkeeping")
-    fields = _fields({name: value})
+    fields = state_fields({name: value})
     if not fields:
         return Ignored(topic, f"attribute {name} is not a reading")
     return Message(Kind.STATE, home, device, received_ms, received_ms, fields)
@@ -255,7 +255,7 @@ def _event_time(last_seen: Any, received_ms: int, now_ms: int, limits: Limits) -
     return ms, True
 
 
-def _fields(payload: dict[str, Any]) -> dict[str, bool | float | int | str]:
+def state_fields(payload: dict[str, Any]) -> dict[str, bool | float | int | str]:
     """Keep the readings: known fields checked against their type, unknown ones only if numeric or boolean."""
     out: dict[str, bool | float | int | str] = {}
     for name, value in payload.items():

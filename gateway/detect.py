@@ -38,6 +38,7 @@ from gateway.clock import Clock
 from gateway.contract import Kind
 from gateway.db.models import DEFAULT_TIMEZONE, Absence, DetectorCheckpoint, Device, Home, Resident
 from gateway.journal import Entry
+from gateway.stores.readings.base import DailySummary, ReadingStore
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,22 @@ class DetectorConsumer:
             events = self._advance_all(now_ms, touched)
             self._commit(session, events, touched)
             return sum(1 for e in events if e.action is Action.RAISE)
+
+    def flush_summaries(self, store: ReadingStore) -> int:
+        """Write the days the detectors have closed to the readings store; they stay in the detectors' state
+        (and checkpoints) until written, so a store away or a crash loses none. Returns the days written."""
+        with self._lock:
+            pending = {home: list(d.summaries) for home, d in self.detectors.items() if d.summaries}
+        if not pending:
+            return 0
+        store.write_daily_summaries([DailySummary(s.home, s.day, dict(s.values))
+                                     for days in pending.values() for s in days])  # raises when away
+        with self._lock, self.sessions() as session:
+            for home, written in pending.items():
+                detector = self.detectors[home]
+                detector.summaries = [s for s in detector.summaries if s not in written]
+            self._commit(session, [], set(pending))
+        return sum(len(days) for days in pending.values())
 
     def next_wake_ms(self) -> int | None:
         with self._lock:

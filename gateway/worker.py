@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 CONSUMERS = ("store", "registry", "detect")
 TICK_S = 1.0  # wall seconds between telling the detectors the time when nothing arrives
+SUMMARIES_S = 5.0  # wall seconds between writes of closed days' summaries
 PR_SET_PDEATHSIG = 1
 
 
@@ -118,11 +119,20 @@ class Worker:
             except Exception:
                 log.exception("detectors: tick failed; trying again")
 
+    def write_summaries(self, stop: threading.Event) -> None:
+        """Days the detectors closed → the readings store, for the API; retried while the store is away."""
+        while not stop.wait(SUMMARIES_S):
+            try:
+                self.detect.flush_summaries(self.store)
+            except Exception as e:  # the store away: the days wait in the detectors' state
+                log.warning("daily summaries not written (%s); retrying", e)
+
     def run(self, stop: threading.Event) -> None:
         threads = [threading.Thread(target=run_consumer, name=c.name, daemon=True,
                                     args=(self.journal, c, self.clock, self.metrics, stop),
                                     kwargs={"batch_max": self.settings.batch_max}) for c in self.consumers]
         threads.append(threading.Thread(target=self.dispatcher.run, name="dispatcher", daemon=True, args=(stop,)))
+        threads.append(threading.Thread(target=self.write_summaries, name="summaries", daemon=True, args=(stop,)))
         if not self.simulated:  # simulated time reaches the detectors as journal entries
             threads.append(threading.Thread(target=self.tick_detectors, name="tick", daemon=True, args=(stop,)))
         for t in threads:

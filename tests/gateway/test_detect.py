@@ -3,23 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from pathlib import Path
 
+import numpy as np
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.alerting import people
 from gateway.clock import SimulatedClock
-from gateway.contract import Kind
+from gateway.contract import Kind, state_fields
 from gateway.db.migrate import upgrade
 from gateway.db.models import Absence, Alert, DetectorCheckpoint
 from gateway.db.session import make_engine, make_session_factory
 from gateway.detect import DetectorConsumer, warm_baselines
+from gateway.errors import StoreUnavailable
 from gateway.homes import import_homes, parse_description
 from gateway.journal import Entry
+from gateway.stores.readings.sqlite import SqliteReadingStore
 from sensors_sim.generate import Simulation, start_of
 from sensors_sim.scenario import default_home, to_home_description
+from sensors_sim.sensors import Radio, payloads
 
 HOME = "h1"
 T0 = int(datetime(2026, 1, 12, 13, 0, tzinfo=UTC).timestamp() * 1000)  # a Monday, 13:00 in London
@@ -132,3 +137,38 @@ def test_a_warmed_baseline_is_what_the_consumer_starts_from(sessions: sessionmak
     detect.handle([Stream().motion("kitchen_pir", history[-1].time_ms + MIN)])
     detector = detect.detectors[HOME]
     assert detector.stillness.days_learned >= 6 and detector.up_time.days >= 5
+
+
+class AwayStore:
+    """A readings store that cannot be reached."""
+
+    def write_daily_summaries(self, summaries: object) -> None:
+        raise StoreUnavailable("connection refused")
+
+
+def test_closed_days_reach_the_readings_store_and_wait_in_the_checkpoint_while_it_is_away(
+        sessions: sessionmaker[Session], tmp_path: Path) -> None:
+    start = start_of(datetime(2026, 1, 5).date())
+    history = list(Simulation([default_home(HOME)], start, 3, seed=2).observations())
+    radio = Radio(default_home(HOME), np.random.default_rng(1))
+    stream = Stream()
+    entries = [stream.entry(Kind.STATE, o.device, o.time_ms, state_fields(body))  # as ingest journals them
+               for o, body in payloads(history, radio)]
+    detect = consumer(sessions)
+    detect.handle(entries)
+    detect.tick(history[-1].time_ms + 2 * 60 * MIN)  # past the third midnight
+
+    with pytest.raises(StoreUnavailable):
+        detect.flush_summaries(AwayStore())  # type: ignore[arg-type]
+    assert len(detect.detectors[HOME].summaries) == 3, "kept for the next try"
+
+    store = SqliteReadingStore(tmp_path / "readings.sqlite3")
+    assert detect.flush_summaries(store) == 3
+    days = store.daily_summaries(HOME, date(2026, 1, 1), date(2026, 1, 31))
+    assert [d.day for d in days] == [date(2026, 1, 5), date(2026, 1, 6), date(2026, 1, 7)]
+    assert days[0].values["activities"] > 50 and days[1].values["bed_minutes"] > 300
+    assert 240 < days[1].values["up_min"] < 720 and days[1].values["meals"] >= 1
+    restarted = consumer(sessions)
+    restarted.handle([stream.entry(Kind.STATE, "kitchen_pir", history[-1].time_ms + 3 * 60 * MIN,
+                                   {"occupancy": True})])
+    assert restarted.detectors[HOME].summaries == [], "written days are not written again after a restart"
