@@ -257,6 +257,28 @@ class HomeDetector:
         due = [c for c in candidates if c is not None]
         return min(due) if due else None
 
+    def baseline(self) -> dict[str, Any]:
+        """What this resident's alerts are compared with, for people to read (the API's baseline view).
+
+        Per half-hour of the local day and context: the usual stillness and the limit past which stillness is
+        an alert (minutes); the usual times of getting up and the first meal; the usual day's activity."""
+        model = self.stillness
+        per_context = {
+            name: {"limit_min": [round(float(v), 1) for v in model.limits_min[i]],
+                   "usual_min": [None if np.isnan(v) else round(float(v), 1) for v in model.usual_min[i]]}
+            for i, name in enumerate(CONTEXTS)}
+        counts = self.daily_counts
+        return {
+            "days_learned": model.days_learned,
+            "half_hours": [f"{h // 2:02d}:{30 * (h % 2):02d}" for h in range(SLOTS)],
+            "stillness": per_context,
+            "up_by_min": self.up_time.usual_min() if self.up_time.days >= 5 else None,
+            "not_up_after_min": self.up_time.deadline_min(),
+            "first_meal_by_min": self.meal_time.usual_min() if self.meal_time.days >= 5 else None,
+            "no_meals_after_min": self.meal_time.deadline_min() if self.has_meal_sensors else None,
+            "activities_per_day": float(np.median(counts)) if counts else None,
+        }
+
     # --- Time passing -------------------------------------------------------------------------------------------
 
     def _advance(self, now_ms: int) -> None:

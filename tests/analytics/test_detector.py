@@ -246,3 +246,14 @@ def test_replayed_in_chunks_through_a_checkpoint_gives_the_same_alerts() -> None
         resumed.add(o)
     assert resumed.finish() == whole
     assert any(a.kind == AlertKind.INACTIVITY for a in whole)
+
+
+def test_the_baseline_says_what_alerts_are_compared_with(snapshots: dict[int, bytes]) -> None:
+    detector, _ = at(snapshots, 14)
+    baseline = detector.baseline()
+    assert baseline["days_learned"] >= HISTORY_DAYS - 1
+    up = baseline["stillness"]["up"]
+    assert len(up["limit_min"]) == 48 and all(30 <= v <= 16 * 60 for v in up["limit_min"])
+    assert up["usual_min"][28] is not None and up["usual_min"][28] < up["limit_min"][28]  # 14:00
+    assert 5 * 60 < baseline["up_by_min"] < baseline["not_up_after_min"] < 12 * 60
+    assert baseline["activities_per_day"] > 50
