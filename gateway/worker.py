@@ -138,7 +138,12 @@ class Worker:
         for t in threads:
             t.start()
         textfile = self.settings.worker_metrics_path
+        rounds = 0
         while not stop.wait(0.25):
+            rounds += 1
+            if rounds % 20 == 0:  # every 5 s: a database count
+                with contextlib.suppress(Exception):
+                    self.metrics.notifications_pending.set(self.dispatcher.pending_count())
             self.metrics.write_textfile(textfile)
         for t in threads:
             t.join(timeout=30)
