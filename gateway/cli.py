@@ -9,7 +9,9 @@ from types import FrameType
 
 import typer
 
+from gateway.cli_api import add_api_commands
 from gateway.cli_db import db_app, homes_app
+from gateway.cli_demo import demo
 from gateway.cli_detect import analyse, baseline_app
 from gateway.cli_people import add_people_commands
 from gateway.config import ConfigError, Settings, load_settings
@@ -23,6 +25,8 @@ app.add_typer(sim_app, name="sim")
 app.command()(analyse)
 app.add_typer(baseline_app, name="baseline")
 add_people_commands(app)  # residents, recipients, chain, away
+add_api_commands(app)  # api, users
+app.command()(demo)
 
 
 def setup_logging(level: str = "INFO") -> None:

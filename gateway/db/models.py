@@ -337,3 +337,89 @@ class DetectorCheckpoint(Base):
     version: Mapped[int] = mapped_column(Integer)
     state: Mapped[bytes] = mapped_column(LargeBinary)
     saved_at: Mapped[datetime]
+
+
+# --- The API: people who log in, their tokens and API keys, the audit log --------------------------------------------
+
+EMAIL_LEN = 254
+ROLE_LEN = 16
+HASH_LEN = 255
+TOKEN_HASH_LEN = 64  # sha256, hex
+KEY_PREFIX_LEN = 16
+AUDIT_ACTION_LEN = 32
+AUDIT_RESOURCE_LEN = 64
+
+
+class User(Base):
+    """Someone who logs in to the API: an organisation's admin, coordinator or carer.
+
+    A carer may also be a recipient (``recipient_id``): they see the residents whose chain names that recipient.
+    The email is the login name, unique across the deployment (stored lower-cased).
+    """
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), index=True)
+    email: Mapped[str] = mapped_column(String(EMAIL_LEN), unique=True)
+    name: Mapped[str] = mapped_column(String(NAME_LEN))
+    role: Mapped[str] = mapped_column(String(ROLE_LEN))
+    password_hash: Mapped[str] = mapped_column(String(HASH_LEN))
+    recipient_id: Mapped[int | None] = mapped_column(ForeignKey("recipients.id", ondelete="SET NULL"), index=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AuthToken(Base):
+    """A bearer token issued at login. Only its sha256 is stored; it ends at ``expires_at`` or when revoked."""
+
+    __tablename__ = "auth_tokens"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(TOKEN_HASH_LEN), unique=True)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+class ApiKey(Base):
+    """A key for an integration, created by an admin and shown once; only its sha256 and a prefix are kept."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(NAME_LEN))
+    role: Mapped[str] = mapped_column(String(ROLE_LEN))
+    prefix: Mapped[str] = mapped_column(String(KEY_PREFIX_LEN))  # to recognise a key in lists, not to find it
+    key_hash: Mapped[str] = mapped_column(String(TOKEN_HASH_LEN), unique=True)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime]
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class AuditEntry(Base):
+    """Who viewed or changed what about a resident (or the organisation's setup), and when.
+
+    No foreign keys to the resident, user or key: the trail must outlive what it is about. ``actor`` keeps the
+    name as it was.
+    """
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        Index("ix_audit_log_organisation_id_at", "organisation_id", "at"),
+        Index("ix_audit_log_resident_id_at", "resident_id", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime]
+    user_id: Mapped[int | None] = mapped_column(Integer)
+    api_key_id: Mapped[int | None] = mapped_column(Integer)
+    actor: Mapped[str] = mapped_column(String(NAME_LEN))
+    action: Mapped[str] = mapped_column(String(AUDIT_ACTION_LEN))
+    resource: Mapped[str] = mapped_column(String(AUDIT_RESOURCE_LEN))
+    resident_id: Mapped[int | None] = mapped_column(Integer)
+    detail: Mapped[str] = mapped_column(Text, default="")

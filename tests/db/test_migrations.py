@@ -19,7 +19,8 @@ from gateway.db.models import Base, Device, Home
 from gateway.db.session import make_engine, make_session_factory, normalise_url
 
 TABLES = {"organisations", "homes", "devices", "dead_letters", "residents", "absences", "recipients",
-          "escalation_steps", "alerts", "alert_log", "notifications", "detector_checkpoints"}
+          "escalation_steps", "alerts", "alert_log", "notifications", "detector_checkpoints",
+          "users", "auth_tokens", "api_keys", "audit_log"}
 
 
 @pytest.fixture

@@ -1,0 +1,241 @@
+"""The coordinators' dashboard: server-rendered pages over the same sessions, rules and services as the API.
+
+Who needs attention comes first: residents with open alerts, most severe first, then homes that can't be seen.
+Logging in issues the API's own token, kept in an HttpOnly cookie; acknowledging and resolving call the same
+services (and write the same audit rows) as ``POST /alerts/{id}/acknowledge`` and ``/resolve``.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from sqlalchemy import select
+
+from analytics.activity import ActivityTracker, activity_value
+from analytics.alerts import DEVICE_HEALTH, AlertKind
+from api.dashboard.charts import Mark, daily_bars, day_timeline
+from api.deps import Clock, Principal, SessionDep, audit, get_principal, get_store, resident_for, visible_residents
+from api.errors import ApiError
+from api.routers.alerts import alert_for
+from api.security import TOKEN_COOKIE, TOKEN_TTL, authenticate, issue_token, revoke_token
+from gateway.alerting import service
+from gateway.alerting.outbox import RESOLVED
+from gateway.db.models import DEFAULT_TIMEZONE, Alert, Home, Resident
+from gateway.errors import StoreUnavailable
+from gateway.stores.readings.base import ReadingStore
+
+router = APIRouter(prefix="/dashboard", include_in_schema=False)
+templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+CHART_DAYS = 28
+UNSEEN = frozenset({AlertKind.HUB_OFFLINE, AlertKind.CANT_SEE})
+KIND_LABELS = {"inactivity": "no activity", "not_up": "not up", "night_exit": "out at night",
+               "long_absence": "out long", "no_meals": "no meals", "activity_decline": "less active",
+               "cold_home": "cold", "pendant": "pendant", "hub_offline": "hub offline", "cant_see": "can't see",
+               "sensor_silent": "sensor silent", "low_battery": "battery low"}
+
+
+class _LoggedOut(Exception):
+    pass
+
+
+def page_principal(request: Request, session: SessionDep, at: Clock) -> Principal:
+    """The signed-in user from the cookie; a page without one goes to the login form."""
+    token = request.cookies.get(TOKEN_COOKIE)
+    if not token:
+        raise _LoggedOut
+    try:
+        return get_principal(session, at, token=None, api_key=None, cookie=token)
+    except ApiError:
+        raise _LoggedOut from None
+
+
+PagePrincipal = Annotated[Principal, Depends(page_principal)]
+
+
+def login_redirect(_request: Request, _exc: Exception) -> Response:
+    return RedirectResponse("/dashboard/login", status_code=303)
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_form(request: Request) -> Response:
+    return templates.TemplateResponse(request, "login.html", {"who": None})
+
+
+@router.post("/login", response_class=HTMLResponse)
+def login(request: Request, session: SessionDep, at: Clock, username: Annotated[str, Form()],
+          password: Annotated[str, Form()]) -> Response:
+    user = authenticate(session, username, password)
+    if user is None:
+        return templates.TemplateResponse(
+            request, "login.html", {"who": None, "username": username,
+                                    "error": "That email and password do not match an account."},
+            status_code=401)
+    token, _ = issue_token(session, user, at)
+    response = RedirectResponse("/dashboard", status_code=303)
+    response.set_cookie(TOKEN_COOKIE, token, max_age=int(TOKEN_TTL.total_seconds()), httponly=True,
+                        samesite="lax", secure=request.url.scheme == "https")
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request, session: SessionDep, at: Clock) -> Response:
+    token = request.cookies.get(TOKEN_COOKIE)
+    if token:
+        revoke_token(session, token, at)
+    response = RedirectResponse("/dashboard/login", status_code=303)
+    response.delete_cookie(TOKEN_COOKIE)
+    return response
+
+
+@router.get("", response_class=HTMLResponse)
+def caseload(request: Request, principal: PagePrincipal, session: SessionDep, at: Clock) -> Response:
+    residents = list(session.scalars(visible_residents(principal).order_by(Resident.name)))
+    ids = [r.id for r in residents]
+    open_alerts = list(session.scalars(select(Alert).where(Alert.resident_id.in_(ids), Alert.state != RESOLVED)
+                                       .order_by(Alert.severity.desc(), Alert.raised_at))) if ids else []
+    homes = {h.id: h for h in session.scalars(select(Home).where(Home.id.in_([r.home_id for r in residents])))}
+    by_resident: dict[int, list[Alert]] = {}
+    for alert in open_alerts:
+        by_resident.setdefault(alert.resident_id or 0, []).append(alert)
+    rows = []
+    for r in residents:
+        alerts = by_resident.get(r.id, [])
+        home = homes.get(r.home_id)
+        zone = _zone(home)
+        rows.append({
+            "id": r.id, "name": r.name, "home": r.home_id,
+            "alerts": [_alert_view(a, zone, at) for a in alerts],
+            "severity": max((a.severity for a in alerts), default=0),
+            "unseen": any(a.kind in UNSEEN for a in alerts) or (home is not None and home.hub_online is False),
+            "last_activity": _when(home.last_seen, zone, at) if home and home.last_seen else None,
+        })
+    # Who needs attention now: the most severe open alert first, then homes that can't be seen, then the rest.
+    rows.sort(key=lambda row: (-row["severity"], not row["unseen"], row["name"]))
+    for r in residents:
+        audit(session, principal, "view", "caseload", r.id, at=at)
+    return templates.TemplateResponse(request, "caseload.html", {
+        "who": principal.name, "rows": rows, "open_count": len(open_alerts),
+        "unseen_count": sum(1 for row in rows if row["unseen"]), "updated": at.strftime("%H:%M UTC")})
+
+
+@router.get("/residents/{resident_id}", response_class=HTMLResponse)
+def resident_page(request: Request, resident_id: int, principal: PagePrincipal, session: SessionDep, at: Clock,
+                  notice: str | None = None) -> Response:
+    resident = resident_for(principal, session, resident_id)
+    home = session.get(Home, resident.home_id)
+    zone = _zone(home)
+    alerts = list(session.scalars(select(Alert).where(Alert.resident_id == resident.id)
+                                  .order_by(Alert.raised_at.desc()).limit(50)))
+    open_alerts = sorted((a for a in alerts if a.state != RESOLVED), key=lambda a: (-a.severity, a.raised_at))
+    store: ReadingStore = get_store(request)
+    local_today = at.astimezone(zone).date()
+    context: dict[str, Any] = {
+        "who": principal.name, "notice": notice, "days": CHART_DAYS,
+        "resident": {"id": resident.id, "name": resident.name, "home": resident.home_id, "timezone": str(zone)},
+        "open_alerts": [_alert_view(a, zone, at) for a in open_alerts],
+        "history": [_alert_view(a, zone, at) for a in alerts if a.state == RESOLVED][:20],
+        "today_chart": "", "day_charts": [], "store_error": None,
+    }
+    try:
+        context["today_chart"] = _today(store, resident.home_id, zone, local_today, at)
+        context["day_charts"] = _weeks(store, resident.home_id, local_today)
+    except StoreUnavailable as e:
+        context["store_error"] = f"Activity cannot be shown now: the readings store is unavailable ({e})."
+    audit(session, principal, "view", "resident", resident.id, "dashboard", at=at)
+    return templates.TemplateResponse(request, "resident.html", context)
+
+
+@router.post("/alerts/{alert_id}/acknowledge")
+def acknowledge(alert_id: int, principal: PagePrincipal, session: SessionDep, at: Clock) -> Response:
+    alert = alert_for(principal, session, alert_id)
+    service.acknowledge(session, alert.id, principal.name, None, at, recipient_id=principal.recipient_id)
+    audit(session, principal, "acknowledge", "alert", alert.resident_id, f"alert {alert.id}", at=at)
+    return _back(alert, "Acknowledged: the others in the chain are told you are dealing with it.")
+
+
+@router.post("/alerts/{alert_id}/resolve")
+def resolve(alert_id: int, principal: PagePrincipal, session: SessionDep, at: Clock,
+            note: Annotated[str, Form(min_length=1, max_length=2000)]) -> Response:
+    alert = alert_for(principal, session, alert_id)
+    service.resolve(session, alert.id, principal.name, note.strip() or "resolved", at,
+                    recipient_id=principal.recipient_id)
+    audit(session, principal, "resolve", "alert", alert.resident_id, f"alert {alert.id}", at=at)
+    return _back(alert, "Resolved: everyone alerted is told.")
+
+
+def _back(alert: Alert, notice: str) -> Response:
+    target = f"/dashboard/residents/{alert.resident_id}" if alert.resident_id else "/dashboard"
+    return RedirectResponse(f"{target}?notice={notice}", status_code=303)
+
+
+def _today(store: ReadingStore, home: str, zone: ZoneInfo, day: date, at: datetime) -> str:
+    start = datetime.combine(day, datetime.min.time(), zone)
+    start_ms = int(start.timestamp() * 1000)
+    points = store.timeline(home, start_ms, int(at.timestamp() * 1000) + 1, limit=50_000)
+    tracker = ActivityTracker()
+    marks, rooms = [], set()
+    for p in points:
+        kind = p.tags.get("kind", "")
+        value = activity_value(kind, p.fields)
+        change = tracker.update(p.tags.get("device", ""), kind, value) if value is not None else None
+        if change is None:
+            continue
+        room = p.tags.get("room") or p.tags.get("device", "?")
+        rooms.add(room)
+        marks.append(Mark((p.time_ms - start_ms) / 60_000, room, f"{change} ({p.tags.get('device', '')})"))
+    now_minute = (at.timestamp() * 1000 - start_ms) / 60_000
+    return day_timeline(marks, sorted(rooms), now_minute=now_minute)
+
+
+def _weeks(store: ReadingStore, home: str, today: date) -> list[str]:
+    first = today - timedelta(days=CHART_DAYS - 1)
+    by_day = {s.day: s.values for s in store.daily_summaries(home, first, today)}
+    days = [first + timedelta(days=i) for i in range(CHART_DAYS)]
+    labels = [d.strftime("%d %b") for d in days]
+
+    def series(name: str, scale: float = 1.0) -> list[float | None]:
+        return [round(by_day[d][name] / scale, 1) if d in by_day and name in by_day[d] else None for d in days]
+
+    return [daily_bars(labels, series("activities"), label="Activities a day"),
+            daily_bars(labels, series("bed_minutes", 60), label="Time in bed", unit=" h"),
+            daily_bars(labels, series("out_minutes", 60), label="Time out", unit=" h"),
+            daily_bars(labels, series("bathroom_visits"), label="Bathroom visits")]
+
+
+def _alert_view(alert: Alert, zone: ZoneInfo, at: datetime) -> dict[str, Any]:
+    urgent = alert.severity >= 3
+    badge = "urgent" if urgent else "unseen" if alert.kind in DEVICE_HEALTH else "warning"
+    return {"id": alert.id, "kind": alert.kind, "kind_label": KIND_LABELS.get(alert.kind, alert.kind),
+            "message": alert.message, "state": alert.state, "severity": alert.severity, "badge": badge,
+            "since": _when(alert.raised_at, zone, at), "acknowledged_by": alert.acknowledged_by,
+            "resolution_note": alert.resolution_note}
+
+
+def _when(moment: datetime, zone: ZoneInfo, at: datetime) -> str:
+    local = moment.astimezone(zone)
+    today = at.astimezone(zone).date()
+    if local.date() == today:
+        return local.strftime("%H:%M")
+    if local.date() == today - timedelta(days=1):
+        return local.strftime("yesterday %H:%M")
+    return local.strftime("%d %b %H:%M")
+
+
+def _zone(home: Home | None) -> ZoneInfo:
+    try:
+        return ZoneInfo(home.timezone if home else DEFAULT_TIMEZONE)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo(DEFAULT_TIMEZONE)
+
+
+def install(app: Any) -> None:
+    """Mount the pages and send signed-out visitors to the login form."""
+    app.include_router(router)
+    app.add_exception_handler(_LoggedOut, login_redirect)
+

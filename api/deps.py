@@ -1,0 +1,206 @@
+"""The API's dependencies: a session per request, who is calling, what they may see, the audit trail.
+
+Isolation lives here, not in each route: every query for a resident's data goes through :func:`visible_residents`
+(or :func:`resident_for`), so a coordinator sees their organisation's residents and a carer only the residents
+whose escalation chain names the carer's linked recipient. What is not visible is "not found" (404), never
+"forbidden": another organisation's ids are not confirmed to exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Annotated
+
+from fastapi import Depends, Path, Request
+from fastapi.security import APIKeyCookie, APIKeyHeader, OAuth2PasswordBearer
+from sqlalchemy import Select, exists, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.audit import audit, audit_many
+from api.errors import Forbidden, NotFound, Unauthorized
+from api.schemas.common import INT32_MAX
+from api.security import TOKEN_COOKIE, api_key_for, sha256
+from gateway.db.models import NAME_LEN, AuthToken, EscalationStep, Home, Resident, User
+from gateway.stores.readings.base import ReadingStore
+
+__all__ = [
+    "ADMIN",
+    "CARER",
+    "COORDINATOR",
+    "ROLES",
+    "STAFF",
+    "Admin",
+    "Clock",
+    "CurrentUser",
+    "PathId",
+    "Principal",
+    "SessionDep",
+    "Staff",
+    "audit",
+    "audit_many",
+    "get_principal",
+    "get_session",
+    "get_store",
+    "require_role",
+    "resident_for",
+    "visible_residents",
+]
+
+ADMIN, COORDINATOR, CARER = "admin", "coordinator", "carer"
+ROLES = (ADMIN, COORDINATOR, CARER)
+STAFF = (ADMIN, COORDINATOR)  # an admin may do what a coordinator does (someone has to set the first home up)
+API_KEY_TOUCH = timedelta(minutes=1)  # last_used_at is written at most this often per key
+
+_bearer = OAuth2PasswordBearer(tokenUrl="/auth/token", auto_error=False,
+                               description="A token from POST /auth/token (email and password)")
+_api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key created by an admin")
+_cookie = APIKeyCookie(name=TOKEN_COOKIE, auto_error=False, description="The dashboard's login cookie")
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: a user (by token or cookie) or an API key, always within one organisation."""
+
+    user_id: int | None
+    api_key_id: int | None
+    organisation_id: int
+    role: str
+    recipient_id: int | None
+    name: str
+    token_hash: str | None = None  # the bearer token used, so logout can revoke it
+
+    @property
+    def is_staff(self) -> bool:
+        return self.role in STAFF
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """One session (one transaction) per request: committed when the route succeeds, rolled back otherwise."""
+    sessions: sessionmaker[Session] = request.app.state.sessions
+    with sessions() as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+
+
+# "function" scope: the commit happens before the response is sent, so a failed commit is an error response
+# rather than a success that was not kept.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+
+def now(request: Request) -> datetime:
+    """The API's clock (wall time; tests replace ``app.state.now``)."""
+    clock: Callable[[], datetime] = request.app.state.now
+    return clock()
+
+
+Clock = Annotated[datetime, Depends(now)]
+
+
+def get_principal(
+    session: SessionDep,
+    at: Clock,
+    token: Annotated[str | None, Depends(_bearer)],
+    api_key: Annotated[str | None, Depends(_api_key)],
+    cookie: Annotated[str | None, Depends(_cookie)],
+) -> Principal:
+    """The caller, from ``Authorization: Bearer``, ``X-API-Key`` or the dashboard's cookie, in that order."""
+    if token or (cookie and not api_key):
+        return _from_token(session, token or cookie or "", at)
+    if api_key:
+        key = api_key_for(session, api_key)
+        if key is None:
+            raise Unauthorized("the API key is unknown or revoked: ask an admin of your organisation for one")
+        if key.last_used_at is None or at - key.last_used_at >= API_KEY_TOUCH:
+            key.last_used_at = at
+        return Principal(user_id=None, api_key_id=key.id, organisation_id=key.organisation_id, role=key.role,
+                         recipient_id=None, name=f"API key {key.name}"[:NAME_LEN])
+    raise Unauthorized("log in first: POST /auth/token with your email and password, then send "
+                       "'Authorization: Bearer <token>' (or an 'X-API-Key' header)")
+
+
+def _from_token(session: Session, token: str, at: datetime) -> Principal:
+    token_hash = sha256(token)
+    row = session.execute(select(AuthToken, User).join(User, User.id == AuthToken.user_id)
+                          .where(AuthToken.token_hash == token_hash)).one_or_none()
+    if row is None:
+        raise Unauthorized("the token is unknown: log in again (POST /auth/token)")
+    auth, user = row
+    if auth.revoked_at is not None:
+        raise Unauthorized("the token was revoked (logged out): log in again (POST /auth/token)")
+    if auth.expires_at <= at:
+        raise Unauthorized("the token has expired: log in again (POST /auth/token)")
+    if not user.active:
+        raise Unauthorized("this account is deactivated: ask an admin of your organisation")
+    return Principal(user_id=user.id, api_key_id=None, organisation_id=user.organisation_id, role=user.role,
+                     recipient_id=user.recipient_id, name=user.name, token_hash=token_hash)
+
+
+CurrentUser = Annotated[Principal, Depends(get_principal)]
+# A path id: database ids are 32-bit on PostgreSQL, so a larger number is a 422, not a query that cannot match.
+PathId = Annotated[int, Path(ge=1, le=INT32_MAX)]
+
+
+def require_role(*roles: str) -> Callable[[Principal], Principal]:
+    """A dependency that lets only these roles through (403 for the others)."""
+    allowed = frozenset(roles)
+
+    def check(principal: CurrentUser) -> Principal:
+        if principal.role not in allowed:
+            raise Forbidden(f"a {principal.role} may not do this; it needs the role "
+                            f"{' or '.join(sorted(allowed))}")
+        return principal
+
+    return check
+
+
+Staff = Annotated[Principal, Depends(require_role(*STAFF))]
+Admin = Annotated[Principal, Depends(require_role(ADMIN))]
+
+
+def get_store(request: Request) -> ReadingStore:
+    """The readings store, created at the first request that needs it (not every deployment reads readings)."""
+    store: ReadingStore | None = request.app.state.store
+    if store is None:
+        from gateway.worker import make_reading_store
+
+        store = request.app.state.store = make_reading_store(request.app.state.settings)
+    return store
+
+
+# --- what a principal may see --------------------------------------------------------------------------------------
+
+
+def visible_homes(principal: Principal) -> Select[tuple[str]]:
+    """Ids of the homes of the caller's organisation (staff), as a subquery to filter on."""
+    return select(Home.id).where(Home.organisation_id == principal.organisation_id)
+
+
+def visible_residents(principal: Principal) -> Select[tuple[Resident]]:
+    """The residents the caller may see: the organisation's (staff); those in whose chain they are (carers)."""
+    stmt = select(Resident).join(Home, Home.id == Resident.home_id).where(
+        Home.organisation_id == principal.organisation_id)
+    if not principal.is_staff:
+        if principal.recipient_id is None:
+            return stmt.where(False)  # a carer not linked to a recipient follows nobody
+        stmt = stmt.where(exists().where(EscalationStep.resident_id == Resident.id,
+                                         EscalationStep.recipient_id == principal.recipient_id))
+    return stmt
+
+
+def visible_resident_ids(principal: Principal) -> Select[tuple[int]]:
+    return visible_residents(principal).with_only_columns(Resident.id)
+
+
+def resident_for(principal: Principal, session: Session, resident_id: int) -> Resident:
+    """The resident, if the caller may see them; else 404 (whether or not they exist elsewhere)."""
+    resident = session.scalar(visible_residents(principal).where(Resident.id == resident_id))
+    if resident is None:
+        raise NotFound(f"no resident {resident_id} in your organisation"
+                       + ("" if principal.is_staff else " that you care for"))
+    return resident

@@ -1,0 +1,245 @@
+"""A resident's activity: timeline, daily summaries, learned baseline (docs/activity.md). Every view is audited.
+
+Readings come through the gateway's readings-store port (InfluxDB or the embedded store); daily summaries are read
+as the detectors stored them, never recomputed; the baseline is the home's detector checkpoint, never recomputed
+from readings. A readings store that cannot be reached is a 503; the baseline does not need it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from fastapi import APIRouter, Depends, Query
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from analytics.activity import ActivityTracker, activity_value
+from analytics.devices import infer_kind
+from api.audit import VIEW
+from api.deps import Clock, CurrentUser, PathId, SessionDep, audit, get_store, resident_for
+from api.errors import Invalid, NotFound, Unavailable
+from api.pagination import PageDep
+from api.schemas.activity import (
+    BaselineOut,
+    DailyOut,
+    DayOut,
+    Include,
+    StillnessOut,
+    TimelineEvent,
+    TimelinePage,
+    clock,
+)
+from api.schemas.common import UtcDatetime
+from gateway.db.models import DEFAULT_TIMEZONE, DetectorCheckpoint, Device, Resident
+from gateway.detect import CHECKPOINT_VERSION, load_detector
+from gateway.errors import StoreUnavailable
+from gateway.stores.readings.base import DailySummary, Point, ReadingStore
+
+log = logging.getLogger("telecare.api")
+
+router = APIRouter(prefix="/residents/{resident_id}", tags=["activity"])
+
+StoreDep = Annotated[ReadingStore, Depends(get_store)]
+
+MAX_TIMELINE = timedelta(days=7)
+DEFAULT_TIMELINE = timedelta(hours=24)
+# Read this far before the period to learn each device's state, so that a reading at the start is judged a change
+# or not as the detectors judged it. Battery devices re-send their state about every 50 minutes.
+LOOKBACK = timedelta(hours=2)
+MAX_POINTS = 100_000  # a busy home sends about 2,000 readings a day: a week is well under
+MAX_DAYS = 92
+DEFAULT_DAYS = 30
+COUNTS = ("activities", "bed_minutes", "out_minutes", "bathroom_visits", "meals", "night_getups")
+TIMES = (("first_activity_min", "first_activity"), ("last_activity_min", "last_activity"), ("up_min", "up"))
+
+
+def _zone(name: str | None) -> ZoneInfo:
+    try:
+        return ZoneInfo(name or DEFAULT_TIMEZONE)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo(DEFAULT_TIMEZONE)
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def _unavailable(e: StoreUnavailable) -> Unavailable:
+    # The message may name an internal host or file: it goes to the log, the client gets what to do.
+    log.warning("readings store unavailable: %s", e)
+    headers = {"Retry-After": str(max(1, round(e.retry_after)))} if e.retry_after else None
+    return Unavailable("the readings store cannot be reached just now: try again in a minute (alerts and the "
+                       "baseline do not depend on it)", headers=headers)
+
+
+# --- timeline -------------------------------------------------------------------------------------------------
+
+
+@router.get("/timeline", response_model=TimelinePage, summary="Events by room over a period (at most 7 days)")
+def timeline(
+    resident_id: PathId, principal: CurrentUser, session: SessionDep, store: StoreDep, page: PageDep, at: Clock,
+    start: Annotated[UtcDatetime | None, Query(description="from (included); default: 24 h before end")] = None,
+    end: Annotated[UtcDatetime | None, Query(
+        description="to (excluded); default: now, or 24 h after start")] = None,
+    room: Annotated[str | None, Query(max_length=64, description="only this room (case does not matter)")] = None,
+    include: Annotated[Include, Query(
+        description="activity: what the resident did (a change); all: every reading, each flagged")] = "activity",
+) -> TimelinePage:
+    resident = resident_for(principal, session, resident_id)
+    if end is None:
+        end = start + DEFAULT_TIMELINE if start is not None else at.astimezone(UTC)
+    if start is None:
+        start = end - DEFAULT_TIMELINE
+    if end <= start:
+        raise Invalid("end must be after start")
+    if end - start > MAX_TIMELINE:
+        raise Invalid(f"the period is {_span(end - start)} long; ask for at most 7 days at a time "
+                      "(page through longer periods)")
+    try:
+        points = store.timeline(resident.home_id, _ms(start - LOOKBACK), _ms(end), limit=MAX_POINTS + 1)
+    except StoreUnavailable as e:
+        raise _unavailable(e) from e
+    if len(points) > MAX_POINTS:
+        raise Invalid(f"more than {MAX_POINTS:,} readings in this period: ask for a shorter one")
+    events = timeline_events(points, _devices(session, resident.home_id), _ms(start), include=include, room=room)
+    items = events[page.offset:page.offset + page.limit]
+    following = page.offset + len(items)
+    audit(session, principal, VIEW, "activity.timeline", resident.id,
+          f"{start.isoformat()} to {end.isoformat()}" + (f", room {room}" if room else ""), at=at)
+    return TimelinePage(items=items, total=len(events), limit=page.limit, offset=page.offset,
+                        next_offset=following if following < len(events) else None, resident_id=resident.id,
+                        timezone=resident.home.timezone, start=start, end=end, include=include)
+
+
+def timeline_events(points: Sequence[Point], devices: dict[str, tuple[str | None, str | None, str | None]],
+                    start_ms: int, *, include: Include = "activity", room: str | None = None
+                    ) -> list[TimelineEvent]:
+    """The readings as events, judged as the detectors judge activity (analytics/activity.py): a change, not a
+    field being present. Points before ``start_ms`` only teach the tracker each device's state."""
+    tracker = ActivityTracker()
+    wanted_room = room.strip().casefold() if room else None
+    out: list[TimelineEvent] = []
+    for p in points:
+        device = p.tags.get("device", "")
+        known_kind, known_room, known_role = devices.get(device, (None, None, None))
+        # The tags are the device's description when the reading was stored; the database's is the fallback.
+        kind = p.tags.get("kind") or known_kind or infer_kind(p.fields)
+        value = activity_value(kind, p.fields) if kind else None
+        change = tracker.update(device, kind, value) if kind and value is not None else None
+        if p.time_ms < start_ms:
+            continue
+        where = p.tags.get("room") or known_room
+        if wanted_room is not None and (where or "").casefold() != wanted_room:
+            continue
+        if change is None and include == "activity":
+            continue
+        if value is None and kind == "climate":
+            temperature = p.fields.get("temperature")
+            value = temperature if isinstance(temperature, float | int) else None
+        out.append(TimelineEvent(
+            time=datetime.fromtimestamp(p.time_ms / 1000, UTC), device=device, room=where,
+            role=p.tags.get("role") or known_role, kind=kind, activity=change is not None,
+            change=change.value if change is not None else None, value=value,
+            fields=dict(p.fields) if include == "all" else None))
+    return out
+
+
+def _devices(session: Session, home: str) -> dict[str, tuple[str | None, str | None, str | None]]:
+    rows = session.execute(select(Device.name, Device.kind, Device.room, Device.role).where(Device.home_id == home))
+    return {name: (kind, room, role) for name, kind, room, role in rows}
+
+
+def _span(delta: timedelta) -> str:
+    hours = delta.total_seconds() / 3600
+    return f"{hours / 24:.1f} days" if hours >= 48 else f"{hours:.1f} hours"
+
+
+# --- daily summaries ------------------------------------------------------------------------------------------
+
+
+@router.get("/daily", response_model=DailyOut, response_model_by_alias=True,
+            summary="Daily summaries over a period (at most 92 days)")
+def daily(
+    resident_id: PathId, principal: CurrentUser, session: SessionDep, store: StoreDep, at: Clock,
+    first: Annotated[date | None, Query(alias="from", description="first day (local); default: 29 days before to")
+                     ] = None,
+    last: Annotated[date | None, Query(alias="to", description="last day, included; default: yesterday")] = None,
+) -> DailyOut:
+    resident = resident_for(principal, session, resident_id)
+    zone = _zone(resident.home.timezone)
+    if last is None:
+        # Yesterday is the last day closed; with only ``from``, up to a month from it (at most to yesterday).
+        yesterday = at.astimezone(zone).date() - timedelta(days=1)
+        last = yesterday if first is None else max(first, min(first + timedelta(days=DEFAULT_DAYS - 1), yesterday))
+    if first is None:
+        first = last - timedelta(days=DEFAULT_DAYS - 1)
+    if last < first:
+        raise Invalid("'to' must not be before 'from'")
+    length = (last - first).days + 1
+    if length > MAX_DAYS:
+        raise Invalid(f"the period is {length} days long; ask for at most {MAX_DAYS} days at a time")
+    try:
+        summaries = store.daily_summaries(resident.home_id, first, last)
+    except StoreUnavailable as e:
+        raise _unavailable(e) from e
+    days = [day_out(s) for s in summaries]
+    have = {d.day for d in days}
+    missing = [d for d in _days(first, last) if d not in have]
+    audit(session, principal, VIEW, "activity.daily", resident.id, f"{first} to {last}", at=at)
+    return DailyOut(resident_id=resident.id, timezone=resident.home.timezone, first_day=first, last_day=last,
+                    days=days, missing_days=missing)
+
+
+def day_out(summary: DailySummary) -> DayOut:
+    v = summary.values
+    fields: dict[str, object] = {name: round(v[name]) for name in COUNTS if name in v}
+    for minutes, text in TIMES:
+        if minutes in v:
+            fields[minutes] = round(v[minutes])
+            fields[text] = clock(v[minutes])
+    if "night_getups" in v:
+        fields["night_disturbed"] = v["night_getups"] > 0
+    return DayOut(day=summary.day, **fields)  # type: ignore[arg-type]
+
+
+def _days(first: date, last: date) -> Iterable[date]:
+    return (first + timedelta(days=i) for i in range((last - first).days + 1))
+
+
+# --- baseline -------------------------------------------------------------------------------------------------
+
+
+@router.get("/baseline", response_model=BaselineOut, summary="What the resident's alerts are compared with")
+def baseline(resident_id: PathId, principal: CurrentUser, session: SessionDep, at: Clock) -> BaselineOut:
+    resident = resident_for(principal, session, resident_id)
+    out = baseline_out(session, resident)
+    audit(session, principal, VIEW, "activity.baseline", resident.id, at=at)
+    return out
+
+
+def baseline_out(session: Session, resident: Resident) -> BaselineOut:
+    row = session.execute(select(DetectorCheckpoint.version, DetectorCheckpoint.state, DetectorCheckpoint.saved_at)
+                          .where(DetectorCheckpoint.home_id == resident.home_id)).one_or_none()
+    if row is None or row.version != CHECKPOINT_VERSION:
+        # A checkpoint of another version is set aside by the gateway too: learning starts again.
+        raise NotFound(f"nothing learned yet for resident {resident.id}: the detectors save what they learn once "
+                       "the home's readings arrive (or warm it: telecare baseline warm)", code="no_baseline")
+    try:
+        learned = load_detector(row.state).baseline()
+    except Exception as e:
+        log.exception("home %s: its detector checkpoint cannot be read", resident.home_id)
+        raise NotFound(f"what was learned for resident {resident.id} cannot be read; the gateway starts learning "
+                       "again", code="no_baseline") from e
+    return BaselineOut(
+        resident_id=resident.id, home_id=resident.home_id, timezone=resident.home.timezone, saved_at=row.saved_at,
+        days_learned=learned["days_learned"], half_hours=learned["half_hours"],
+        stillness={name: StillnessOut(**values) for name, values in learned["stillness"].items()},
+        up_by_min=learned["up_by_min"], up_by=clock(learned["up_by_min"]),
+        not_up_after_min=learned["not_up_after_min"], not_up_after=clock(learned["not_up_after_min"]),
+        first_meal_by_min=learned["first_meal_by_min"], first_meal_by=clock(learned["first_meal_by_min"]),
+        no_meals_after_min=learned["no_meals_after_min"], no_meals_after=clock(learned["no_meals_after_min"]),
+        activities_per_day=learned["activities_per_day"])

@@ -1,0 +1,135 @@
+"""Alerts: filter, read with their full timeline, acknowledge, resolve with a note.
+
+Acknowledging and resolving go through :mod:`gateway.alerting.service`, in the request's transaction: the chain
+stops for everyone and the others are told, exactly as when a carer acknowledges in Pushover. The gateway's
+dispatcher sends those messages (it polls the outbox).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
+
+from analytics.alerts import AlertKind
+from api.audit import ACKNOWLEDGE, LIST, RESOLVE, VIEW, audit, audit_many
+from api.deps import Clock, CurrentUser, PathId, Principal, SessionDep, visible_homes, visible_resident_ids
+from api.errors import NotFound
+from api.pagination import Page, PageDep, paginate
+from api.schemas.alerts import (
+    AcknowledgeIn,
+    AlertDetailOut,
+    AlertOut,
+    NotificationOut,
+    ResolveIn,
+    State,
+    TimelineEntry,
+)
+from api.schemas.common import INT32_MAX, UtcDatetime, text
+from gateway.alerting import service
+from gateway.alerting.outbox import RESOLVED
+from gateway.alerting.policy import severity_name
+from gateway.db.models import Alert, AlertLog, Notification, Recipient
+
+router = APIRouter(prefix="/alerts", tags=["alerts"])
+
+
+def visible_alerts(principal: Principal) -> Select[tuple[Alert]]:
+    """Staff see the alerts of their organisation's homes; a carer those of the residents they care for."""
+    if principal.is_staff:
+        return select(Alert).where(Alert.home_id.in_(visible_homes(principal)))
+    return select(Alert).where(Alert.resident_id.in_(visible_resident_ids(principal)))
+
+
+def alert_for(principal: Principal, session: Session, alert_id: int) -> Alert:
+    alert = session.scalar(visible_alerts(principal).where(Alert.id == alert_id))
+    if alert is None:
+        raise NotFound(f"no alert {alert_id} that you may see")
+    return alert
+
+
+def alert_out(alert: Alert) -> AlertOut:
+    return AlertOut.model_validate({**_fields(alert), "severity_name": severity_name(alert.severity)})
+
+
+def _fields(alert: Alert) -> dict[str, object]:
+    return {name: getattr(alert, name) for name in AlertOut.model_fields if name != "severity_name"}
+
+
+def _detail(session: Session, alert: Alert) -> AlertDetailOut:
+    timeline = session.scalars(select(AlertLog).where(AlertLog.alert_id == alert.id)
+                               .order_by(AlertLog.at, AlertLog.id))
+    notifications = session.execute(
+        select(Notification, Recipient.name).join(Recipient, Recipient.id == Notification.recipient_id)
+        .where(Notification.alert_id == alert.id).order_by(Notification.created_at, Notification.id))
+    return AlertDetailOut(
+        **alert_out(alert).model_dump(),
+        timeline=[TimelineEntry.model_validate(entry) for entry in timeline],
+        notifications=[NotificationOut.model_validate({**{k: getattr(n, k) for k in NotificationOut.model_fields
+                                                          if k != "recipient_name"}, "recipient_name": name})
+                       for n, name in notifications])
+
+
+@router.get("", response_model=Page[AlertOut], summary="Alerts, newest first, filtered")
+def list_alerts(
+    principal: CurrentUser, session: SessionDep, page: PageDep, at: Clock,
+    state: Annotated[list[State] | None, Query(description="one or more states")] = None,
+    open: Annotated[bool | None, Query(description="true: not resolved; false: resolved")] = None,
+    kind: Annotated[list[AlertKind] | None, Query(description="one or more kinds (docs/alerts.md)")] = None,
+    resident_id: Annotated[int | None, Query(ge=1, le=INT32_MAX)] = None,
+    home_id: Annotated[text(64) | None, Query(description="one home")] = None,
+    since: Annotated[UtcDatetime | None, Query(description="raised at or after (ISO 8601 with offset)")] = None,
+    until: Annotated[UtcDatetime | None, Query(description="raised before (ISO 8601 with offset)")] = None,
+) -> Page[AlertOut]:
+    stmt = visible_alerts(principal)
+    if state:
+        stmt = stmt.where(Alert.state.in_(state))
+    if open is not None:
+        stmt = stmt.where(Alert.state != RESOLVED if open else Alert.state == RESOLVED)
+    if kind:
+        stmt = stmt.where(Alert.kind.in_([str(k) for k in kind]))
+    if resident_id is not None:
+        stmt = stmt.where(Alert.resident_id == resident_id)
+    if home_id is not None:
+        stmt = stmt.where(Alert.home_id == home_id)
+    if since is not None:
+        stmt = stmt.where(Alert.raised_at >= since)
+    if until is not None:
+        stmt = stmt.where(Alert.raised_at < until)
+    result = paginate(session, stmt.order_by(Alert.raised_at.desc(), Alert.id.desc()), page, alert_out)
+    audit_many(session, principal, LIST, "alerts", [a.resident_id for a in result.items], at=at)
+    return result
+
+
+@router.get("/{alert_id}", response_model=AlertDetailOut,
+            summary="One alert with its timeline (escalations) and notifications")
+def get_alert(alert_id: PathId, principal: CurrentUser, session: SessionDep, at: Clock) -> AlertDetailOut:
+    alert = alert_for(principal, session, alert_id)
+    audit(session, principal, VIEW, "alert", alert.resident_id, f"alert {alert.id}", at=at)
+    return _detail(session, alert)
+
+
+@router.post("/{alert_id}/acknowledge", response_model=AlertDetailOut,
+             summary="Say you are dealing with it: the chain stops, the others are told")
+def acknowledge(alert_id: PathId, principal: CurrentUser, session: SessionDep, at: Clock,
+                body: AcknowledgeIn | None = None) -> AlertDetailOut:
+    alert = alert_for(principal, session, alert_id)
+    note = body.note if body is not None else None
+    alert = service.acknowledge(session, alert.id, principal.name, note, at, recipient_id=principal.recipient_id)
+    audit(session, principal, ACKNOWLEDGE, "alert", alert.resident_id, f"alert {alert.id}", at=at)
+    session.flush()
+    return _detail(session, alert)
+
+
+@router.post("/{alert_id}/resolve", response_model=AlertDetailOut,
+             summary="Close it with a note of what was found: everyone alerted is told")
+def resolve(alert_id: PathId, body: ResolveIn, principal: CurrentUser, session: SessionDep,
+            at: Clock) -> AlertDetailOut:
+    alert = alert_for(principal, session, alert_id)
+    alert = service.resolve(session, alert.id, principal.name, body.note, at, recipient_id=principal.recipient_id)
+    audit(session, principal, RESOLVE, "alert", alert.resident_id, f"alert {alert.id}", at=at)
+    session.flush()
+    return _detail(session, alert)
+

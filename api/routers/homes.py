@@ -1,0 +1,119 @@
+"""Homes and their devices. Homes discovered over MQTT are unassigned until a coordinator claims them; devices
+get their room and role (front_door, fridge, bed ...) here, as ``telecare homes import`` gives them."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+from pydantic import AfterValidator
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from api.audit import UPDATE, audit
+from api.deps import PathId, Principal, SessionDep, Staff
+from api.errors import Conflict, NotFound
+from api.pagination import Page, PageDep, paginate
+from api.schemas.common import no_control
+from api.schemas.homes import DeviceOut, DeviceUpdate, HomeOut, HomeUpdate
+from gateway.db.models import Device, Home, Resident
+
+router = APIRouter(prefix="/homes", tags=["homes"])
+
+HomeIdPath = Annotated[str, Path(min_length=1, max_length=64, description="the home's id in its MQTT topics"),
+                       AfterValidator(no_control)]
+
+
+def _out(session: Session, home: Home) -> HomeOut:
+    resident_id = session.scalar(select(Resident.id).where(Resident.home_id == home.id))
+    devices = session.scalar(select(func.count()).select_from(Device).where(Device.home_id == home.id)) or 0
+    return HomeOut(id=home.id, name=home.name, timezone=home.timezone, claimed=home.organisation_id is not None,
+                   first_seen=home.first_seen, last_seen=home.last_seen, hub_online=home.hub_online,
+                   hub_changed_at=home.hub_changed_at, resident_id=resident_id, devices=devices)
+
+
+def home_for(principal: Principal, session: Session, home_id: str) -> Home:
+    home = session.get(Home, home_id)
+    if home is None or home.organisation_id != principal.organisation_id:
+        raise NotFound(f"no home {home_id!r} in your organisation (GET /homes/unassigned lists those to claim)")
+    return home
+
+
+@router.get("", response_model=Page[HomeOut], summary="Your organisation's homes")
+def list_homes(principal: Staff, session: SessionDep, page: PageDep) -> Page[HomeOut]:
+    stmt = select(Home).where(Home.organisation_id == principal.organisation_id).order_by(Home.id)
+    return paginate(session, stmt, page, lambda home: _out(session, home))
+
+
+@router.get("/unassigned", response_model=Page[HomeOut], summary="Homes discovered over MQTT that nobody claimed")
+def list_unassigned(principal: Staff, session: SessionDep, page: PageDep) -> Page[HomeOut]:
+    stmt = select(Home).where(Home.organisation_id.is_(None)).order_by(Home.first_seen.desc(), Home.id)
+    return paginate(session, stmt, page, lambda home: _out(session, home))
+
+
+@router.post("/{home_id}/claim", response_model=HomeOut, summary="Claim an unassigned home for your organisation")
+def claim(home_id: HomeIdPath, principal: Staff, session: SessionDep) -> HomeOut:
+    # Lock the row: two organisations claiming at once must not both win.
+    home = session.scalar(select(Home).where(Home.id == home_id).with_for_update())
+    if home is not None and home.organisation_id == principal.organisation_id:
+        return _out(session, home)  # claiming again changes nothing
+    if home is None or home.organisation_id is not None:
+        raise NotFound(f"no unassigned home {home_id!r} (GET /homes/unassigned lists them)")
+    home.organisation_id = principal.organisation_id
+    session.flush()
+    return _out(session, home)
+
+
+@router.post("/{home_id}/release", response_model=HomeOut, summary="Give a home back (it must have no resident)")
+def release(home_id: HomeIdPath, principal: Staff, session: SessionDep) -> HomeOut:
+    home = home_for(principal, session, home_id)
+    if session.scalar(select(Resident.id).where(Resident.home_id == home.id)) is not None:
+        raise Conflict(f"home {home_id!r} has a resident: remove the resident first")
+    home.organisation_id = None
+    session.flush()
+    return _out(session, home)
+
+
+@router.get("/{home_id}", response_model=HomeOut, summary="One home")
+def get_home(home_id: HomeIdPath, principal: Staff, session: SessionDep) -> HomeOut:
+    return _out(session, home_for(principal, session, home_id))
+
+
+@router.patch("/{home_id}", response_model=HomeOut, summary="Change a home's name or time zone")
+def update_home(home_id: HomeIdPath, body: HomeUpdate, principal: Staff, session: SessionDep) -> HomeOut:
+    home = home_for(principal, session, home_id)
+    changes = body.model_dump(exclude_unset=True)
+    if "name" in changes:
+        home.name = changes["name"]
+    if changes.get("timezone") is not None:
+        home.timezone = changes["timezone"]
+    session.flush()
+    return _out(session, home)
+
+
+@router.get("/{home_id}/devices", response_model=Page[DeviceOut], summary="A home's devices")
+def list_devices(home_id: HomeIdPath, principal: Staff, session: SessionDep, page: PageDep) -> Page[DeviceOut]:
+    home = home_for(principal, session, home_id)
+    stmt = select(Device).where(Device.home_id == home.id).order_by(Device.name)
+    return paginate(session, stmt, page, DeviceOut.model_validate)
+
+
+@router.patch("/{home_id}/devices/{device_id}", response_model=DeviceOut,
+              summary="Put a device in a room and give it a role (send null to clear either)")
+def update_device(home_id: HomeIdPath, device_id: PathId, body: DeviceUpdate, principal: Staff,
+                  session: SessionDep) -> DeviceOut:
+    home = home_for(principal, session, home_id)
+    device = session.get(Device, device_id)
+    if device is None or device.home_id != home.id:
+        raise NotFound(f"home {home_id!r} has no device {device_id} (GET /homes/{home_id}/devices)")
+    changes = body.model_dump(exclude_unset=True)
+    if "room" in changes:
+        device.room = changes["room"]
+    if "role" in changes:
+        device.role = changes["role"]
+    resident_id = session.scalar(select(Resident.id).where(Resident.home_id == home.id))
+    if resident_id is not None and changes:
+        # Which sensor watches the bed or the front door changes what is known about the resident.
+        audit(session, principal, UPDATE, "device", resident_id, f"{device.name}: {changes}")
+    session.flush()
+    return DeviceOut.model_validate(device)

@@ -1,0 +1,106 @@
+"""Passwords, bearer tokens and API keys.
+
+* Passwords are hashed with argon2 (pwdlib's recommended hasher); hashes made with older parameters are
+  upgraded at the next login.
+* Tokens and API keys are opaque random strings (``secrets.token_urlsafe``). Only their sha256 is stored: a leaked
+  database does not leak working credentials, and a token can be revoked (logout) or expire (``TOKEN_TTL``).
+  A plain hash is enough for these (unlike passwords): they carry 256 bits of randomness.
+
+The dashboard logs in through the same functions (:func:`authenticate`, :func:`issue_token`) and keeps the token in
+the ``telecare_token`` cookie.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from pwdlib import PasswordHash
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from gateway.db.models import ApiKey, AuthToken, User
+
+__all__ = ["API_KEY_PREFIX", "TOKEN_COOKIE", "TOKEN_TTL", "authenticate", "hash_password", "issue_token",
+           "new_api_key", "revoke_token", "sha256", "verify_password"]
+
+TOKEN_TTL = timedelta(hours=12)
+TOKEN_COOKIE = "telecare_token"
+API_KEY_PREFIX = "tck_"  # recognisable in logs and secret scanners
+MIN_PASSWORD_LEN = 10
+MAX_PASSWORD_LEN = 1024
+
+_hasher = PasswordHash.recommended()
+# Verified when the email is unknown, so a wrong email takes as long as a wrong password (no account probing).
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password: str, password_hash: str) -> tuple[bool, str | None]:
+    """(matches, a new hash to store when the stored one used older parameters)."""
+    return _hasher.verify_and_update(password, password_hash)
+
+
+def sha256(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def normalise_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def authenticate(session: Session, email: str, password: str) -> User | None:
+    """The active user with this email and password, else None (the caller says 401 without saying which)."""
+    email = normalise_email(email)
+    # A NUL cannot be in a stored email, and PostgreSQL refuses it in a query.
+    user = None if "\x00" in email else session.scalar(select(User).where(User.email == email))
+    if user is None:
+        _hasher.verify(password, _DUMMY_HASH)
+        return None
+    ok, new_hash = verify_password(password, user.password_hash)
+    if not ok or not user.active:
+        return None
+    if new_hash is not None:
+        user.password_hash = new_hash
+    return user
+
+
+def issue_token(session: Session, user: User, now: datetime, ttl: timedelta = TOKEN_TTL) -> tuple[str, int]:
+    """A new bearer token for ``user``: (the token, its lifetime in seconds). Only its hash is stored."""
+    token = secrets.token_urlsafe(32)
+    session.add(AuthToken(user_id=user.id, token_hash=sha256(token), created_at=now, expires_at=now + ttl))
+    session.flush()
+    return token, int(ttl.total_seconds())
+
+
+def revoke_token(session: Session, token: str, now: datetime) -> bool:
+    result = session.execute(update(AuthToken).where(AuthToken.token_hash == sha256(token),
+                                                     AuthToken.revoked_at.is_(None)).values(revoked_at=now))
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def revoke_all_tokens(session: Session, user_id: int, now: datetime) -> None:
+    """Log a user out everywhere (their password changed, or they were deactivated)."""
+    session.execute(update(AuthToken).where(AuthToken.user_id == user_id, AuthToken.revoked_at.is_(None))
+                    .values(revoked_at=now))
+
+
+@dataclass(frozen=True, slots=True)
+class NewApiKey:
+    key: str  # shown once
+    prefix: str
+    key_hash: str
+
+
+def new_api_key() -> NewApiKey:
+    key = API_KEY_PREFIX + secrets.token_urlsafe(32)
+    return NewApiKey(key=key, prefix=key[:12], key_hash=sha256(key))
+
+
+def api_key_for(session: Session, key: str) -> ApiKey | None:
+    return session.scalar(select(ApiKey).where(ApiKey.key_hash == sha256(key), ApiKey.revoked_at.is_(None)))

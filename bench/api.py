@@ -1,0 +1,319 @@
+"""API benchmark: requests per second and latency of a coordinator's reads on a caseload of 1,000 residents.
+
+    python bench/api.py [--residents 1000] [--days 30] [--concurrency 16] [--duration-s 10] [--db-url URL]
+
+1. history: bench/bulk.py writes the caseload straight into the stores (DESIGN.md: not through MQTT): the
+   organisation, its coordinator, 1,000 homes with residents and devices, 30 days of daily summaries, alerts with
+   their timelines (some open), readings and detector checkpoints for a sample of residents;
+2. server: ``telecare api``'s application (``api.app.create_app``) under uvicorn in a subprocess on a free port,
+   as deployed (one process);
+3. load: ``wrk`` (C, so the load generator does not take the server's CPU) with N concurrent connections for
+   ``--duration-s`` per endpoint, each request picking another resident; without wrk, an httpx async client.
+
+Endpoints, each after a short warm-up, in this order:
+
+* ``openapi``: ``GET /openapi.json``, no database: the framework's floor (the baseline for ratios);
+* ``me``: ``GET /auth/me``, the bearer token checked: the floor of every authenticated request;
+* ``alerts-open``: ``GET /alerts?state=raised&state=notified&state=acknowledged``, a coordinator's work list
+  (first page, with the total and an audit row per resident shown);
+* ``alerts-resolved``: ``GET /alerts?state=resolved`` (first page of about 2,000);
+* ``daily``: ``GET /residents/{id}/daily`` (the last 30 days) for a random resident;
+* ``timeline``: ``GET /residents/{id}/timeline`` (the last day, activity) for a resident of the sample.
+
+``--db-url`` is SQLite by default (a file in a temporary directory). A PostgreSQL URL names a server: a fresh
+database is created on it for the run and dropped afterwards. The readings store is the embedded one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.bulk import BulkHistory, generate
+
+ROOT = Path(__file__).resolve().parents[1]
+OPEN_STATES = "state=raised&state=notified&state=acknowledged"
+
+
+@dataclass
+class Result:
+    endpoint: str
+    requests: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    errors: int  # connection errors, timeouts and non-2xx answers, warm-up included
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+
+def endpoints(history: BulkHistory) -> dict[str, list[str]]:
+    """Each endpoint's request paths: requests go round them, so the residents vary."""
+    day = history.last_day.isoformat()
+    return {
+        "openapi": ["/openapi.json"],
+        "me": ["/auth/me"],
+        "alerts-open": [f"/alerts?{OPEN_STATES}"],
+        "alerts-resolved": ["/alerts?state=resolved"],
+        "daily": [f"/residents/{r}/daily?to={day}" for r in history.resident_ids],
+        "timeline": [f"/residents/{r}/timeline?end={day}T12:00:00Z" for r in history.timeline_residents],
+    }
+
+
+# --- the database ---------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def database(url: str | None, workdir: Path) -> Iterator[str]:
+    """The operational database for the run: a SQLite file, or a fresh PostgreSQL database dropped afterwards."""
+    if url is None or url.startswith("sqlite"):
+        yield url or f"sqlite:///{workdir / 'telecare.db'}"
+        return
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    admin = make_url(url).set(drivername="postgresql")
+    name = f"telecare_bench_{secrets.token_hex(4)}"
+    with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(url).set(drivername="postgresql+psycopg", database=name).render_as_string(
+            hide_password=False)
+    finally:
+        with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def build_history(db_url: str, workdir: Path, args: argparse.Namespace) -> BulkHistory:
+    from gateway.db.migrate import upgrade
+    from gateway.db.session import make_engine
+    from gateway.stores.readings.sqlite import SqliteReadingStore
+
+    upgrade(db_url)
+    engine = make_engine(db_url)
+    store = SqliteReadingStore(workdir / "readings.sqlite3")  # Settings.embedded_readings_path
+    try:
+        return generate(engine, store, residents=args.residents, days=args.days, seed=args.seed,
+                        timeline_residents=args.timeline_residents, timeline_days=2)
+    finally:
+        store.close()
+        engine.dispose()
+
+
+# --- the server -----------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def server(db_url: str, workdir: Path) -> Iterator[str]:
+    port = free_port()
+    env = {**os.environ, "TELECARE_DB_URL": db_url, "TELECARE_DATA_DIR": str(workdir)}
+    env.pop("TELECARE_INFLUX_URL", None)  # the embedded readings store, where bulk.py wrote
+    log = (workdir / "server.log").open("wb")  # tracebacks of failed requests: counted, not shown
+    proc = subprocess.Popen([sys.executable, __file__, "--serve", str(port)], env=env, cwd=ROOT, stdout=log,
+                            stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/openapi.json", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("the API server did not start")
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def serve(port: int) -> None:
+    """The server process: the API as ``telecare api`` builds it, from the environment's settings."""
+    import uvicorn
+
+    from api.app import create_app
+    from gateway.config import load_settings
+
+    uvicorn.run(create_app(load_settings()), host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+# --- the load -------------------------------------------------------------------------------------------------
+
+WRK_SCRIPT = """
+local paths = {%(paths)s}
+local threads = 0
+cursor = 0
+wrk.headers["Authorization"] = "Bearer %(token)s"
+function setup(thread)
+  threads = threads + 1
+  thread:set("cursor", threads * 7919)  -- each thread starts elsewhere in the list
+end
+request = function()
+  cursor = cursor + 104729
+  return wrk.format("GET", paths[(cursor %% #paths) + 1])
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('RESULT {"requests": %%d, "duration_us": %%d, "p50_us": %%d, "p99_us": %%d, '
+    .. '"errors": %%d}\\n', summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    e.connect + e.read + e.write + e.timeout + e.status))
+end
+"""
+
+
+def run_wrk(url: str, name: str, paths: Sequence[str], token: str, concurrency: int, seconds: float,
+            workdir: Path) -> Result:
+    script = workdir / f"{name}.lua"
+    script.write_text(WRK_SCRIPT % {"paths": ", ".join(json.dumps(p) for p in paths), "token": token})
+    threads = max(1, min(2, concurrency))
+    out = subprocess.run(["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{max(1, round(seconds))}s",
+                          "--timeout", "10s", "-s", str(script), url], check=True, capture_output=True, text=True)
+    line = next(x for x in out.stdout.splitlines() if x.startswith("RESULT "))
+    r = json.loads(line.removeprefix("RESULT "))
+    return Result(name, r["requests"], r["duration_us"] / 1e6, r["p50_us"] / 1000, r["p99_us"] / 1000,
+                  r["errors"])
+
+
+async def _httpx_load(url: str, paths: Sequence[str], token: str, concurrency: int, seconds: float
+                      ) -> tuple[list[float], int, float]:
+    latencies: list[float] = []
+    errors = 0
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {token}"}, limits=limits,
+                                 timeout=10) as client:
+        started = time.perf_counter()
+        stop = started + seconds
+
+        async def worker(k: int) -> None:
+            nonlocal errors
+            i = k * 7919
+            while time.perf_counter() < stop:
+                i += 104729
+                t = time.perf_counter()
+                try:
+                    r = await client.get(paths[i % len(paths)])
+                    errors += r.status_code >= 300
+                except httpx.HTTPError:
+                    errors += 1
+                latencies.append(time.perf_counter() - t)
+
+        await asyncio.gather(*(worker(k) for k in range(concurrency)))
+        return latencies, errors, time.perf_counter() - started
+
+
+def run_httpx(url: str, name: str, paths: Sequence[str], token: str, concurrency: int, seconds: float) -> Result:
+    latencies, errors, elapsed = asyncio.run(_httpx_load(url, paths, token, concurrency, seconds))
+    latencies.sort()
+
+    def pct(q: float) -> float:
+        return latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000 if latencies else 0.0
+
+    return Result(name, len(latencies), elapsed, pct(0.50), pct(0.99), errors)
+
+
+def load(url: str, history: BulkHistory, args: argparse.Namespace, workdir: Path) -> list[Result]:
+    use_wrk = shutil.which("wrk") is not None and not args.httpx
+    # Each endpoint answers once first, so a broken one fails loudly rather than being measured at its error rate.
+    check = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {history.token}"}, timeout=30)
+    results = []
+    for name, paths in endpoints(history).items():
+        if not paths:
+            continue
+        r = check.get(paths[0])
+        if r.status_code != 200:
+            raise SystemExit(f"{name}: {paths[0]} answered {r.status_code}: {r.text[:300]}")
+        if use_wrk:
+            warm = run_wrk(url, name, paths, history.token, args.concurrency, args.warmup_s, workdir)
+            result = run_wrk(url, name, paths, history.token, args.concurrency, args.duration_s, workdir)
+        else:
+            warm = run_httpx(url, name, paths, history.token, args.concurrency, args.warmup_s)
+            result = run_httpx(url, name, paths, history.token, args.concurrency, args.duration_s)
+        result.errors += warm.errors
+        results.append(result)
+        print(f"  {name:16} {result.rps:8.0f} req/s   p50 {result.p50_ms:7.1f} ms   p99 {result.p99_ms:7.1f} ms"
+              f"   errors {result.errors}", flush=True)
+    check.close()
+    return results
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--residents", type=int, default=1000)
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--timeline-residents", type=int, default=10)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--duration-s", type=float, default=10.0)
+    parser.add_argument("--warmup-s", type=float, default=2.0)
+    parser.add_argument("--db-url", help="PostgreSQL server to create a fresh database on (default: SQLite)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--httpx", action="store_true", help="load with httpx even when wrk is installed")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--serve", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve:
+        serve(args.serve)
+        return
+
+    with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp, database(args.db_url, Path(tmp)) as db_url:
+        workdir = Path(tmp)
+        backend = "sqlite" if db_url.startswith("sqlite") else "postgresql"
+        started = time.perf_counter()
+        history = build_history(db_url, workdir, args)
+        print(f"history ({backend}): {history.counts}, generated in {time.perf_counter() - started:.1f} s",
+              flush=True)
+        tool = "wrk" if shutil.which("wrk") and not args.httpx else "httpx"
+        print(f"load: {tool}, {args.concurrency} connections, {args.duration_s:.0f} s per endpoint", flush=True)
+        with server(db_url, workdir) as url:
+            results = load(url, history, args, workdir)
+        failures = (workdir / "server.log").read_text(errors="replace").count("Exception in ASGI application")
+        if failures:
+            last = [x for x in (workdir / "server.log").read_text(errors="replace").splitlines() if "Error" in x]
+            print(f"the server failed {failures} request(s); last error: {last[-1] if last else '?'}")
+    floor = results[0].rps if results and results[0].endpoint == "openapi" else None
+    print(f"\n| endpoint ({backend}, c={args.concurrency}) | req/s | p50 ms | p99 ms | ratio to openapi | errors |")
+    print("|---|---|---|---|---|---|")
+    for r in results:
+        ratio = f"{r.rps / floor:.2f}" if floor else "-"
+        print(f"| {r.endpoint} | {r.rps:,.0f} | {r.p50_ms:.1f} | {r.p99_ms:.1f} | {ratio} | {r.errors} |")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({
+            "backend": backend, "residents": args.residents, "days": args.days, "concurrency": args.concurrency,
+            "duration_s": args.duration_s, "tool": tool, "counts": history.counts,
+            "results": [{**r.__dict__, "rps": r.rps} for r in results]}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

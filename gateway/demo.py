@@ -1,0 +1,451 @@
+"""``telecare demo``: an embedded broker, the gateway, the API and three simulated homes on one machine.
+
+Three homes start on baselines learned from three simulated weeks (``warm_baselines``, as ``telecare baseline
+warm`` does), then the afternoon of the next day is played live through MQTT at an accelerated speed, with the
+simulator's clock driving the gateway (``clock="simulated"``). A resident falls a few simulated minutes in; the
+inactivity alert follows about an hour of simulated time later (half a minute of wall time at speed 120).
+Everything lives in one data directory. docs/demo.md describes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import logging
+import secrets
+import shutil
+import socket
+import string
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import paho.mqtt.client as mqtt
+import uvicorn
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from sqlalchemy import func, select
+
+from gateway.alerting import people
+from gateway.bootstrap import Gateway
+from gateway.config import Settings
+from gateway.contract import CLOCK_TOPIC
+from gateway.db.migrate import upgrade
+from gateway.db.models import Alert
+from gateway.db.session import make_engine, make_session_factory
+from gateway.detect import warm_baselines
+from gateway.homes import import_homes, parse_description
+from sensors_sim.events import Observation
+from sensors_sim.generate import Simulation, start_of
+from sensors_sim.incidents import Fall, local_ms
+from sensors_sim.publish import Outgoing, PlayStats, device_messages, play, with_clock
+from sensors_sim.scenario import SimHome, default_home, to_home_description
+from sensors_sim.sensors import Radio
+
+log = logging.getLogger(__name__)
+Out = Callable[[str], None]
+
+DEMO_EMAIL = "demo@example.org"
+# A winter Monday: London is on UTC then, so the times printed are the homes' local times.
+FIRST_DAY = date(2026, 1, 5)
+HISTORY_DAYS = 21  # learned from; the day after is played live
+START_MIN = 13 * 60 + 50  # the live play starts at 13:50 local time
+RESIDENTS = {"demo-1": "Mary Jones", "demo-2": "Arthur Patel", "demo-3": "Edith Clarke"}
+FALL = Fall(home="demo-2", day=HISTORY_DAYS, at=14 * 60)  # in the room he is in (seed 1: the bedroom)
+CARERS = (("Anne (daughter)", 15), ("Bob (neighbour)", 30))  # name, minutes to acknowledge before the next
+# Never sent: without a Pushover token the log notifier prints messages instead.
+PLACEHOLDER_KEY = "demo" + "0" * 26
+SEED = 1
+MQTT_USER = "telecare-demo"  # amqtt keeps no session for anonymous clients: connect with a name
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    data_dir: Path | None = None  # None: a temporary directory, removed at exit
+    speed: float = 120.0  # simulated seconds per wall second
+    port: int | None = None  # the API's; None: 8000 if free, else any free port
+    duration_s: float | None = None  # stop by itself after this long (tests); None: until Ctrl-C
+    pushover_token: str | None = None
+    pushover_user: str | None = None
+    progress_every_s: float = 10.0
+
+
+def free_port(preferred: int | None = None) -> int:
+    """``preferred`` if nothing listens on it on 127.0.0.1, else a port the system hands out."""
+    for port in ((preferred,) if preferred else ()) + (0,):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(s.getsockname()[1])
+    raise OSError("no free port")  # unreachable: port 0 always binds
+
+
+def port_is_free(port: int) -> bool:
+    return free_port(port) == port
+
+
+# --- The embedded broker ----------------------------------------------------------------------------------------
+
+
+class EmbeddedBroker:
+    """amqtt (MQTT 3.1.1, pure Python) on its own thread and event loop, listening on 127.0.0.1 only."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="amqtt", daemon=True)
+        self._broker: Any = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://{MQTT_USER}@127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        from amqtt.broker import Broker
+
+        config = {"listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{self.port}"}},
+                  # Only this plugin: its packet and event loggers cost per message, $SYS is not needed.
+                  # Not anonymous: amqtt queues nothing for anonymous sessions (the gateway's must persist).
+                  "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": False}}}
+
+        async def start() -> Any:
+            broker = Broker(config)
+            await broker.start()
+            return broker
+
+        self._thread.start()
+        self._broker = asyncio.run_coroutine_threadsafe(start(), self._loop).result(timeout=10)
+
+    def stop(self) -> None:
+        if self._broker is not None:
+            with contextlib.suppress(Exception):  # stopping anyway: a client's odd goodbye is not our problem
+                asyncio.run_coroutine_threadsafe(self._broker.shutdown(), self._loop).result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+
+
+class Publisher:
+    """QoS 1 publishing over MQTT 3.1.1 (amqtt has no MQTT 5; ``sensors_sim.publish.MqttPublisher`` speaks 5)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv311,
+                                  client_id=f"telecare-demo-sim-{uuid.uuid4().hex[:8]}")
+        self.client.username_pw_set(MQTT_USER)
+        self.client.max_inflight_messages_set(1000)
+        self.client.connect(host, port)
+        self.client.loop_start()
+        self._unacked: list[mqtt.MQTTMessageInfo] = []
+
+    def send(self, message: Outgoing) -> None:
+        self._unacked.append(self.client.publish(message.topic, message.payload, qos=1, retain=message.retain))
+        if len(self._unacked) >= 1000:
+            self.flush()
+
+    def flush(self, timeout_s: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        for info in self._unacked:
+            info.wait_for_publish(max(0.1, deadline - time.monotonic()))
+        self._unacked.clear()
+
+    def close(self) -> None:
+        self.flush()
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+# --- The API ----------------------------------------------------------------------------------------------------
+
+
+class ApiServer:
+    """``api.app.create_app(settings)`` under uvicorn on a background thread; ``should_exit`` stops it."""
+
+    def __init__(self, settings: Settings, port: int, now: Callable[[], datetime] | None = None) -> None:
+        self.settings = settings
+        self.port = port
+        self.now = now
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> str | None:
+        """Serve the API; None when it started, else why not (the demo goes on without it)."""
+        try:
+            from api.app import create_app  # written alongside this demo: may not exist yet
+            app = create_app(self.settings)
+            if self.now is not None:
+                app.state.now = self.now  # the gateway's clock: see Demo.sim_now
+        except Exception as e:
+            log.debug("API not available", exc_info=True)
+            return " ".join(f"{type(e).__name__}: {e}".split())  # one line, whatever the message
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="auto")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name="api", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 15
+        while not self._server.started and self._thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return None if self._server.started else "the API server did not start (see the log above)"
+
+    def stop(self) -> None:
+        if self._server is not None and self._thread is not None:
+            self._server.should_exit = True
+            self._thread.join(timeout=10)
+
+
+def create_demo_login(settings: Settings, email: str, password: str) -> str | None:
+    """The dashboard's demo user: a coordinator of a demo organisation that owns the demo homes and carers.
+    None when created, else why not (the API's user model is new: the demo goes on without a login)."""
+    try:
+        from api.security import hash_password
+        from gateway.db.models import Home, Organisation, Recipient, User
+
+        engine = make_engine(settings.database_url)
+        try:
+            with make_session_factory(engine).begin() as s:
+                org = Organisation(name="Demo care team")
+                s.add(org)
+                s.flush()
+                for home in s.scalars(select(Home).where(Home.id.in_(RESIDENTS))):
+                    home.organisation_id = org.id  # claimed, as a coordinator would
+                for recipient in s.scalars(select(Recipient)):
+                    recipient.organisation_id = org.id
+                s.add(User(organisation_id=org.id, email=email, name="Demo coordinator", role="coordinator",
+                           password_hash=hash_password(password), active=True))
+        finally:
+            engine.dispose()
+    except Exception as e:
+        log.debug("demo login not created", exc_info=True)
+        return f"{type(e).__name__}: {e}"
+    return None
+
+
+# --- The homes, people and history -------------------------------------------------------------------------------
+
+
+def demo_homes() -> list[SimHome]:
+    return [default_home(home_id).model_copy(update={"name": f"{name}'s flat", "resident": name})
+            for home_id, name in RESIDENTS.items()]
+
+
+def live_start_ms(homes: list[SimHome]) -> int:
+    return local_ms(homes[0], start_of(FIRST_DAY), HISTORY_DAYS, START_MIN)
+
+
+def prepare(settings: Settings, homes: list[SimHome], pushover_user: str | None) -> list[Observation]:
+    """Homes, residents, carers and chains in the database, baselines warmed from the history; returns what is
+    left to play live (from the start moment to the end of the live day)."""
+    upgrade(settings.database_url)
+    engine = make_engine(settings.database_url)
+    sessions = make_session_factory(engine)
+    try:
+        with sessions() as s:
+            for home in homes:
+                import_homes(s, parse_description(to_home_description(home)))
+                people.add_resident(s, home.id, home.resident)
+            carers = [people.add_recipient(s, name, pushover_user or PLACEHOLDER_KEY) for name, _ in CARERS]
+            for home in homes:
+                people.set_chain(s, home.id, [(c.id, wait) for c, (_, wait) in zip(carers, CARERS, strict=True)])
+            s.commit()
+        sim = Simulation(homes, start_of(FIRST_DAY), HISTORY_DAYS + 1, seed=SEED, incidents=[FALL])
+        observations = list(sim.observations())
+        split = bisect.bisect_left([o.time_ms for o in observations], live_start_ms(homes))
+        warm_baselines(sessions, observations[:split])
+        return observations[split:]
+    finally:
+        engine.dispose()
+
+
+def demo_settings(data_dir: Path, broker_url: str, pushover_token: str | None) -> Settings:
+    """Everything under ``data_dir``, whatever TELECARE_ variables say about stores (a demo never writes to a
+    real database); the Pushover URL may still come from the environment."""
+    return Settings(data_dir=data_dir, mqtt_url=broker_url, mqtt_client_id="telecare-demo-gateway",  # type: ignore[call-arg]
+                    mqtt_protocol="3.1.1", clock="simulated", db_url=None, spool_dir=None, influx_url=None,
+                    influx_token=None, influx_org=None, influx_bucket=None, metrics_port=None,
+                    pushover_token=pushover_token or None)
+
+
+# --- Running it --------------------------------------------------------------------------------------------------
+
+
+class Stopped(Exception):
+    """Raised inside the play loop when the demo is asked to stop."""
+
+
+class Demo:
+    def __init__(self, options: DemoOptions, stop: threading.Event, out: Out) -> None:
+        self.options = options
+        self.stop_event = stop
+        self.out = out
+        self.keep_dir = options.data_dir is not None
+        self.data_dir = options.data_dir or Path(tempfile.mkdtemp(prefix="telecare-demo-"))
+        self.broker: EmbeddedBroker | None = None
+        self.gateway: Gateway | None = None
+        self.api: ApiServer | None = None
+        self.sim_thread: threading.Thread | None = None
+        self.sessions: Any = None
+        self._alerts_seen = 0
+        self.sim_now_ms = 0  # the last clock tick published: the simulated time the gateway follows
+
+    def sim_now(self) -> datetime:
+        """The API stamps acknowledgements (and queues their follow-ups) with this, not the wall clock: the
+        dispatcher on simulated time would otherwise hold them until the wall clock's date came round."""
+        return datetime.fromtimestamp(self.sim_now_ms / 1000, UTC)
+
+    def run(self) -> int:
+        started = time.monotonic()
+        try:
+            if not self._start():
+                return 0
+            while not self.stop_event.wait(0.5):
+                if self.options.duration_s is not None and time.monotonic() - started >= self.options.duration_s:
+                    self.out(f"{self.options.duration_s:g} s are up: stopping")
+                    break
+                if self.options.pushover_token:
+                    self._print_new_alerts()  # the log notifier prints them otherwise
+        except Exception as e:
+            log.debug("the demo failed", exc_info=True)
+            self.out(f"the demo failed: {type(e).__name__}: {e} (--log-level DEBUG says more)")
+            return 1
+        finally:
+            self._stop()
+        return 0
+
+    def _start(self) -> bool:
+        """Everything up and the play started; False when asked to stop on the way."""
+        o = self.options
+        self.out("telecare demo: starting a broker, the gateway and three homes ...")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.broker = EmbeddedBroker(free_port())
+        self.broker.start()
+        settings = demo_settings(self.data_dir, self.broker.url, o.pushover_token)
+        homes = demo_homes()
+        t0 = time.monotonic()
+        live = prepare(settings, homes, o.pushover_user if o.pushover_token else None)
+        self.sim_now_ms = live_start_ms(homes)
+        learned_s = time.monotonic() - t0
+        if self.stop_event.is_set():
+            return False
+        self.sessions = make_session_factory(make_engine(settings.database_url))
+        self.gateway = Gateway(settings)
+        self.gateway.start()
+        deadline = time.monotonic() + 20
+        while self.gateway.sample("telecare_mqtt_connected") != 1:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the gateway did not connect to the embedded broker")
+            if self.stop_event.wait(0.05):
+                return False
+
+        port = o.port or free_port(8000)
+        self.api = ApiServer(settings, port, now=self.sim_now)
+        api_problem = self.api.start()
+        password = "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(16))
+        login_problem = create_demo_login(settings, DEMO_EMAIL, password) if api_problem is None else None
+        self._banner(homes, learned_s, port, api_problem, password, login_problem)
+
+        self.sim_thread = threading.Thread(target=self._play, args=(live,), name="sim", daemon=True)
+        self.sim_thread.start()
+        return True
+
+    def _banner(self, homes: list[SimHome], learned_s: float, port: int, api_problem: str | None, password: str,
+                login_problem: str | None) -> None:
+        o, out = self.options, self.out
+        assert self.broker is not None
+        start = datetime.fromtimestamp(live_start_ms(homes) / 1000, UTC)
+        fall_home = next(h for h in homes if h.id == FALL.home)
+        hour_s = 3600 / o.speed
+        out(f"  broker     {self.broker.url} (embedded amqtt, MQTT 3.1.1)")
+        out(f"  gateway    simulated clock; data in {self.data_dir}"
+            + ("" if self.keep_dir else " (removed at exit)"))
+        out(f"  homes      {', '.join(f'{h.id} ({h.resident})' for h in homes)}: routines learned from "
+            f"{HISTORY_DAYS} simulated days in {learned_s:.1f} s")
+        out("  alerts     " + (f"through Pushover to user {o.pushover_user}, and listed here" if o.pushover_token
+                               else "printed here by the log notifier (no Pushover token)"))
+        if api_problem is None:
+            out(f"  dashboard  http://127.0.0.1:{port}/dashboard")
+            out(f"  API docs   http://127.0.0.1:{port}/docs")
+            out(f"  login      {DEMO_EMAIL} / {password}"
+                + ("" if login_problem is None else f" (not created: {login_problem})"))
+        else:
+            out(f"  API        not available ({api_problem})")
+        out(f"Playing {start:%A %d %B %Y} from {start:%H:%M} at {o.speed:g}x (a simulated hour every "
+            f"{hour_s:g} s). {fall_home.resident} ({fall_home.id}) falls at {FALL.at // 60:02.0f}:"
+            f"{FALL.at % 60:02.0f}; his inactivity alert should follow about an hour of simulated time later.")
+        out("Ctrl-C stops everything.")
+
+    def _play(self, live: list[Observation]) -> None:
+        assert self.broker is not None
+        speed = self.options.speed
+        publisher = Publisher("127.0.0.1", self.broker.port)
+
+        def send(message: Outgoing) -> None:
+            if self.stop_event.is_set():
+                raise Stopped
+            publisher.send(message)
+            if message.topic == CLOCK_TOPIC:
+                self.sim_now_ms = message.time_ms
+
+        try:
+            messages = with_clock(device_messages(live, Radio(None, np.random.default_rng(SEED))), speed)
+            stats = play(messages, send, speed=speed, sleep=self.stop_event.wait, progress=self._progress,
+                         progress_every_s=self.options.progress_every_s)
+            self._progress(stats)
+            self.out(f"The day is played ({stats.messages:,} messages). Everything stays up until Ctrl-C.")
+        except Stopped:
+            pass
+        except Exception:
+            log.exception("the simulator stopped")
+        finally:
+            with contextlib.suppress(Exception):
+                publisher.close()
+
+    def _progress(self, stats: PlayStats) -> None:
+        at = datetime.fromtimestamp((stats.last_ms or 0) / 1000, UTC)
+        self.out(f"  {at:%H:%M} simulated · {stats.messages:,} messages · alerts raised: {self._alert_count()}")
+
+    def _alert_count(self) -> int:
+        with self.sessions() as s:
+            return int(s.scalar(select(func.count()).select_from(Alert)) or 0)
+
+    def _print_new_alerts(self) -> None:
+        with self.sessions() as s:
+            for a in s.scalars(select(Alert).where(Alert.id > self._alerts_seen).order_by(Alert.id)):
+                self.out(f"[telecare alert] {a.kind} — {a.home_id} at {a.raised_at:%H:%M}: {a.message} "
+                         "(sent through Pushover)")
+                self._alerts_seen = a.id
+
+    def _stop(self) -> None:
+        """The simulator, the API, the gateway (it commits and acknowledges what arrived), then the broker."""
+        self.stop_event.set()
+        sim = self.sim_thread
+        steps: list[tuple[str, Callable[[], object] | None]] = [
+            ("simulator", sim and (lambda: sim.join(timeout=15))),  # it stops at its next message or wait
+            ("API", self.api and self.api.stop),
+            ("gateway", self.gateway and self.gateway.stop),
+            ("broker", self.broker and self.broker.stop),
+        ]
+        for name, stop in steps:
+            try:
+                if stop is not None:
+                    stop()
+            except Exception:
+                log.exception("stopping the %s failed", name)
+        if not self.keep_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+        self.out("stopped")
+
+
+def _print(line: str) -> None:
+    print(line, flush=True)
+
+
+def run_demo(options: DemoOptions, stop: threading.Event, out: Out = _print) -> int:
+    """Run until ``stop`` is set (a signal) or ``options.duration_s`` has passed; returns the exit code."""
+    return Demo(options, stop, out).run()
