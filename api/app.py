@@ -17,7 +17,7 @@ from api import dashboard
 from api.errors import install_error_handlers
 from api.routers import activity, alerts, audit, auth, dead_letters, devices, homes, recipients, residents, users
 from gateway.config import Settings
-from gateway.db.session import make_engine, make_session_factory
+from gateway.db.session import make_engine, make_session_factory, normalise_url
 from gateway.stores.readings.base import ReadingStore
 
 __all__ = ["create_app"]
@@ -31,12 +31,21 @@ Log in with `POST /auth/token` (email and password) and send `Authorization: Bea
 """
 
 
+def _pool(url: str) -> dict[str, object]:
+    """SQLite has one writer at a time, and every request writes (its audit rows): requests queue in order for
+    one connection here, rather than in SQLite's busy handler, which is not fair (seconds at p99 under load).
+    A request that waits longer than ``pool_timeout`` is answered 503."""
+    if normalise_url(url).get_backend_name() != "sqlite":
+        return {}
+    return {"pool_size": 1, "max_overflow": 0, "pool_timeout": 10}
+
+
 def create_app(settings: Settings, *, sessions: sessionmaker[Session] | None = None,
                store: ReadingStore | None = None) -> FastAPI:
     """The API on ``settings.database_url`` (or ``sessions``). Runs no migrations: ``telecare api`` does."""
     engine = None
     if sessions is None:
-        engine = make_engine(settings.database_url)
+        engine = make_engine(settings.database_url, **_pool(settings.database_url))
         sessions = make_session_factory(engine)
 
     @asynccontextmanager

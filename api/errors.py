@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.alerting.errors import AlertAlreadyAcknowledged, AlertAlreadyResolved, AlertNotFound, PeopleError
@@ -152,8 +153,9 @@ async def _data(_request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _busy(_request: Request, exc: Exception) -> JSONResponse:
-    # SQLite's one writer lock held past the busy timeout (the embedded database under load): a moment, not a bug.
-    if "locked" in str(exc) or "busy" in str(exc):
+    # SQLite's one writer lock held past the busy timeout, or no pooled connection free in time (the embedded
+    # database under load): a moment, not a bug.
+    if isinstance(exc, PoolTimeout) or "locked" in str(exc) or "busy" in str(exc):
         log.warning("database busy: %s", exc)
         return _response(503, "unavailable", "the database is busy; try again in a moment", {"Retry-After": "1"})
     return await _internal(_request, exc)
@@ -174,4 +176,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(IntegrityError, _integrity)
     app.add_exception_handler(DataError, _data)
     app.add_exception_handler(OperationalError, _busy)
+    app.add_exception_handler(PoolTimeout, _busy)
     app.add_exception_handler(Exception, _internal)
