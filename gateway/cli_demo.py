@@ -29,7 +29,8 @@ def demo(
                                                 "and alerts; logs below ERROR are left out by default)")] = "ERROR",
 ) -> None:
     """Run everything on this machine: a broker, the gateway, the API, and three simulated homes, one with a fall."""
-    from gateway.demo import DemoOptions, port_is_free, run_demo
+    from gateway.demo import DemoOptions, run_demo
+    from gateway.demo_servers import port_is_free
 
     if bool(pushover_token) != bool(pushover_user):
         typer.echo("give both --pushover-token and --pushover-user (or neither: alerts are printed here)", err=True)

@@ -9,18 +9,15 @@ Everything lives in one data directory. docs/demo.md describes it.
 
 from __future__ import annotations
 
-import asyncio
 import bisect
 import contextlib
 import logging
 import secrets
 import shutil
-import socket
 import string
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -28,9 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import paho.mqtt.client as mqtt
-import uvicorn
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.enums import MQTTProtocolVersion
 from sqlalchemy import func, select
 
 from gateway.alerting import people
@@ -40,12 +35,13 @@ from gateway.contract import CLOCK_TOPIC
 from gateway.db.migrate import upgrade
 from gateway.db.models import Alert
 from gateway.db.session import make_engine, make_session_factory
+from gateway.demo_servers import ApiServer, EmbeddedBroker, free_port
 from gateway.detect import warm_baselines
 from gateway.homes import import_homes, parse_description
 from sensors_sim.events import Observation
 from sensors_sim.generate import Simulation, start_of
 from sensors_sim.incidents import Fall, local_ms
-from sensors_sim.publish import Outgoing, PlayStats, device_messages, play, with_clock
+from sensors_sim.publish import MqttPublisher, Outgoing, PlayStats, device_messages, play, with_clock
 from sensors_sim.scenario import SimHome, default_home, to_home_description
 from sensors_sim.sensors import Radio
 
@@ -63,7 +59,6 @@ CARERS = (("Anne (daughter)", 15), ("Bob (neighbour)", 30))  # name, minutes to 
 # Never sent: without a Pushover token the log notifier prints messages instead.
 PLACEHOLDER_KEY = "demo" + "0" * 26
 SEED = 1
-MQTT_USER = "telecare-demo"  # amqtt keeps no session for anonymous clients: connect with a name
 
 
 @dataclass(frozen=True)
@@ -75,129 +70,6 @@ class DemoOptions:
     pushover_token: str | None = None
     pushover_user: str | None = None
     progress_every_s: float = 10.0
-
-
-def free_port(preferred: int | None = None) -> int:
-    """``preferred`` if nothing listens on it on 127.0.0.1, else a port the system hands out."""
-    for port in ((preferred,) if preferred else ()) + (0,):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return int(s.getsockname()[1])
-    raise OSError("no free port")  # unreachable: port 0 always binds
-
-
-def port_is_free(port: int) -> bool:
-    return free_port(port) == port
-
-
-# --- The embedded broker ----------------------------------------------------------------------------------------
-
-
-class EmbeddedBroker:
-    """amqtt (MQTT 3.1.1, pure Python) on its own thread and event loop, listening on 127.0.0.1 only."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="amqtt", daemon=True)
-        self._broker: Any = None
-
-    @property
-    def url(self) -> str:
-        return f"mqtt://{MQTT_USER}@127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        from amqtt.broker import Broker
-
-        config = {"listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{self.port}"}},
-                  # Only this plugin: its packet and event loggers cost per message, $SYS is not needed.
-                  # Not anonymous: amqtt queues nothing for anonymous sessions (the gateway's must persist).
-                  "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": False}}}
-
-        async def start() -> Any:
-            broker = Broker(config)
-            await broker.start()
-            return broker
-
-        self._thread.start()
-        self._broker = asyncio.run_coroutine_threadsafe(start(), self._loop).result(timeout=10)
-
-    def stop(self) -> None:
-        if self._broker is not None:
-            with contextlib.suppress(Exception):  # stopping anyway: a client's odd goodbye is not our problem
-                asyncio.run_coroutine_threadsafe(self._broker.shutdown(), self._loop).result(timeout=10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=5)
-
-
-class Publisher:
-    """QoS 1 publishing over MQTT 3.1.1 (amqtt has no MQTT 5; ``sensors_sim.publish.MqttPublisher`` speaks 5)."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv311,
-                                  client_id=f"telecare-demo-sim-{uuid.uuid4().hex[:8]}")
-        self.client.username_pw_set(MQTT_USER)
-        self.client.max_inflight_messages_set(1000)
-        self.client.connect(host, port)
-        self.client.loop_start()
-        self._unacked: list[mqtt.MQTTMessageInfo] = []
-
-    def send(self, message: Outgoing) -> None:
-        self._unacked.append(self.client.publish(message.topic, message.payload, qos=1, retain=message.retain))
-        if len(self._unacked) >= 1000:
-            self.flush()
-
-    def flush(self, timeout_s: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        for info in self._unacked:
-            info.wait_for_publish(max(0.1, deadline - time.monotonic()))
-        self._unacked.clear()
-
-    def close(self) -> None:
-        self.flush()
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
-# --- The API ----------------------------------------------------------------------------------------------------
-
-
-class ApiServer:
-    """``api.app.create_app(settings)`` under uvicorn on a background thread; ``should_exit`` stops it."""
-
-    def __init__(self, settings: Settings, port: int, now: Callable[[], datetime] | None = None) -> None:
-        self.settings = settings
-        self.port = port
-        self.now = now
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> str | None:
-        """Serve the API; None when it started, else why not (the demo goes on without it)."""
-        try:
-            from api.app import create_app  # written alongside this demo: may not exist yet
-            app = create_app(self.settings)
-            if self.now is not None:
-                app.state.now = self.now  # the gateway's clock: see Demo.sim_now
-        except Exception as e:
-            log.debug("API not available", exc_info=True)
-            return " ".join(f"{type(e).__name__}: {e}".split())  # one line, whatever the message
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="auto")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name="api", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 15
-        while not self._server.started and self._thread.is_alive() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        return None if self._server.started else "the API server did not start (see the log above)"
-
-    def stop(self) -> None:
-        if self._server is not None and self._thread is not None:
-            self._server.should_exit = True
-            self._thread.join(timeout=10)
 
 
 def create_demo_login(settings: Settings, email: str, password: str) -> str | None:
@@ -383,7 +255,7 @@ class Demo:
     def _play(self, live: list[Observation]) -> None:
         assert self.broker is not None
         speed = self.options.speed
-        publisher = Publisher("127.0.0.1", self.broker.port)
+        publisher = MqttPublisher(self.broker.url, window=1000, protocol=MQTTProtocolVersion.MQTTv311)
 
         def send(message: Outgoing) -> None:
             if self.stop_event.is_set():

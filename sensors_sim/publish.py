@@ -136,9 +136,10 @@ def play(messages: Iterable[Outgoing], send: Callable[[Outgoing], None], *, spee
 class MqttPublisher:
     """QoS 1 publishing through paho-mqtt; ``flush`` waits until the broker has every message."""
 
-    def __init__(self, url: str, client_id: str | None = None, window: int = 20_000) -> None:
+    def __init__(self, url: str, client_id: str | None = None, window: int = 20_000, *,
+                 protocol: int = mqtt.MQTTv5) -> None:
         parts = urlsplit(url)
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5,
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=protocol,  # 3.1.1 for the demo's broker
                                   client_id=client_id or f"telecare-sim-{uuid.uuid4().hex[:8]}")
         if parts.username:
             self.client.username_pw_set(unquote(parts.username), unquote(parts.password or ""))

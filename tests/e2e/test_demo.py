@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.demo import free_port
+from gateway.demo_servers import free_port
 from tests.e2e.helpers import wait_for
 
 pytestmark = pytest.mark.slow
