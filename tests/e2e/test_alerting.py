@@ -7,6 +7,7 @@ simulated time moves exactly as far as the test says.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -19,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from gateway.alerting import people, service
 from gateway.bootstrap import Gateway
 from gateway.db.migrate import upgrade
-from gateway.db.models import Alert
+from gateway.db.models import Alert, AlertLog
 from gateway.db.session import make_engine, make_session_factory
 from gateway.detect import warm_baselines
 from gateway.homes import import_homes, parse_description
@@ -183,3 +184,42 @@ def test_a_hub_outage_is_a_device_alert_and_going_out_is_not_a_fall(
     assert [m for m in pushover.messages if "No activity" in m["message"]] == []
     [hub_message] = [m for m in pushover.messages if "hub" in m["message"].lower() and "offline" in m["message"]]
     assert int(hub_message["priority"]) <= 0, "device health is not urgent"
+
+
+def test_the_pendant_is_an_emergency_message_acknowledged_on_the_phone(
+        tmp_path: Path, mosquitto: Mosquitto, pushover: PushoverServer) -> None:
+    """On the wall clock: emergency priority with a receipt; a refused key moves the chain on at once; a 429 is
+    retried; the acknowledgement made in the Pushover app stops the chain."""
+    pushover.users |= {ANNE, BOB}
+    settings = gateway_settings(tmp_path, mosquitto, None, pushover_url=pushover.url, pushover_token="a" * 30)
+    upgrade(settings.database_url)
+    sessions = make_session_factory(make_engine(settings.database_url))
+    with sessions() as s:
+        import_homes(s, parse_description(to_home_description(default_home(HOME))))
+        people.add_resident(s, HOME, "Mary Jones")
+        old = people.add_recipient(s, "Old phone", "gone" + "0" * 26)  # a key Pushover no longer knows
+        anne = people.add_recipient(s, "Anne (daughter)", ANNE)
+        bob = people.add_recipient(s, "Bob (neighbour)", BOB)
+        people.set_chain(s, HOME, [(old.id, 15), (anne.id, 15), (bob.id, 15)])
+        s.commit()
+    gw = start_gateway(settings)
+    try:
+        pushover.fail_next(1, 429, retry_after=1)
+        now = int(time.time() * 1000)
+        publish(mosquitto, [(f"telecare/{HOME}/pendant",
+                             orjson.dumps({"action": "single", "battery": 80, "last_seen": iso_ms(now)}))])
+        wait_for(lambda: bool(sent_to(pushover, ANNE)), 30, "Anne alerted after the refused key")
+        [message] = sent_to(pushover, ANNE)
+        assert message["priority"] == "2" and "Pendant pressed" in message["message"]
+        assert sent_to(pushover, "gone" + "0" * 26) == [], "Pushover refused the old key: nothing was delivered"
+        [receipt] = [r for r in pushover.receipts.values() if r.user == ANNE]
+        pushover.acknowledge(receipt.id, ANNE)
+        wait_for(lambda: alerts(gw)[0].state == "acknowledged", 40, "the receipt to be polled")
+        [alert] = alerts(gw)
+        assert alert.kind == "pendant" and "Anne" in (alert.acknowledged_by or "")
+        with sessions() as s:
+            kept = [(e.what, e.detail) for e in s.scalars(select(AlertLog).where(AlertLog.alert_id == alert.id))]
+        assert any(what == "failed" for what, _ in kept), f"the refused key is in the timeline: {kept}"
+        assert sent_to(pushover, BOB, "Pendant pressed") == [], "acknowledged before Bob's turn"
+    finally:
+        gw.stop()
