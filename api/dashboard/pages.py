@@ -113,7 +113,7 @@ def caseload(request: Request, principal: PagePrincipal, session: SessionDep, at
             "alerts": [_alert_view(a, zone, at) for a in alerts],
             "severity": max((a.severity for a in alerts), default=0),
             "unseen": any(a.kind in UNSEEN for a in alerts) or (home is not None and home.hub_online is False),
-            "last_activity": _when(home.last_seen, zone, at) if home and home.last_seen else None,
+            "last_heard": _when(home.last_seen, zone, at) if home and home.last_seen else None,
         })
     # Who needs attention now: the most severe open alert first, then homes that can't be seen, then the rest.
     rows.sort(key=lambda row: (-row["severity"], not row["unseen"], row["name"]))
