@@ -28,6 +28,7 @@ import numpy as np
 from paho.mqtt.enums import MQTTProtocolVersion
 from sqlalchemy import func, select
 
+from analytics.devices import DEVICE_KINDS
 from gateway.alerting import people
 from gateway.bootstrap import Gateway
 from gateway.config import Settings
@@ -38,6 +39,8 @@ from gateway.db.session import make_engine, make_session_factory
 from gateway.demo_servers import ApiServer, EmbeddedBroker, free_port
 from gateway.detect import warm_baselines
 from gateway.homes import import_homes, parse_description
+from gateway.stores.readings.base import Point
+from gateway.worker import make_reading_store
 from sensors_sim.events import Observation
 from sensors_sim.generate import Simulation, start_of
 from sensors_sim.incidents import Fall, local_ms
@@ -128,11 +131,29 @@ def prepare(settings: Settings, homes: list[SimHome], pushover_user: str | None)
             s.commit()
         sim = Simulation(homes, start_of(FIRST_DAY), HISTORY_DAYS + 1, seed=SEED, incidents=[FALL])
         observations = list(sim.observations())
-        split = bisect.bisect_left([o.time_ms for o in observations], live_start_ms(homes))
+        start = live_start_ms(homes)
+        split = bisect.bisect_left([o.time_ms for o in observations], start)
         warm_baselines(sessions, observations[:split])
+        store_morning(settings, [o for o in observations[:split] if o.time_ms >= start - MORNING_MS])
         return observations[split:]
     finally:
         engine.dispose()
+
+
+def store_morning(settings: Settings, observations: list[Observation]) -> None:
+    """The played day's morning as readings, so the dashboard's "today" starts at midnight, not at 13:50."""
+    store = make_reading_store(settings)
+    try:
+        store.write([Point("reading", {"home": o.home, "device": o.device, "kind": o.kind, "room": o.room or "",
+                                       "role": o.role or ""},
+                           {_FIELD.get(o.kind, "value"): o.value}, o.time_ms) for o in observations])
+    finally:
+        store.close()
+
+
+# The zigbee2mqtt field each kind's one value is stored under (the neutral CSV's value): the one it is known by.
+_FIELD = {k.key: k.signature for k in DEVICE_KINDS}
+MORNING_MS = 14 * 3_600_000
 
 
 def demo_settings(data_dir: Path, broker_url: str, pushover_token: str | None) -> Settings:
