@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from api import dashboard
 from api.errors import install_error_handlers
 from api.routers import activity, alerts, audit, auth, dead_letters, devices, homes, recipients, residents, users
+from api.throttle import LoginThrottle
 from gateway.config import Settings
 from gateway.db.session import make_engine, make_session_factory, normalise_url
 from gateway.stores.readings.base import ReadingStore
@@ -63,6 +64,7 @@ def create_app(settings: Settings, *, sessions: sessionmaker[Session] | None = N
     app.state.sessions = sessions
     app.state.store = store  # None: created at first use (api.deps.get_store)
     app.state.now = lambda: datetime.now(UTC)
+    app.state.login_throttle = LoginThrottle()
     install_error_handlers(app)
     for module in (auth, users, residents, homes, recipients, alerts, devices, dead_letters, audit):
         app.include_router(module.router)

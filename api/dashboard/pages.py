@@ -23,7 +23,9 @@ from api.dashboard.charts import Mark, daily_bars, day_timeline
 from api.deps import Clock, Principal, SessionDep, audit, get_principal, get_store, resident_for, visible_residents
 from api.errors import ApiError
 from api.routers.alerts import alert_for
-from api.security import TOKEN_COOKIE, TOKEN_TTL, authenticate, issue_token, revoke_token
+from api.routers.auth import checked_login
+from api.security import TOKEN_COOKIE, TOKEN_TTL, issue_token, revoke_token
+from api.throttle import TooManyLogins
 from gateway.alerting import service
 from gateway.alerting.outbox import RESOLVED
 from gateway.db.models import DEFAULT_TIMEZONE, Alert, Home, Resident
@@ -70,7 +72,12 @@ def login_form(request: Request) -> Response:
 @router.post("/login", response_class=HTMLResponse)
 def login(request: Request, session: SessionDep, at: Clock, username: Annotated[str, Form()],
           password: Annotated[str, Form()]) -> Response:
-    user = authenticate(session, username, password)
+    try:
+        user = checked_login(request, session, username, password, at)
+    except TooManyLogins as e:
+        return templates.TemplateResponse(request, "login.html", {"who": None, "username": username,
+                                                                  "error": e.message[0].upper() + e.message[1:] + "."},
+                                          status_code=429, headers=e.headers)
     if user is None:
         return templates.TemplateResponse(
             request, "login.html", {"who": None, "username": username,

@@ -2,25 +2,51 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response, status
+from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 from sqlalchemy import update
+from sqlalchemy.orm import Session
 
 from api.deps import Clock, CurrentUser, SessionDep
 from api.errors import BadRequest, Unauthorized
 from api.schemas.auth import MeOut, PasswordChange, TokenOut
-from api.security import authenticate, hash_password, issue_token, revoke_all_tokens, verify_password
+from api.security import (
+    authenticate,
+    hash_password,
+    issue_token,
+    normalise_email,
+    revoke_all_tokens,
+    verify_password,
+)
+from api.throttle import LoginThrottle
 from gateway.db.models import AuthToken, Organisation, User
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
 
-@router.post("/token", response_model=TokenOut, summary="Log in: email and password for a bearer token")
-def login(form: Annotated[OAuth2PasswordRequestForm, Depends()], session: SessionDep, at: Clock) -> TokenOut:
-    """OAuth2 password flow: ``username`` is the email. The token is valid for 12 hours or until logout."""
-    user = authenticate(session, form.username, form.password)
+def checked_login(request: Request, session: Session, email: str, password: str, at: datetime) -> User | None:
+    """:func:`authenticate`, throttled per account (the API's login and the dashboard's)."""
+    throttle: LoginThrottle = request.app.state.login_throttle
+    key = normalise_email(email)
+    throttle.check(key, at)
+    user = authenticate(session, email, password)
+    if user is None:
+        throttle.failed(key, at)
+    else:
+        throttle.succeeded(key)
+    return user
+
+
+@router.post("/token", response_model=TokenOut, summary="Log in: email and password for a bearer token",
+             responses={429: {"description": "Too many failed logins for this account: wait (Retry-After)"}})
+def login(request: Request, form: Annotated[OAuth2PasswordRequestForm, Depends()], session: SessionDep,
+          at: Clock) -> TokenOut:
+    """OAuth2 password flow: ``username`` is the email. The token is valid for 12 hours or until logout.
+    Five wrong passwords for an account within 15 minutes make its logins wait (429)."""
+    user = checked_login(request, session, form.username, form.password, at)
     if user is None:
         raise Unauthorized("wrong email or password (or the account is deactivated)")
     token, expires_in = issue_token(session, user, at)

@@ -39,6 +39,19 @@ def test_wrong_password_or_unknown_email_is_401(client: TestClient, world: World
         assert r.headers["www-authenticate"] == "Bearer"
 
 
+def test_repeated_wrong_passwords_make_that_accounts_logins_wait(client: TestClient, world: World,
+                                                                  clock: Clock) -> None:
+    cora = world.emails["cora"]
+    for _ in range(5):
+        assert login(client, cora, "guess").status_code == 401
+    r = login(client, cora)  # even the right password waits now
+    assert r.status_code == 429 and r.json()["error"]["code"] == "too_many_requests"
+    assert "try again in" in r.json()["error"]["message"] and int(r.headers["retry-after"]) > 0
+    assert login(client, world.emails["ada"]).status_code == 200, "other accounts are not held up"
+    clock.at += timedelta(minutes=16)
+    assert login(client, cora.upper()).status_code == 200, "the wait is over (and the email's case is one account)"
+
+
 def test_missing_form_fields_is_422(client: TestClient) -> None:
     r = client.post("/auth/token", data={"username": "cora@example.org"})
     assert r.status_code == 422
