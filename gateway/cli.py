@@ -10,11 +10,11 @@ from types import FrameType
 import typer
 
 from gateway.cli_api import add_api_commands
+from gateway.cli_common import settings_or_exit
 from gateway.cli_db import db_app, homes_app
 from gateway.cli_demo import demo
 from gateway.cli_detect import analyse, baseline_app
 from gateway.cli_people import add_people_commands
-from gateway.config import ConfigError, Settings, load_settings
 from sensors_sim.cli import sim_app
 
 app = typer.Typer(help="Telecare monitor: home sensors over MQTT, stored, watched, and carers alerted.",
@@ -32,13 +32,6 @@ app.command()(demo)
 def setup_logging(level: str = "INFO") -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
-
-def settings_or_exit() -> Settings:
-    try:
-        return load_settings()
-    except ConfigError as e:
-        typer.echo(str(e), err=True)
-        raise typer.Exit(2) from None
 
 
 @app.command()

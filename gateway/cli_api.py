@@ -13,12 +13,11 @@ import typer
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from gateway.config import ConfigError, Settings, load_settings
+from gateway.cli_common import fail, settings_or_exit
 from gateway.db import migrate
 from gateway.db.models import Organisation, User
 from gateway.db.session import make_engine, make_session_factory
 
-EXIT_BAD = 2
 ROLES = ("admin", "coordinator", "carer")
 EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
@@ -30,16 +29,6 @@ def add_api_commands(app: typer.Typer) -> None:
     app.add_typer(users_app, name="users")
 
 
-def _fail(message: str) -> typer.Exit:
-    typer.echo(message, err=True)
-    return typer.Exit(EXIT_BAD)
-
-
-def _settings() -> Settings:
-    try:
-        return load_settings()
-    except ConfigError as e:
-        raise _fail(str(e)) from None
 
 
 def api(
@@ -52,11 +41,11 @@ def api(
 
     from api.app import create_app
 
-    settings = _settings()
+    settings = settings_or_exit()
     try:
         migrate.upgrade(settings.database_url)
     except SQLAlchemyError as e:
-        raise _fail(f"cannot migrate the operational database: {type(e).__name__}: {getattr(e, 'orig', e)}") from None
+        raise fail(f"cannot migrate the operational database: {type(e).__name__}: {getattr(e, 'orig', e)}") from None
     uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level.lower())
 
 
@@ -74,37 +63,37 @@ def users_add(
 
     email = normalise_email(email)
     if not EMAIL.fullmatch(email) or len(email) > 254:
-        raise _fail(f"{email!r} is not an email address")
+        raise fail(f"{email!r} is not an email address")
     if role not in ROLES:
-        raise _fail(f"unknown role {role!r}: one of {', '.join(ROLES)}")
+        raise fail(f"unknown role {role!r}: one of {', '.join(ROLES)}")
     name, organisation = name.strip(), organisation.strip()
     if not name or len(name) > 200:
-        raise _fail("--name must be 1 to 200 characters")
+        raise fail("--name must be 1 to 200 characters")
     if not organisation or len(organisation) > 200:
-        raise _fail("--organisation must be 1 to 200 characters")
+        raise fail("--organisation must be 1 to 200 characters")
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     if not MIN_PASSWORD_LEN <= len(password) <= MAX_PASSWORD_LEN:
-        raise _fail(f"the password must be {MIN_PASSWORD_LEN} to {MAX_PASSWORD_LEN} characters")
+        raise fail(f"the password must be {MIN_PASSWORD_LEN} to {MAX_PASSWORD_LEN} characters")
 
-    url = _settings().database_url
+    url = settings_or_exit().database_url
     try:
         current = migrate.current_revision(url)
     except SQLAlchemyError as e:
-        raise _fail(f"cannot open the operational database: {type(e).__name__}: {getattr(e, 'orig', e)}") from None
+        raise fail(f"cannot open the operational database: {type(e).__name__}: {getattr(e, 'orig', e)}") from None
     if current != migrate.head_revision():
-        raise _fail("the operational database is not at the newest schema; run `telecare db upgrade` first")
+        raise fail("the operational database is not at the newest schema; run `telecare db upgrade` first")
     engine = make_engine(url)
     try:
         with make_session_factory(engine).begin() as session:
             if session.scalar(select(User.id).where(User.email == email)) is not None:
-                raise _fail(f"a user with the email {email} exists already")
+                raise fail(f"a user with the email {email} exists already")
             orgs = session.scalars(select(Organisation).where(
                 func.lower(Organisation.name) == organisation.lower())).all()
             if len(orgs) > 1:
-                raise _fail(f"several organisations are named {organisation!r}: ids "
+                raise fail(f"several organisations are named {organisation!r}: ids "
                             f"{', '.join(str(o.id) for o in orgs)}")
             created = not orgs
             org = orgs[0] if orgs else Organisation(name=organisation)
@@ -116,7 +105,7 @@ def users_add(
             session.flush()
             user_id, org_id, org_name = user.id, org.id, org.name
     except SQLAlchemyError as e:
-        raise _fail(f"database error: {type(e).__name__}: {getattr(e, 'orig', e)}") from None
+        raise fail(f"database error: {type(e).__name__}: {getattr(e, 'orig', e)}") from None
     finally:
         engine.dispose()
     typer.echo(f"{'created organisation ' + repr(org_name) + f' (id {org_id}); ' if created else ''}"

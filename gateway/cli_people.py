@@ -20,14 +20,12 @@ from typer.core import TyperGroup
 
 from gateway.alerting import people
 from gateway.alerting.errors import PeopleError
-from gateway.config import ConfigError, Settings, load_settings
+from gateway.cli_common import fail, settings_or_exit
 from gateway.db import migrate
 from gateway.db.models import Absence, EscalationStep, Home, Recipient, Resident
 from gateway.db.session import make_engine, make_session_factory
 from gateway.notify.errors import DeliveryError
 from gateway.notify.pushover import PushoverClient
-
-EXIT_BAD = 2
 
 
 class _AwayGroup(TyperGroup):
@@ -58,28 +56,18 @@ def add_people_commands(app: typer.Typer) -> None:
 # --- plumbing ----------------------------------------------------------------------------------------------------
 
 
-def _fail(message: str) -> typer.Exit:
-    typer.echo(message, err=True)
-    return typer.Exit(EXIT_BAD)
-
-
-def _settings() -> Settings:
-    try:
-        return load_settings()
-    except ConfigError as e:
-        raise _fail(str(e)) from None
 
 
 @contextmanager
 def _session(*, write: bool) -> Iterator[Session]:
     """A session on the migrated operational database; committed if ``write`` and all went well."""
-    url = _settings().database_url
+    url = settings_or_exit().database_url
     try:
         current, head = migrate.current_revision(url), migrate.head_revision()
     except SQLAlchemyError as e:
-        raise _fail(f"cannot open the operational database: {type(e).__name__}: {getattr(e, 'orig', e)}") from None
+        raise fail(f"cannot open the operational database: {type(e).__name__}: {getattr(e, 'orig', e)}") from None
     if current != head:
-        raise _fail("the operational database is not at the newest schema; run `telecare db upgrade` first")
+        raise fail("the operational database is not at the newest schema; run `telecare db upgrade` first")
     engine = make_engine(url)
     try:
         with make_session_factory(engine)() as session:
@@ -89,10 +77,10 @@ def _session(*, write: bool) -> Iterator[Session]:
                     session.commit()
             except PeopleError as e:
                 session.rollback()
-                raise _fail(str(e)) from None
+                raise fail(str(e)) from None
             except SQLAlchemyError as e:
                 session.rollback()
-                raise _fail(f"database error: {type(e).__name__}: {getattr(e, 'orig', e)}") from None
+                raise fail(f"database error: {type(e).__name__}: {getattr(e, 'orig', e)}") from None
     finally:
         engine.dispose()
 
@@ -124,7 +112,7 @@ def _parse_time(text: str, tz: ZoneInfo, option: str) -> datetime:
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
-        raise _fail(f"{option} {text!r}: not an ISO 8601 time (e.g. 2026-12-24 or 2026-12-24T10:00)") from None
+        raise fail(f"{option} {text!r}: not an ISO 8601 time (e.g. 2026-12-24 or 2026-12-24T10:00)") from None
     return value.replace(tzinfo=tz) if value.tzinfo is None else value
 
 
@@ -178,19 +166,19 @@ def recipients_add(
 
 
 def _validate(user_key: str) -> None:
-    settings = _settings()
+    settings = settings_or_exit()
     if settings.pushover_token is None:
-        raise _fail("--validate needs TELECARE_PUSHOVER_TOKEN (the Pushover application token)")
+        raise fail("--validate needs TELECARE_PUSHOVER_TOKEN (the Pushover application token)")
     if not people.USER_KEY.fullmatch(user_key):
-        raise _fail(f"{user_key!r} is not a Pushover user key (30 letters and digits)")
+        raise fail(f"{user_key!r} is not a Pushover user key (30 letters and digits)")
     client = PushoverClient(settings.pushover_url, settings.pushover_token.get_secret_value(),
                             settings.pushover_timeout_s)
     try:
         valid = client.validate_user(user_key)
     except DeliveryError as e:
-        raise _fail(f"cannot validate the key with Pushover: {e.reason}") from None
+        raise fail(f"cannot validate the key with Pushover: {e.reason}") from None
     if not valid:
-        raise _fail("Pushover says this user key is invalid (or has no active device)")
+        raise fail("Pushover says this user key is invalid (or has no active device)")
 
 
 @recipients_app.command("list")
@@ -215,7 +203,7 @@ def chain_set(
     try:
         parsed = [people.parse_step(s) for s in steps]
     except PeopleError as e:
-        raise _fail(str(e)) from None
+        raise fail(str(e)) from None
     with _session(write=True) as session:
         rows = people.set_chain(session, home, parsed)
         for row in rows:
