@@ -73,6 +73,7 @@ class DetectorConsumer:
         self.on_alerts = on_alerts  # after commit: wakes the dispatcher, counts them
         self.detectors: dict[str, HomeDetector] = {}
         self.seen_seq: dict[str, int] = {}
+        self.skipped = 0  # readings or wake-ups a detector failed on (logged with the reading)
         self._devices: dict[tuple[str, str], tuple[str | None, str | None, str | None]] = {}
         self._refreshed_at = -REFRESH_S
         self._lock = threading.Lock()  # handle() and tick() come from different threads
@@ -96,7 +97,12 @@ class DetectorConsumer:
                 detector = self._detector(session, entry.home)
                 if entry.seq <= self.seen_seq.get(entry.home, 0):
                     continue  # covered by the checkpoint: this batch was handed out again after a crash
-                events += self._feed(detector, entry)
+                try:
+                    events += self._feed(detector, entry)
+                except Exception:  # one reading a detector cannot take must not stop every home's watch
+                    self.skipped += 1
+                    log.exception("home %s: reading %d (%s) not taken by the detectors", entry.home, entry.seq,
+                                  entry.device)
                 self.seen_seq[entry.home] = entry.seq
                 touched.add(entry.home)
             self._commit(session, events, touched)
@@ -150,10 +156,14 @@ class DetectorConsumer:
     def _advance_all(self, now_ms: int, touched: set[str]) -> list[AlertEvent]:
         events: list[AlertEvent] = []
         for home, detector in self.detectors.items():
-            wake = detector.next_wake_ms()
-            if wake is not None and wake <= now_ms:
-                events += detector.advance(now_ms)
-                touched.add(home)
+            try:
+                wake = detector.next_wake_ms()
+                if wake is not None and wake <= now_ms:
+                    events += detector.advance(now_ms)
+                    touched.add(home)
+            except Exception:  # as above: one home's fault stays that home's
+                self.skipped += 1
+                log.exception("home %s: its detectors failed to move on to %d", home, now_ms)
         return events
 
     # --- State --------------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from analytics.detector import HomeDetector
 from gateway.alerting import people
 from gateway.clock import SimulatedClock
 from gateway.contract import Kind, state_fields
@@ -172,3 +173,23 @@ def test_closed_days_reach_the_readings_store_and_wait_in_the_checkpoint_while_i
     restarted.handle([stream.entry(Kind.STATE, "kitchen_pir", history[-1].time_ms + 3 * 60 * MIN,
                                    {"occupancy": True})])
     assert restarted.detectors[HOME].summaries == [], "written days are not written again after a restart"
+
+
+def test_a_reading_a_detector_fails_on_is_logged_and_the_rest_go_on(sessions: sessionmaker[Session],
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    stream = Stream()
+    detect = consumer(sessions)
+    detect.handle([stream.motion("kitchen_pir", T0)])
+    original = HomeDetector.observe
+
+    def broken_on_the_hall(self: HomeDetector, time_ms: int, device: str, *args: object,
+                           **kwargs: object) -> list[object]:
+        if device == "hall_pir":
+            raise ValueError("a bug")
+        return original(self, time_ms, device, *args, **kwargs)  # type: ignore[arg-type, return-value]
+
+    monkeypatch.setattr(HomeDetector, "observe", broken_on_the_hall)
+    detect.handle([stream.motion("hall_pir", T0 + MIN), *stream.quiet(T0 + MIN, 5 * 60)])
+    assert detect.skipped == 1
+    [alert] = alerts(sessions)
+    assert alert.kind == "inactivity", "the readings after the bad one still reach the detectors"
