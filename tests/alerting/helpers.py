@@ -36,6 +36,16 @@ def pushover_dispatcher(sessions: sessionmaker[Session], server: PushoverServer,
     return dispatcher(sessions, PushoverNotifier(PushoverClient(server.url, TOKEN, timeout_s=5)), clock, **kwargs)
 
 
+def raised_and_sent(sessions: sessionmaker[Session], server: PushoverServer, clock: Clock,
+                    raised: AlertEvent | None = None) -> tuple[Dispatcher, int]:
+    """A dispatcher on the Pushover server, an alert raised (urgent inactivity unless said) and its first step
+    sent: where most alerting stories begin."""
+    d = pushover_dispatcher(sessions, server, clock)
+    [alert_id] = apply(sessions, clock, raised or event(clock=clock))
+    d.run_once()
+    return d, alert_id
+
+
 def dispatcher(sessions: sessionmaker[Session], notifier: Notifier, clock: Clock, **kwargs: Any) -> Dispatcher:
     kwargs.setdefault("poll_receipts_every_s", 10)
     return Dispatcher(sessions, notifier, clock, **kwargs)

@@ -17,6 +17,7 @@ from tests.alerting.helpers import (
     event,
     notifications,
     pushover_dispatcher,
+    raised_and_sent,
     sent_to,
     timeline,
 )
@@ -52,9 +53,7 @@ def test_raise_is_persisted_before_sending_then_notifies_step_one(
 
 def test_a_repeat_updates_the_open_alert_without_notifying_again(
         sessions: sessionmaker[Session], clock: Clock, world: World, pushover: PushoverServer) -> None:
-    d = pushover_dispatcher(sessions, pushover, clock)
-    [first] = apply(sessions, clock, event(clock=clock))
-    d.run_once()
+    d, first = raised_and_sent(sessions, pushover, clock)
     clock.advance(minutes=5)
     [again] = apply(sessions, clock, event(clock=clock, message="No movement since 06:10 (3 h 55 min)"))
     d.run_once()
@@ -68,9 +67,7 @@ def test_a_repeat_updates_the_open_alert_without_notifying_again(
 
 def test_no_answer_escalates_with_history_then_a_receipt_stops_the_chain(
         sessions: sessionmaker[Session], clock: Clock, world: World, pushover: PushoverServer) -> None:
-    d = pushover_dispatcher(sessions, pushover, clock)
-    [alert_id] = apply(sessions, clock, event(clock=clock))
-    d.run_once()
+    d, alert_id = raised_and_sent(sessions, pushover, clock)
     clock.advance(minutes=14)
     d.run_once()
     assert sent_to(pushover, BOB_KEY) == []
@@ -105,9 +102,7 @@ def test_no_answer_escalates_with_history_then_a_receipt_stops_the_chain(
 
 def test_clear_resolves_and_tells_everyone_alerted(
         sessions: sessionmaker[Session], clock: Clock, world: World, pushover: PushoverServer) -> None:
-    d = pushover_dispatcher(sessions, pushover, clock)
-    [alert_id] = apply(sessions, clock, event(clock=clock))
-    d.run_once()
+    d, alert_id = raised_and_sent(sessions, pushover, clock)
     clock.advance(minutes=15)
     d.run_once()
     clock.advance(minutes=3)
@@ -132,9 +127,7 @@ def test_clear_resolves_and_tells_everyone_alerted(
 
 def test_acknowledge_through_the_service_stops_the_chain(
         sessions: sessionmaker[Session], clock: Clock, world: World, pushover: PushoverServer) -> None:
-    d = pushover_dispatcher(sessions, pushover, clock)
-    [alert_id] = apply(sessions, clock, event(clock=clock))
-    d.run_once()
+    d, alert_id = raised_and_sent(sessions, pushover, clock)
     clock.advance(minutes=15)
     d.run_once()
     with sessions.begin() as s:
@@ -152,9 +145,7 @@ def test_acknowledge_through_the_service_stops_the_chain(
 
 def test_a_worse_repeat_realerts_the_current_step(
         sessions: sessionmaker[Session], clock: Clock, world: World, pushover: PushoverServer) -> None:
-    d = pushover_dispatcher(sessions, pushover, clock)
-    [alert_id] = apply(sessions, clock, event(severity=Severity.WARNING, clock=clock))
-    d.run_once()
+    d, alert_id = raised_and_sent(sessions, pushover, clock, event(severity=Severity.WARNING, clock=clock))
     assert sent_to(pushover, ANNE_KEY)[0]["priority"] == "0"
     apply(sessions, clock, event(severity=Severity.URGENT, clock=clock))
     d.run_once()

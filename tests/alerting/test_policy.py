@@ -15,7 +15,16 @@ from gateway.alerting.policy import policy_for
 from gateway.alerting.service import acknowledge, resolve
 from gateway.db.models import Home
 from tests.alerting.conftest import ANNE_KEY, BOB_KEY, COUNCIL_KEY, T0, Clock, World
-from tests.alerting.helpers import alert, apply, event, notifications, pushover_dispatcher, sent_to, timeline
+from tests.alerting.helpers import (
+    alert,
+    apply,
+    event,
+    notifications,
+    pushover_dispatcher,
+    raised_and_sent,
+    sent_to,
+    timeline,
+)
 from tests.pushover_server import PushoverServer
 
 pytest_plugins = ["tests.conftest_pushover"]
@@ -73,9 +82,8 @@ def test_a_notice_is_recorded_resolved_and_told_quietly(
 
 def test_a_warning_escalates_four_times_slower_and_once(
         sessions: sessionmaker[Session], clock: Clock, world: World, pushover: PushoverServer) -> None:
-    d = pushover_dispatcher(sessions, pushover, clock)
-    [alert_id] = apply(sessions, clock, event(kind=AlertKind.NOT_UP, severity=Severity.WARNING, clock=clock))
-    d.run_once()
+    d, alert_id = raised_and_sent(sessions, pushover, clock,
+                                  event(kind=AlertKind.NOT_UP, severity=Severity.WARNING, clock=clock))
     clock.advance(minutes=59)
     d.run_once()
     assert sent_to(pushover, BOB_KEY) == []
@@ -93,9 +101,7 @@ def test_a_warning_escalates_four_times_slower_and_once(
 
 def test_an_urgent_alert_never_goes_silent(
         sessions: sessionmaker[Session], clock: Clock, world: World, pushover: PushoverServer) -> None:
-    d = pushover_dispatcher(sessions, pushover, clock)
-    [alert_id] = apply(sessions, clock, event(clock=clock))
-    d.run_once()
+    d, alert_id = raised_and_sent(sessions, pushover, clock)
     clock.advance(minutes=15)
     d.run_once()
     clock.advance(minutes=15)
