@@ -47,6 +47,19 @@ class Severity(IntEnum):
     EMERGENCY = 4  # the pendant: highest priority, escalated until acknowledged
 
 
+class Outcome(StrEnum):
+    """What the person who dealt with an alert found: one vocabulary for the detectors, the API, the dashboard and
+    the CLI (DESIGN.md "Outcomes"). Detectors may learn from ``FALSE_ALARM`` (within bounds), never from the
+    others: a confirmed incident must never widen a limit."""
+
+    FALSE_ALARM = "false_alarm"  # the resident was fine
+    FALL = "fall"  # found on the floor, or had fallen
+    UNWELL = "unwell"
+    OUT = "out"  # was out of the home
+    SENSOR_PROBLEM = "sensor_problem"
+    OTHER = "other"
+
+
 class Action(StrEnum):
     RAISE = "raise"  # a new alert (or a repeat of an open one, which updates it)
     CLEAR = "clear"  # the condition is over (activity resumed, hub back ...)
