@@ -182,6 +182,7 @@ PUSHOVER_KEY_LEN = 64
 ALERT_KIND_LEN = 32
 STATE_LEN = 16
 RECEIPT_LEN = 64
+OUTCOME_PENDING = text("outcome IS NOT NULL AND outcome_learned_at IS NULL")
 
 
 class Resident(Base):
@@ -257,6 +258,8 @@ class Alert(Base):
         Index("uq_alerts_open_key", "home_id", "kind", "subject", unique=True,
               sqlite_where=text("state != 'resolved'"), postgresql_where=text("state != 'resolved'")),
         Index("ix_alerts_home_id_raised_at", "home_id", "raised_at"),
+        # The few outcomes the detectors have not learned from yet (gateway/alerting/outcomes.py).
+        Index("ix_alerts_outcome_pending", "id", sqlite_where=OUTCOME_PENDING, postgresql_where=OUTCOME_PENDING),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -278,6 +281,16 @@ class Alert(Base):
     resolution_note: Mapped[str | None] = mapped_column(Text)
     escalation_step: Mapped[int] = mapped_column(Integer, default=0)
     next_escalation_at: Mapped[datetime | None] = mapped_column(index=True)
+    # What the person who dealt with it found (analytics.alerts.Outcome), recorded on resolving or afterwards
+    # (an alert cleared by itself); corrected at will. None: not recorded.
+    outcome: Mapped[str | None] = mapped_column(String(SHORT_LEN))
+    outcome_note: Mapped[str | None] = mapped_column(Text)
+    outcome_by: Mapped[str | None] = mapped_column(String(NAME_LEN))
+    outcome_at: Mapped[datetime | None]
+    # When the detectors were given the outcome, and which outcome they were given (a correction sets the time
+    # back to None so the new outcome is given too, and the detectors can tell what they were told before).
+    outcome_learned_at: Mapped[datetime | None]
+    outcome_learned: Mapped[str | None] = mapped_column(String(SHORT_LEN))
 
 
 class AlertLog(Base):
@@ -328,7 +341,12 @@ class Notification(Base):
 
 
 class DetectorCheckpoint(Base):
-    """A home's detector state, pickled by the detector consumer, with the journal position it reflects."""
+    """A home's detector state, pickled by the detector consumer, with the journal position it reflects.
+
+    ``baseline`` is what the detectors have learned, for people to read (``HomeDetector.baseline()``), stored as
+    JSON beside the pickle so that the API reads data and never unpickles; ``baseline_at`` is the detectors' (event)
+    time when it was taken.
+    """
 
     __tablename__ = "detector_checkpoints"
 
@@ -337,6 +355,8 @@ class DetectorCheckpoint(Base):
     version: Mapped[int] = mapped_column(Integer)
     state: Mapped[bytes] = mapped_column(LargeBinary)
     saved_at: Mapped[datetime]
+    baseline: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    baseline_at: Mapped[datetime | None]
 
 
 # --- The API: people who log in, their tokens and API keys, the audit log --------------------------------------------

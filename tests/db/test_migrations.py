@@ -79,6 +79,21 @@ def test_downgrade_to_nothing_and_back(engine: Engine, db_url: str) -> None:
     assert set(inspect(engine).get_table_names()) >= TABLES
 
 
+def test_outcomes_migration_down_and_up_keeps_the_schema(engine: Engine, db_url: str) -> None:
+    """0004 adds columns to tables that have data: going back one step and forward again (SQLite copies the table
+    to drop a column) must leave the schema exactly as the models say, the open-alert index included."""
+    command.downgrade(alembic_config(engine), "0003")
+    columns = {c["name"] for c in inspect(engine).get_columns("alerts")}
+    assert "outcome" not in columns and "uq_alerts_open_key" in {ix["name"] for ix in inspect(engine)
+                                                                 .get_indexes("alerts")}
+    upgrade(db_url)
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        assert compare_metadata(context, Base.metadata) == []
+    checkpoint = {c["name"] for c in inspect(engine).get_columns("detector_checkpoints")}
+    assert {"baseline", "baseline_at"} <= checkpoint
+
+
 def test_the_indexes_the_api_filters_on(engine: Engine) -> None:
     inspector = inspect(engine)
     dead = {tuple(ix["column_names"]) for ix in inspector.get_indexes("dead_letters")}
