@@ -17,7 +17,7 @@ import yaml
 from gateway.config import ConfigError, load_settings
 from sensors_sim.events import Observation
 from sensors_sim.faults import parse_faults
-from sensors_sim.generate import DAY_MS, Simulation, homes_for, start_of
+from sensors_sim.generate import DAY_MS, Simulation, homes_for, reported, start_of
 from sensors_sim.incidents import GroundTruth, parse_incidents, write_truth_jsonl
 from sensors_sim.publish import MqttPublisher, device_messages, hub_messages, play, with_clock
 from sensors_sim.recordings import read_csv, read_recording, write_csv
@@ -131,12 +131,14 @@ def export(out: Annotated[Path, typer.Option(help="the neutral CSV to write")],
            scenario: Annotated[Path | None, typer.Option(help="scenario YAML")] = None,
            homes_out: Annotated[Path | None, typer.Option(help="also write the homes' description YAML")] = None,
            truth: Truth = None) -> None:
-    """Write simulated homes to the neutral CSV (docs/neutral-csv.md), without MQTT."""
+    """Write simulated homes to the neutral CSV (docs/neutral-csv.md), without MQTT: every report `telecare sim
+    run` would publish with the same options, with its battery, light level and link quality."""
     chosen = _scenario(scenario)
     all_homes = homes_for(homes, chosen)
     _write_homes(homes_out, [to_home_description(h)["homes"][0] for h in all_homes])
     sim = _simulation(chosen, all_homes, start_of(date.fromisoformat(start)), days, seed)
-    rows = write_csv(sim.observations(), out)
+    # The radio as `sim run` builds it (_publish): the same seed gives the same batteries and link qualities.
+    rows = write_csv(reported(sim.observations(), Radio(None, np.random.default_rng(seed)), sim.battery_cap), out)
     _write_truth(truth, sim.truth)
     typer.echo(f"{rows:,} observations of {len(all_homes):,} homes over {days} days written to {out}")
 

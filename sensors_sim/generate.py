@@ -7,17 +7,18 @@ many others are simulated beside it, and a run is the same for the same seed.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime
 
 import numpy as np
 
+from analytics.reading import flag, lux, number
 from sensors_sim.events import Observation
 from sensors_sim.faults import Fault, HubEvent, apply_faults
 from sensors_sim.incidents import GroundTruth, Incident, IncidentRunner
 from sensors_sim.routine import simulate_days
 from sensors_sim.scenario import Scenario, SimHome, default_home
-from sensors_sim.sensors import observe
+from sensors_sim.sensors import Radio, observe, payload
 
 DAY_MS = 86_400_000
 
@@ -84,3 +85,25 @@ class Simulation:
     def battery_cap(self, home: str, device: str, time_ms: int) -> float | None:
         faulted = self.faulted.get(home)
         return faulted.battery_cap(device, time_ms) if faulted else None
+
+
+def reported(observations: Iterable[Observation], radio: Radio,
+             battery_cap: Callable[[str, str, int], float | None] | None = None) -> Iterator[Observation]:
+    """Each observation with what else its hub's report says (battery, battery_low, light, link quality), as
+    :func:`sensors_sim.publish.device_messages` publishes it from the same radio: what ``telecare sim export``
+    writes, so that an export carries every report the gateway would see, not only the values."""
+    for o in observations:
+        battery, link = radio.report(o.device, o.kind)
+        cap = battery_cap(o.home, o.device, o.time_ms) if battery_cap else None
+        if cap is not None and battery is not None:
+            battery = min(battery, cap)
+        yield with_report(o, payload(o, battery, link))
+
+
+def with_report(o: Observation, fields: Mapping[str, object]) -> Observation:
+    """``o`` with the report fields of its zigbee2mqtt payload (its value stays: the payload was made from it)."""
+    linkquality = number(fields.get("linkquality"))
+    return Observation(o.time_ms, o.home, o.device, o.kind, o.value, o.room, o.role,
+                       temperature=number(fields.get("temperature")) if o.kind != "climate" else None,
+                       battery=number(fields.get("battery")), battery_low=flag(fields.get("battery_low")),
+                       illuminance=lux(fields), linkquality=None if linkquality is None else round(linkquality))

@@ -1,5 +1,7 @@
 """The neutral CSV: observations of any source (simulator, real recordings) as ``time,home,device,kind,value``
-with optional ``room,role`` columns. The format is specified in ``docs/neutral-csv.md``.
+with optional ``room,role`` columns and optional report columns (``temperature,battery,battery_low,illuminance,
+linkquality``: what else a report said, so a report that changes nothing is carried too). The format is
+specified in ``docs/neutral-csv.md``.
 
 :func:`read_csv` sorts each file by time (stably), which needs the whole file in memory (about 1,000,000 rows
 take about 190 MB); pass ``sort=False`` to stream a file already in time order with constant memory.
@@ -17,11 +19,13 @@ from operator import attrgetter
 from pathlib import Path
 from typing import IO, Literal
 
-from analytics.devices import KINDS_BY_KEY, ROLES
+from analytics.devices import FIELDS, KINDS_BY_KEY, ROLES
+from analytics.reading import REPORT_FIELDS
 from sensors_sim.events import Observation, Value
 
-COLUMNS = ("time", "home", "device", "kind", "value", "room", "role")
+COLUMNS = ("time", "home", "device", "kind", "value", "room", "role", *REPORT_FIELDS)
 REQUIRED_COLUMNS = COLUMNS[:5]
+REPORT_COLUMNS = REPORT_FIELDS  # temperature, battery, battery_low, illuminance, linkquality
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ONE_MS = timedelta(milliseconds=1)
@@ -106,6 +110,61 @@ def _parse_text(text: str) -> str:
     return text
 
 
+def _parse_reported_number(name: str) -> Callable[[str], float]:
+    """A report column's number, within the range the gateway's contract accepts for that field."""
+    spec = FIELDS[name]
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"{name} {text!r} is not a number") from None
+        if not math.isfinite(value):
+            raise ValueError(f"{name} {text!r} is not a finite number")
+        if (spec.minimum is not None and value < spec.minimum) or (spec.maximum is not None and value > spec.maximum):
+            raise ValueError(f"{name} {text!r} is outside {_range(spec.minimum, spec.maximum)} {spec.unit}")
+        return value
+
+    return parse
+
+
+def _range(low: float | None, high: float | None) -> str:
+    def show(x: float) -> str:
+        return str(int(x)) if float(x).is_integer() else repr(x)
+
+    if high is None:
+        return f"{show(low)} or more" if low is not None else "any"
+    return f"{show(low)}-{show(high)}" if low is not None else f"{show(high)} or less"
+
+
+def _parse_battery_low(text: str) -> bool:
+    value = _BOOL_WORDS.get(text.strip().lower())
+    if value is None:
+        raise ValueError(f"battery_low {text!r} is not one of {', '.join(_BOOL_WORDS)}")
+    return value
+
+
+def _parse_linkquality(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"linkquality {text!r} is not a whole number") from None
+    if not 0 <= value <= 255:
+        raise ValueError(f"linkquality {text!r} is outside 0-255")
+    return value
+
+
+# Each report column's parser, in REPORT_COLUMNS order.
+REPORT_PARSERS: dict[str, Callable[[str], float | bool | int]] = {
+    "temperature": _parse_reported_number("temperature"),
+    "battery": _parse_reported_number("battery"),
+    "battery_low": _parse_battery_low,
+    "illuminance": _parse_reported_number("illuminance"),
+    "linkquality": _parse_linkquality,
+}
+assert tuple(REPORT_PARSERS) == REPORT_COLUMNS
+
+
 def value_parser(kind: str) -> Callable[[str], Value]:
     """The function turning a CSV value of ``kind`` into an observation value; KeyError for unknown kinds."""
     if kind == "contact":
@@ -130,8 +189,7 @@ def format_value(kind: str, value: Value) -> str:
     if kind in NUMBER_KINDS:
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
             raise ValueError(f"a {kind} value must be a finite number, not {value!r}")
-        number = float(value)
-        return str(int(number)) if number.is_integer() and abs(number) < 1e15 else repr(number)
+        return _shortest(float(value))
     if kind in TEXT_KINDS:
         if not isinstance(value, str) or not value:
             raise ValueError(f"a {kind} value must be a non-empty string, not {value!r}")
@@ -182,13 +240,16 @@ def _parse(f: IO[str], name: str) -> Iterator[Observation]:
     missing = [c for c in REQUIRED_COLUMNS if c not in columns]
     if unknown or missing or len(set(columns)) != len(columns):
         raise NeutralCsvError(name, 1, f"bad header {','.join(header)!r}: the columns are "
-                              f"{','.join(REQUIRED_COLUMNS)} and optionally room,role, each once"
+                              f"{','.join(REQUIRED_COLUMNS)} and optionally room,role,{','.join(REPORT_COLUMNS)}, "
+                              "each once"
                               + (f" (unknown: {', '.join(unknown)})" if unknown else "")
                               + (f" (missing: {', '.join(missing)})" if missing else ""))
     width = len(columns)
     i_time, i_home, i_device, i_kind, i_value = (columns.index(c) for c in REQUIRED_COLUMNS)
     i_room = columns.index("room") if "room" in columns else None
     i_role = columns.index("role") if "role" in columns else None
+    # The report columns present: (index in the row, parser, place among the observation's report fields).
+    reports = [(columns.index(c), REPORT_PARSERS[c], j) for j, c in enumerate(REPORT_COLUMNS) if c in columns]
     # Everything but time and value repeats: validate each distinct device once and share its strings.
     devices: dict[tuple[str, ...], tuple[str, str, str, str | None, str | None, Callable[[str], Value]]] = {}
     line = 1
@@ -207,13 +268,33 @@ def _parse(f: IO[str], name: str) -> Iterator[Observation]:
             home, device_name, kind, room, role, parse_value = device
             text = row[i_time]
             time_ms = int(text) if text.isdigit() else parse_time(text.strip())
-            yield Observation(time_ms, home, device_name, kind, parse_value(row[i_value]), room, role)
+            text = row[i_value]
+            value = parse_value(text) if text else None  # empty: a report without an activity value
+            if not reports:
+                if value is None:
+                    raise ValueError(_SAYS_NOTHING)
+                yield Observation(time_ms, home, device_name, kind, value, room, role)
+                continue
+            reported: list[float | bool | int | None] = [None] * len(REPORT_COLUMNS)
+            for index, parse, j in reports:
+                if cell := row[index]:
+                    reported[j] = parse(cell)
+            if value is None and reported == _NOTHING_REPORTED:
+                raise ValueError(_SAYS_NOTHING)
+            if kind == "climate" and reported[0] is not None:
+                raise ValueError("a climate row's temperature is its value: leave the temperature column empty")
+            yield Observation(time_ms, home, device_name, kind, value, room, role, *reported)  # type: ignore[arg-type]
     except NeutralCsvError:
         raise
     except ValueError as e:
         raise NeutralCsvError(name, line, str(e)) from None
     except csv.Error as e:
         raise NeutralCsvError(name, reader.line_num, f"malformed CSV: {e}") from None
+
+
+_NOTHING_REPORTED = [None] * len(REPORT_COLUMNS)
+_SAYS_NOTHING = (f"the value is empty and the row reports nothing else (it may report {', '.join(REPORT_COLUMNS)} "
+                 "instead)")
 
 
 def _device(key: tuple[str, ...]) -> tuple[str, str, str, str | None, str | None, Callable[[str], Value]]:
@@ -235,10 +316,11 @@ def _device(key: tuple[str, ...]) -> tuple[str, str, str, str | None, str | None
 
 def write_csv(observations: Iterable[Observation], target: PathOrFile, *,
               time_format: Literal["iso", "epoch_ms"] = "iso") -> int:
-    """Write observations (in the order given) with all seven columns; returns the number of rows written.
+    """Write observations (in the order given) with all twelve columns; returns the number of rows written.
 
     ``time_format="iso"`` writes UTC ISO 8601 (``2008-02-24T23:20:14Z``), ``"epoch_ms"`` epoch milliseconds.
-    Raises ValueError for an observation whose value does not fit its kind, or an unknown kind or role.
+    Raises ValueError for an observation whose value does not fit its kind, a reported field out of its range,
+    an observation that reports nothing, or an unknown kind or role.
     """
     if time_format not in ("iso", "epoch_ms"):
         raise ValueError(f"time_format must be 'iso' or 'epoch_ms', not {time_format!r}")
@@ -257,11 +339,46 @@ def _write(observations: Iterable[Observation], f: IO[str], time_format: str) ->
         if o.role is not None and o.role not in ROLES:
             raise ValueError(f"observation {count}: unknown role {o.role!r}")
         try:
-            value = format_value(o.kind, o.value)
+            value = "" if o.value is None else format_value(o.kind, o.value)
+            reported = _format_reported(o)
         except ValueError as e:
             raise ValueError(f"observation {count} ({o.home}/{o.device}): {e}") from None
-        writer.writerow((as_text(o.time_ms), o.home, o.device, o.kind, value, o.room or "", o.role or ""))
+        writer.writerow((as_text(o.time_ms), o.home, o.device, o.kind, value, o.room or "", o.role or "",
+                         *reported))
     return count
+
+
+def _format_reported(o: Observation) -> tuple[str, ...]:
+    """The report columns' text, checked as the reader will check it, so that what is written reads back."""
+    fields = (o.temperature, o.battery, o.battery_low, o.illuminance, o.linkquality)
+    if o.value is None and all(field is None for field in fields):
+        raise ValueError("it has no value and reports nothing else")
+    if o.temperature is not None and o.kind == "climate":
+        raise ValueError("a climate observation's temperature is its value, not a separate temperature")
+    texts = []
+    for name, field in zip(REPORT_COLUMNS, fields, strict=True):
+        if field is None:
+            texts.append("")
+            continue
+        if name == "battery_low":
+            if not isinstance(field, bool):
+                raise ValueError(f"battery_low must be a bool, not {field!r}")
+            text = "1" if field else "0"
+        elif isinstance(field, bool) or not isinstance(field, int | float):
+            raise ValueError(f"{name} must be a number, not {field!r}")
+        elif name == "linkquality":
+            if not isinstance(field, int):
+                raise ValueError(f"linkquality must be a whole number, not {field!r}")
+            text = str(field)
+        else:
+            text = _shortest(float(field)) if math.isfinite(field) else str(field)
+        REPORT_PARSERS[name](text)  # raises for a value out of range
+        texts.append(text)
+    return tuple(texts)
+
+
+def _shortest(number: float) -> str:
+    return str(int(number)) if number.is_integer() and abs(number) < 1e15 else repr(number)
 
 
 def to_csv_text(observations: Iterable[Observation], **kwargs: Literal["iso", "epoch_ms"]) -> str:
