@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-__all__ = ["AlertAlreadyAcknowledged", "AlertAlreadyResolved", "AlertError", "AlertNotFound", "PeopleError"]
+__all__ = ["AlertAlreadyAcknowledged", "AlertAlreadyResolved", "AlertError", "AlertNotFound", "OutcomeRefused",
+           "PeopleError"]
 
 
 class AlertError(Exception):
@@ -23,3 +24,8 @@ class AlertAlreadyAcknowledged(AlertError):
 
 class PeopleError(Exception):
     """Residents, recipients, chains or absences: bad input (unknown home, malformed key, empty chain ...)."""
+
+
+class OutcomeRefused(AlertError):
+    """An outcome cannot be recorded on this alert: it is still open (resolve it with its outcome), or it is a
+    notice, not an alert."""
