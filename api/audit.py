@@ -17,11 +17,11 @@ from gateway.db.models import AuditEntry
 if TYPE_CHECKING:
     from api.deps import Principal
 
-__all__ = ["ACKNOWLEDGE", "CREATE", "DELETE", "LIST", "RESOLVE", "UPDATE", "VIEW", "audit", "audit_many"]
+__all__ = ["ACKNOWLEDGE", "CREATE", "DELETE", "LIST", "OUTCOME", "RESOLVE", "UPDATE", "VIEW", "audit", "audit_many"]
 
 # Actions
-VIEW, LIST, CREATE, UPDATE, DELETE, ACKNOWLEDGE, RESOLVE = (
-    "view", "list", "create", "update", "delete", "acknowledge", "resolve")
+VIEW, LIST, CREATE, UPDATE, DELETE, ACKNOWLEDGE, RESOLVE, OUTCOME = (
+    "view", "list", "create", "update", "delete", "acknowledge", "resolve", "outcome")
 
 
 def audit(session: Session, principal: Principal, action: str, resource: str, resident_id: int | None,

@@ -16,7 +16,13 @@ from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from gateway.alerting.errors import AlertAlreadyAcknowledged, AlertAlreadyResolved, AlertNotFound, PeopleError
+from gateway.alerting.errors import (
+    AlertAlreadyAcknowledged,
+    AlertAlreadyResolved,
+    AlertNotFound,
+    OutcomeRefused,
+    PeopleError,
+)
 
 log = logging.getLogger("telecare.api")
 
@@ -170,7 +176,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(StarletteHTTPException, _http)
-    for exc in (AlertNotFound, AlertAlreadyResolved, AlertAlreadyAcknowledged):
+    for exc in (AlertNotFound, AlertAlreadyResolved, AlertAlreadyAcknowledged, OutcomeRefused):
         app.add_exception_handler(exc, _alert_errors)
     app.add_exception_handler(PeopleError, _people)
     app.add_exception_handler(IntegrityError, _integrity)

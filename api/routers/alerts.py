@@ -1,4 +1,5 @@
-"""Alerts: filter, read with their full timeline, acknowledge, resolve with a note.
+"""Alerts: filter, read with their full timeline, acknowledge, resolve with a note and an outcome, record the
+outcome of an alert that cleared by itself.
 
 Acknowledging and resolving go through :mod:`gateway.alerting.service`, in the request's transaction: the chain
 stops for everyone and the others are told, exactly as when a carer acknowledges in Pushover. The gateway's
@@ -13,8 +14,8 @@ from fastapi import APIRouter, Query
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from analytics.alerts import AlertKind
-from api.audit import ACKNOWLEDGE, LIST, RESOLVE, VIEW, audit, audit_many
+from analytics.alerts import AlertKind, Outcome
+from api.audit import ACKNOWLEDGE, LIST, OUTCOME, RESOLVE, VIEW, audit, audit_many
 from api.deps import Clock, CurrentUser, PathId, Principal, SessionDep, visible_homes, visible_resident_ids
 from api.errors import NotFound
 from api.pagination import Page, PageDep, paginate
@@ -23,6 +24,7 @@ from api.schemas.alerts import (
     AlertDetailOut,
     AlertOut,
     NotificationOut,
+    OutcomeIn,
     ResolveIn,
     State,
     TimelineEntry,
@@ -78,6 +80,9 @@ def list_alerts(
     state: Annotated[list[State] | None, Query(description="one or more states")] = None,
     open: Annotated[bool | None, Query(description="true: not resolved; false: resolved")] = None,
     kind: Annotated[list[AlertKind] | None, Query(description="one or more kinds (docs/alerts.md)")] = None,
+    outcome: Annotated[list[Outcome] | None, Query(description="one or more outcomes recorded")] = None,
+    has_outcome: Annotated[bool | None, Query(
+        description="false: no outcome recorded yet (with open=false: resolved alerts awaiting theirs)")] = None,
     resident_id: Annotated[int | None, Query(ge=1, le=INT32_MAX)] = None,
     home_id: Annotated[text(64) | None, Query(description="one home")] = None,
     since: Annotated[UtcDatetime | None, Query(description="raised at or after (ISO 8601 with offset)")] = None,
@@ -90,6 +95,10 @@ def list_alerts(
         stmt = stmt.where(Alert.state != RESOLVED if open else Alert.state == RESOLVED)
     if kind:
         stmt = stmt.where(Alert.kind.in_([str(k) for k in kind]))
+    if outcome:
+        stmt = stmt.where(Alert.outcome.in_([o.value for o in outcome]))
+    if has_outcome is not None:
+        stmt = stmt.where(Alert.outcome.is_not(None) if has_outcome else Alert.outcome.is_(None))
     if resident_id is not None:
         stmt = stmt.where(Alert.resident_id == resident_id)
     if home_id is not None:
@@ -124,12 +133,25 @@ def acknowledge(alert_id: PathId, principal: CurrentUser, session: SessionDep, a
 
 
 @router.post("/{alert_id}/resolve", response_model=AlertDetailOut,
-             summary="Close it with a note of what was found: everyone alerted is told")
+             summary="Close it with a note and the outcome (what was found): everyone alerted is told")
 def resolve(alert_id: PathId, body: ResolveIn, principal: CurrentUser, session: SessionDep,
             at: Clock) -> AlertDetailOut:
     alert = alert_for(principal, session, alert_id)
-    alert = service.resolve(session, alert.id, principal.name, body.note, at, recipient_id=principal.recipient_id)
-    audit(session, principal, RESOLVE, "alert", alert.resident_id, f"alert {alert.id}", at=at)
+    alert = service.resolve(session, alert.id, principal.name, body.note, at, outcome=body.outcome,
+                            recipient_id=principal.recipient_id)
+    detail = f"alert {alert.id}" + (f": {body.outcome.value}" if body.outcome else "")
+    audit(session, principal, RESOLVE, "alert", alert.resident_id, detail, at=at)
+    session.flush()
+    return _detail(session, alert)
+
+
+@router.post("/{alert_id}/outcome", response_model=AlertDetailOut,
+             summary="Record what was found on a resolved alert (one that cleared by itself), or correct it")
+def record_outcome(alert_id: PathId, body: OutcomeIn, principal: CurrentUser, session: SessionDep,
+                   at: Clock) -> AlertDetailOut:
+    alert = alert_for(principal, session, alert_id)
+    alert = service.record_outcome(session, alert.id, body.outcome, principal.name, body.note, at)
+    audit(session, principal, OUTCOME, "alert", alert.resident_id, f"alert {alert.id}: {body.outcome.value}", at=at)
     session.flush()
     return _detail(session, alert)
 

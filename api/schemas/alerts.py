@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from analytics.alerts import Outcome
 from api.schemas.common import In, Note, Out
 
 State = Literal["raised", "notified", "acknowledged", "resolved"]
@@ -33,6 +34,13 @@ class AlertOut(Out):
     resolution_note: str | None
     escalation_step: int
     next_escalation_at: datetime | None
+    outcome: Outcome | None = Field(description="what was found (null: not recorded): false_alarm (the resident "
+                                                "was fine), fall, unwell, out, sensor_problem, other")
+    outcome_note: str | None
+    outcome_by: str | None
+    outcome_at: datetime | None
+    outcome_learned_at: datetime | None = Field(
+        description="when the detectors were given the outcome (null: not yet); they learn from false alarms only")
 
 
 class TimelineEntry(Out):
@@ -69,3 +77,12 @@ class AcknowledgeIn(In):
 
 class ResolveIn(In):
     note: Note = Field(description="what was found and done")
+    outcome: Outcome | None = Field(None, description="what was found, in the shared vocabulary (recommended: a "
+                                                      "false_alarm teaches the detectors)")
+
+
+class OutcomeIn(In):
+    """What was found, on an alert already resolved (one that cleared by itself), or a correction."""
+
+    outcome: Outcome
+    note: Note | None = None
