@@ -15,12 +15,11 @@ readings must be seen before "now"). Under a simulated clock, ticks are journal 
 from __future__ import annotations
 
 import logging
-import pickle
 import threading
 import time
 import zlib
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -42,8 +41,9 @@ from gateway.stores.readings.base import DailySummary, ReadingStore
 
 log = logging.getLogger(__name__)
 
-# Bump when HomeDetector's state changes shape: older checkpoints are then set aside and learning starts again.
-CHECKPOINT_VERSION = 1
+# The checkpoint's format (HomeDetector.dump). Each watcher inside carries its own version, and only a watcher
+# whose version changed starts learning again; bump this only when the format around them changes.
+CHECKPOINT_VERSION = 2
 REFRESH_S = 60.0  # how often devices' rooms and roles, and planned absences, are read again
 
 
@@ -52,14 +52,13 @@ def to_datetime(ms: int) -> datetime:
 
 
 def dump_detector(detector: HomeDetector) -> bytes:
-    return zlib.compress(pickle.dumps(detector, protocol=5), 1)
+    return zlib.compress(detector.dump(), 1)
 
 
-def load_detector(blob: bytes) -> HomeDetector:
-    detector = pickle.loads(zlib.decompress(blob))  # our own checkpoint, written by this consumer
-    if not isinstance(detector, HomeDetector):
-        raise TypeError(f"checkpoint holds {type(detector).__name__}, not a HomeDetector")
-    return detector
+def load_detector(blob: bytes, home: str | None = None, tz: tzinfo | None = None,
+                  config: DetectorConfig | None = None) -> HomeDetector:
+    """Our own checkpoint, written by this consumer (home and zone default to the saved ones)."""
+    return HomeDetector.load(zlib.decompress(blob), home, tz, config)
 
 
 class DetectorConsumer:
@@ -175,8 +174,11 @@ class DetectorConsumer:
         row = session.get(DetectorCheckpoint, home)
         if row is not None and row.version == CHECKPOINT_VERSION:
             try:
-                detector = load_detector(row.state)
+                detector = load_detector(row.state, home, _zone(session, home), self.config)
                 self.seen_seq[home] = row.journal_seq
+                if detector.restarted:
+                    log.warning("home %s: detector parts %s changed; they start learning again", home,
+                                ", ".join(detector.restarted))
             except Exception:
                 log.exception("home %s: its detector checkpoint cannot be read; learning starts again", home)
         elif row is not None:

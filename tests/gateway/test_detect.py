@@ -137,7 +137,7 @@ def test_a_warmed_baseline_is_what_the_consumer_starts_from(sessions: sessionmak
     detect = consumer(sessions)
     detect.handle([Stream().motion("kitchen_pir", history[-1].time_ms + MIN)])
     detector = detect.detectors[HOME]
-    assert detector.stillness.days_learned >= 6 and detector.up_time.days >= 5
+    assert detector.baseline()["days_learned"] >= 6 and detector.routine.up_time.days >= 5
 
 
 class AwayStore:

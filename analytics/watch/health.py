@@ -1,0 +1,132 @@
+"""The devices' health: the hub offline (``hub_offline``), the home unseen (``cant_see``), one device silent
+(``sensor_silent``), a battery running down (``low_battery``).
+
+Device-health alerts are one per device (or the hub) and kind. What this watcher knows of the home's visibility
+is published in the shared state (``blind_since_ms``, ``blind_reason``, ``silent``) for the person-safety
+watchers' wording.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from analytics.alerts import HUB_SUBJECT, AlertKind, Severity
+from analytics.localtime import MINUTE_MS, duration
+from analytics.silence import SilenceWatch
+from analytics.watch.base import Day, DetectorConfig, HomeState, Reading, describe
+
+
+class Health:
+    name: ClassVar[str] = "health"
+    version: ClassVar[int] = 1
+
+    def __init__(self, config: DetectorConfig) -> None:
+        self.config = config
+        self.silence = SilenceWatch(min_gaps=config.silence_min_gaps)
+        self.low_battery: set[str] = set()
+        self.hub_offline_ms: int | None = None
+        self.cant_see_ms: int | None = None
+
+    # --- What the hub says ----------------------------------------------------------------------------------------
+
+    def hub(self, home: HomeState, t: int, online: bool) -> None:
+        if not online and self.hub_offline_ms is None:
+            self.hub_offline_ms = t
+            home.raise_(AlertKind.HUB_OFFLINE, t, Severity.WARNING,
+                        f"The home hub went offline at {home.clock(t)}: nothing in the home can be seen, so "
+                        "inactivity cannot be checked until it is back.", subject=HUB_SUBJECT)
+        elif online and self.hub_offline_ms is not None:
+            since = self.hub_offline_ms
+            self.hub_offline_ms = None
+            home.visible_since_ms = t
+            home.clear(AlertKind.HUB_OFFLINE, t, f"The home hub is back online at {home.clock(t)}, after "
+                       f"{duration((t - since) / MINUTE_MS)}.", subject=HUB_SUBJECT)
+        self._publish(home)
+
+    def availability(self, home: HomeState, t: int, device: str, online: bool) -> None:
+        """zigbee2mqtt's per-device availability."""
+        self._publish(home)
+
+    # --- The watcher ----------------------------------------------------------------------------------------------
+
+    def observe(self, home: HomeState, reading: Reading) -> None:
+        t, device = reading.time_ms, reading.device
+        if self.silence.report(device, t) is not None or self.cant_see_ms is not None:
+            self._seen_again(home, t, device)
+        if reading.battery is not None or reading.battery_low is not None:
+            self._battery(home, reading)
+        self._publish(home)
+
+    def next_wake_ms(self, home: HomeState) -> int | None:
+        return self.silence.next_wake_ms()
+
+    def advance(self, home: HomeState, t: int) -> None:
+        for s in self.silence.advance(t):
+            if self.hub_offline_ms is None and self.cant_see_ms is None:
+                self._raise_silent(home, s.device, s.silent_at_ms, s.last_report_ms, s.limit_min)
+        if self.cant_see_ms is None and self.hub_offline_ms is None and self.silence.all_silent():
+            last = max(self.silence.last_reports().values())
+            at = max(self.silence.silent_since_ms(), home.now_ms or t)
+            self.cant_see_ms = at
+            for device in list(self.silence.silent()):  # one home-wide alert rather than one per device
+                home.clear(AlertKind.SENSOR_SILENT, at, "Covered by the home-wide alert.", subject=device,
+                           quietly=True)
+            home.raise_(AlertKind.CANT_SEE, at, Severity.WARNING,
+                        f"Can't see the home: no device has reported since {home.clock(last, at)}, though they "
+                        "usually report regularly. Inactivity cannot be checked until they do.",
+                        subject=HUB_SUBJECT, last_report=last)
+        self._publish(home)
+
+    def day_closed(self, home: HomeState, day: Day, closed_at: int) -> None:
+        """Nothing learned by the day."""
+
+    # --- Inside -----------------------------------------------------------------------------------------------
+
+    def _raise_silent(self, home: HomeState, device: str, at: int, last: int, limit_min: float) -> None:
+        home.raise_(AlertKind.SENSOR_SILENT, at, Severity.LOW,
+                    f"{describe(device, home.devices.get(device))} has not reported since {home.clock(last, at)}; "
+                    f"it usually reports at least every {duration(limit_min / self.silence.margin)}.",
+                    subject=device, last_report=last)
+
+    def _seen_again(self, home: HomeState, t: int, device: str) -> None:
+        if self.cant_see_ms is not None:
+            if self.silence.all_silent():
+                return  # a device that never reports regularly says little about the rest
+            since = self.cant_see_ms
+            self.cant_see_ms = None
+            home.visible_since_ms = t
+            home.clear(AlertKind.CANT_SEE, t, f"Devices reporting again from {home.clock(t)} after "
+                       f"{duration((t - since) / MINUTE_MS)} unseen.", subject=HUB_SUBJECT)
+            for silent in self.silence.silent():  # still quiet once the rest are back: those are faulty
+                if silent != device:
+                    home.raise_(AlertKind.SENSOR_SILENT, t, Severity.LOW,
+                                f"{describe(silent, home.devices.get(silent))} has not reported since the home "
+                                "came back into view.", subject=silent)
+        else:
+            home.clear(AlertKind.SENSOR_SILENT, t, f"{describe(device, home.devices.get(device))} reporting again "
+                       f"at {home.clock(t)}.", subject=device)
+
+    def _battery(self, home: HomeState, reading: Reading) -> None:
+        c, t, device, percent, low = self.config, reading.time_ms, reading.device, reading.battery, reading.battery_low
+        is_low = (percent is not None and percent <= c.low_battery_pct) or (percent is None and low is True)
+        is_ok = (percent is not None and percent >= c.battery_ok_pct) or (percent is None and low is False)
+        name = describe(device, home.devices.get(device))
+        if is_low and device not in self.low_battery:
+            self.low_battery.add(device)
+            level = f" ({percent:.0f} %)" if percent is not None else ""
+            home.raise_(AlertKind.LOW_BATTERY, t, Severity.LOW,
+                        f"{name} battery is low{level}: replace it within days.", subject=device, battery=percent)
+        elif is_ok and device in self.low_battery:
+            self.low_battery.discard(device)
+            home.clear(AlertKind.LOW_BATTERY, t, f"{name} battery replaced.", subject=device)
+
+    def _publish(self, home: HomeState) -> None:
+        """What the person-safety watchers are told of the home's visibility."""
+        home.silent = self.silence.silent()
+        home.latest_watched_ms = self.silence.latest_watched_ms if self.silence.any_watched() else None
+        if self.hub_offline_ms is not None:
+            home.blind_since_ms, home.blind_reason = self.hub_offline_ms, "hub_offline"
+        elif self.cant_see_ms is not None:
+            home.blind_since_ms, home.blind_reason = self.cant_see_ms, "cant_see"
+        else:
+            home.blind_since_ms, home.blind_reason = None, None
