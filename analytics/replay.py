@@ -14,10 +14,12 @@ from typing import Protocol
 from analytics.alerts import DEVICE_HEALTH, Action, AlertEvent
 from analytics.detector import DetectorConfig, HomeDetector
 from analytics.localtime import DAY_MS, HOUR_MS
+from analytics.reading import observation_fields, observe_reading
 
 
 class ObservationLike(Protocol):
-    """One neutral-CSV row (``sensors_sim.events.Observation`` is one)."""
+    """One neutral-CSV row (``sensors_sim.events.Observation`` is one): a device's report, with its activity value
+    (None: the report has none) and what else it said (None: not reported)."""
 
     @property
     def time_ms(self) -> int: ...
@@ -28,11 +30,21 @@ class ObservationLike(Protocol):
     @property
     def kind(self) -> str: ...
     @property
-    def value(self) -> bool | float | str: ...
+    def value(self) -> bool | float | str | None: ...
     @property
     def room(self) -> str | None: ...
     @property
     def role(self) -> str | None: ...
+    @property
+    def temperature(self) -> float | None: ...
+    @property
+    def battery(self) -> float | None: ...
+    @property
+    def battery_low(self) -> bool | None: ...
+    @property
+    def illuminance(self) -> float | None: ...
+    @property
+    def linkquality(self) -> int | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,11 +59,11 @@ class AlertRecord:
 
 
 def feed(detector: HomeDetector, o: ObservationLike) -> list[AlertEvent]:
-    """One row into a detector: a climate row's value is a temperature, every other row's an activity value."""
-    if o.kind == "climate":
-        return detector.observe(o.time_ms, o.device, o.kind, None, room=o.room, role=o.role,
-                                temperature=float(o.value))
-    return detector.observe(o.time_ms, o.device, o.kind, o.value, room=o.room, role=o.role)
+    """One row into a detector, as the gateway feeds the same report: its zigbee2mqtt fields through
+    :func:`analytics.reading.observe_reading`."""
+    fields = observation_fields(o.kind, o.value, temperature=o.temperature, battery=o.battery,
+                                battery_low=o.battery_low, illuminance=o.illuminance, linkquality=o.linkquality)
+    return observe_reading(detector, o.time_ms, o.device, o.kind, fields, room=o.room, role=o.role)
 
 
 class Replay:

@@ -20,16 +20,14 @@ import time
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta, tzinfo
-from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from analytics.activity import activity_value
 from analytics.alerts import Action, AlertEvent, AlertKind
 from analytics.detector import DetectorConfig, HomeDetector
-from analytics.devices import infer_kind
+from analytics.reading import observe_reading
 from analytics.replay import ObservationLike, feed
 from gateway.alerting.people import absences_for, end_absence
 from gateway.alerting.record import apply_events
@@ -140,17 +138,10 @@ class DetectorConsumer:
     def _feed(self, detector: HomeDetector, entry: Entry) -> list[AlertEvent]:
         if entry.kind == Kind.BRIDGE_STATE:
             return detector.hub(entry.time_ms, bool(entry.body.get("online")))
-        fields: dict[str, Any] = entry.body
         assert entry.home is not None and entry.device is not None
         known_kind, room, role = self._devices.get((entry.home, entry.device), (None, None, None))
-        kind = known_kind or infer_kind(fields)
-        if kind is None:  # a battery-only report from a device not yet described: alive, nothing more
-            return detector.observe(entry.time_ms, entry.device, "unknown", None, room=room, role=role,
-                                    battery=_number(fields.get("battery")), battery_low=_flag(fields))
-        temperature = _number(fields.get("temperature")) if kind == "climate" else None
-        return detector.observe(entry.time_ms, entry.device, kind, activity_value(kind, fields), room=room,
-                                role=role, temperature=temperature, battery=_number(fields.get("battery")),
-                                battery_low=_flag(fields))
+        # The same call as `telecare analyse` makes for a neutral-CSV row: the two cannot decide differently.
+        return observe_reading(detector, entry.time_ms, entry.device, known_kind, entry.body, room=room, role=role)
 
     def _advance_all(self, now_ms: int, touched: set[str]) -> list[AlertEvent]:
         events: list[AlertEvent] = []
@@ -285,11 +276,3 @@ def _zone(session: Session, home: str) -> ZoneInfo:
         log.warning("home %s: unknown time zone %r; using %s", home, name, DEFAULT_TIMEZONE)
         return ZoneInfo(DEFAULT_TIMEZONE)
 
-
-def _number(value: object) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
-def _flag(fields: dict[str, Any]) -> bool | None:
-    value = fields.get("battery_low")
-    return value if isinstance(value, bool) else None
