@@ -53,7 +53,7 @@ from gateway.db.models import (
     Resident,
     User,
 )
-from gateway.detect import CHECKPOINT_VERSION, dump_detector
+from gateway.detect import CHECKPOINT_VERSION, dump_detector, store_baseline
 from gateway.stores.readings.base import DailySummary, Point, ReadingStore
 from sensors_sim.generate import Simulation
 from sensors_sim.scenario import default_home
@@ -345,8 +345,15 @@ def _readings(engine: Engine, store: ReadingStore, homes: Sequence[str], start: 
     with engine.begin() as conn:
         conn.execute(insert(DetectorCheckpoint), [
             {"home_id": h, "journal_seq": 0, "version": CHECKPOINT_VERSION, "state": dump_detector(d),
-             "saved_at": saved} for h, d in detectors.items()])
+             "saved_at": saved, **_readable_baseline(d)} for h, d in detectors.items()])
     return written
+
+
+def _readable_baseline(detector: HomeDetector) -> dict[str, Any]:
+    """The baseline as the gateway stores it beside the detector's state: what the API shows."""
+    row = DetectorCheckpoint(home_id=detector.home)
+    store_baseline(row, detector, force=True)
+    return {"baseline": row.baseline, "baseline_at": row.baseline_at}
 
 
 def _chunks(rows: Sequence[T] | Iterable[T], size: int) -> Iterator[list[T]]:

@@ -15,6 +15,7 @@ readings must be seen before "now"). Under a simulated clock, ticks are journal 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 import zlib
@@ -210,12 +211,15 @@ class DetectorConsumer:
         for home in touched:
             blob = dump_detector(self.detectors[home])
             row = session.get(DetectorCheckpoint, home)
+            renewed = row is None or row.version != CHECKPOINT_VERSION  # learning started again: show it now
             if row is None:
-                session.add(DetectorCheckpoint(home_id=home, journal_seq=self.seen_seq.get(home, 0),
-                                               version=CHECKPOINT_VERSION, state=blob, saved_at=now))
+                row = DetectorCheckpoint(home_id=home, journal_seq=self.seen_seq.get(home, 0),
+                                         version=CHECKPOINT_VERSION, state=blob, saved_at=now)
+                session.add(row)
             else:
                 row.journal_seq, row.version, row.state, row.saved_at = (
                     self.seen_seq.get(home, 0), CHECKPOINT_VERSION, blob, now)
+            store_baseline(row, self.detectors[home], force=renewed)
         session.commit()
         if events:
             log.info("%d alert event(s): %s", len(events),
@@ -248,12 +252,59 @@ def warm_baselines(sessions: sessionmaker[Session], observations: Iterable[Obser
             row = session.get(DetectorCheckpoint, home)
             blob = dump_detector(detector)
             if row is None:
-                session.add(DetectorCheckpoint(home_id=home, journal_seq=0, version=CHECKPOINT_VERSION, state=blob,
-                                               saved_at=now))
+                row = DetectorCheckpoint(home_id=home, journal_seq=0, version=CHECKPOINT_VERSION, state=blob,
+                                         saved_at=now)
+                session.add(row)
             else:
                 row.journal_seq, row.version, row.state, row.saved_at = 0, CHECKPOINT_VERSION, blob, now
+            store_baseline(row, detector, force=True)
         session.commit()
     return fed
+
+
+BASELINE_EVERY_MS = 3_600_000
+
+
+def store_baseline(row: DetectorCheckpoint, detector: HomeDetector, *, force: bool = False) -> None:
+    """Keep the checkpoint's readable baseline (JSON, what the API shows) up to date, cheaply.
+
+    ``detector.baseline()`` is taken at most once per hour of the detector's (event) time, which also catches each
+    day closing (at a local midnight), and written only when it changed; ``force`` takes it now. A baseline that
+    cannot be taken is logged and left as it was: it must never cost the checkpoint, which is the safety path."""
+    now_ms = detector.now_ms
+    taken = row.baseline_at
+    same_hour = now_ms is None or (taken is not None and now_ms // BASELINE_EVERY_MS
+                                   == int(taken.timestamp() * 1000) // BASELINE_EVERY_MS)
+    if not force and row.baseline is not None and same_hour:
+        return
+    try:
+        baseline = _plain_json(detector.baseline())
+        if not isinstance(baseline, dict):
+            raise TypeError(f"baseline() gave {type(baseline).__name__}, not a dict")
+    except Exception:
+        log.exception("home %s: its baseline could not be taken; the last one stays", row.home_id)
+        return
+    if baseline != row.baseline:
+        row.baseline = baseline
+    row.baseline_at = to_datetime(now_ms) if now_ms is not None else None
+
+
+def _plain_json(value: object) -> object:
+    """Plain JSON on every backend: PostgreSQL refuses NaN and infinities (they become null), numpy scalars become
+    Python numbers, tuples lists, times their ISO text."""
+    if isinstance(value, dict):
+        return {str(k): _plain_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain_json(v) for v in value]
+    item = getattr(value, "item", None)  # a numpy scalar
+    if callable(item):
+        value = item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    isoformat = getattr(value, "isoformat", None)
+    return isoformat() if callable(isoformat) else str(value)
 
 
 def _end_returned(session: Session, home: str, start_ms: int, back_ms: int) -> None:

@@ -1,8 +1,10 @@
 """The coordinators' dashboard: server-rendered pages over the same sessions, rules and services as the API.
 
 Who needs attention comes first: residents with open alerts, most severe first, then homes that can't be seen.
-Logging in issues the API's own token, kept in an HttpOnly cookie; acknowledging and resolving call the same
-services (and write the same audit rows) as ``POST /alerts/{id}/acknowledge`` and ``/resolve``.
+Logging in issues the API's own token, kept in an HttpOnly cookie; acknowledging, resolving (with what was found)
+and recording the outcome of an alert that cleared by itself call the same services (and write the same audit rows)
+as ``POST /alerts/{id}/acknowledge``, ``/resolve`` and ``/outcome``. The baseline page reads the same stored JSON
+as ``GET /residents/{id}/baseline``, and shows what carers' false-alarm feedback changed.
 """
 
 from __future__ import annotations
@@ -18,15 +20,17 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 
 from analytics.activity import ActivityTracker, activity_value
-from analytics.alerts import DEVICE_HEALTH, AlertKind
+from analytics.alerts import DEVICE_HEALTH, AlertKind, Outcome
+from api.audit import OUTCOME, RESOLVE, VIEW
 from api.dashboard.charts import Mark, daily_bars, day_timeline
 from api.deps import Clock, Principal, SessionDep, audit, get_principal, get_store, resident_for, visible_residents
-from api.errors import ApiError
+from api.errors import ApiError, NotFound
+from api.routers.activity import baseline_out
 from api.routers.alerts import alert_for
 from api.routers.auth import checked_login
 from api.security import TOKEN_COOKIE, TOKEN_TTL, issue_token, revoke_token
 from api.throttle import TooManyLogins
-from gateway.alerting import service
+from gateway.alerting import outcomes, service
 from gateway.alerting.outbox import RESOLVED
 from gateway.db.models import DEFAULT_TIMEZONE, Alert, Home, Resident
 from gateway.errors import StoreUnavailable
@@ -40,6 +44,7 @@ KIND_LABELS = {"inactivity": "no activity", "not_up": "not up", "night_exit": "o
                "long_absence": "out long", "no_meals": "no meals", "activity_decline": "less active",
                "cold_home": "cold", "pendant": "pendant", "hub_offline": "hub offline", "cant_see": "can't see",
                "sensor_silent": "sensor silent", "low_battery": "battery low"}
+OUTCOME_CHOICES = [(o.value, outcomes.label(o)) for o in Outcome]
 
 
 class _LoggedOut(Exception):
@@ -147,6 +152,7 @@ def resident_page(request: Request, resident_id: int, principal: PagePrincipal, 
         "resident": {"id": resident.id, "name": resident.name, "home": resident.home_id, "timezone": str(zone)},
         "open_alerts": [_alert_view(a, zone, at) for a in open_alerts],
         "history": [_alert_view(a, zone, at) for a in alerts if a.state == RESOLVED][:20],
+        "outcomes": OUTCOME_CHOICES,
         "today_chart": "", "day_charts": [], "store_error": None,
     }
     try:
@@ -168,12 +174,74 @@ def acknowledge(alert_id: int, principal: PagePrincipal, session: SessionDep, at
 
 @router.post("/alerts/{alert_id}/resolve")
 def resolve(alert_id: int, principal: PagePrincipal, session: SessionDep, at: Clock,
-            note: Annotated[str, Form(min_length=1, max_length=2000)]) -> Response:
+            note: Annotated[str, Form(min_length=1, max_length=2000)],
+            outcome: Annotated[str, Form(max_length=32)] = "") -> Response:
     alert = alert_for(principal, session, alert_id)
-    service.resolve(session, alert.id, principal.name, note.strip() or "resolved", at,
+    try:
+        found = outcomes.parse_outcome(outcome) if outcome.strip() else None
+    except ValueError as e:
+        return _back(alert, f"Not resolved: {e}.")
+    service.resolve(session, alert.id, principal.name, note.strip() or "resolved", at, outcome=found,
                     recipient_id=principal.recipient_id)
-    audit(session, principal, "resolve", "alert", alert.resident_id, f"alert {alert.id}", at=at)
+    audit(session, principal, RESOLVE, "alert", alert.resident_id,
+          f"alert {alert.id}" + (f": {found.value}" if found else ""), at=at)
     return _back(alert, "Resolved: everyone alerted is told.")
+
+
+@router.post("/alerts/{alert_id}/outcome")
+def record_outcome(alert_id: int, principal: PagePrincipal, session: SessionDep, at: Clock,
+                   outcome: Annotated[str, Form(max_length=32)],
+                   note: Annotated[str, Form(max_length=2000)] = "") -> Response:
+    """What was found, on an alert that cleared by itself (or a correction)."""
+    alert = alert_for(principal, session, alert_id)
+    try:
+        found = outcomes.parse_outcome(outcome)
+    except ValueError as e:
+        return _back(alert, f"Not recorded: {e}.")
+    service.record_outcome(session, alert.id, found, principal.name, note.strip() or None, at)
+    audit(session, principal, OUTCOME, "alert", alert.resident_id, f"alert {alert.id}: {found.value}", at=at)
+    return _back(alert, f"Recorded: {outcomes.label(found)}.")
+
+
+@router.get("/residents/{resident_id}/baseline", response_class=HTMLResponse)
+def baseline_page(request: Request, resident_id: int, principal: PagePrincipal, session: SessionDep,
+                  at: Clock) -> Response:
+    resident = resident_for(principal, session, resident_id)
+    zone = _zone(session.get(Home, resident.home_id))
+    context: dict[str, Any] = {"who": principal.name, "resident": {"id": resident.id, "name": resident.name,
+                                                                   "home": resident.home_id, "timezone": str(zone)},
+                               "baseline": None, "missing": None, "feedback": [], "stillness": []}
+    try:
+        learned = baseline_out(session, resident)
+    except NotFound as e:
+        context["missing"] = e.message[0].upper() + e.message[1:] + "."
+    else:
+        context["baseline"] = learned
+        context["taken"] = _when(learned.baseline_at or learned.saved_at, zone, at)
+        contexts = list(learned.stillness)
+        context["contexts"] = contexts
+        context["stillness"] = [
+            (half_hour, [(learned.stillness[c].limit_min[i], learned.stillness[c].usual_min[i]) for c in contexts])
+            for i, half_hour in enumerate(learned.half_hours)]
+        context["feedback"] = [
+            {"at": _when(f.at, zone, at), "alert_id": f.alert_id, "kind": KIND_LABELS.get(f.kind, f.kind),
+             "context": f.context, "room": f.room, "when": spans(f.half_hours),
+             "before": f.limit_before_min, "after": f.limit_after_min} for f in learned.feedback]
+    audit(session, principal, VIEW, "activity.baseline", resident.id, "dashboard", at=at)
+    return templates.TemplateResponse(request, "baseline.html", context)
+
+
+def spans(half_hours: list[str]) -> str:
+    """``["13:00", "13:30", "14:00", "20:00"]`` → ``13:00–14:30, 20:00–20:30``: the half-hours as periods."""
+    minutes = sorted({int(h[:2]) * 60 + int(h[3:5]) for h in half_hours if len(h) >= 5 and h[2] == ":"
+                      and h[:2].isdigit() and h[3:5].isdigit()})
+    periods: list[list[int]] = []
+    for m in minutes:
+        if periods and periods[-1][1] == m:
+            periods[-1][1] = m + 30
+        else:
+            periods.append([m, m + 30])
+    return ", ".join(f"{a // 60:02d}:{a % 60:02d}–{b // 60 % 24:02d}:{b % 60:02d}" for a, b in periods)
 
 
 def _back(alert: Alert, notice: str) -> Response:
@@ -221,7 +289,10 @@ def _alert_view(alert: Alert, zone: ZoneInfo, at: datetime) -> dict[str, Any]:
     return {"id": alert.id, "kind": alert.kind, "kind_label": KIND_LABELS.get(alert.kind, alert.kind),
             "message": alert.message, "state": alert.state, "severity": alert.severity, "badge": badge,
             "since": _when(alert.raised_at, zone, at), "acknowledged_by": alert.acknowledged_by,
-            "resolution_note": alert.resolution_note}
+            "resolution_note": alert.resolution_note, "resolved_by": alert.resolved_by,
+            "outcome": alert.outcome, "outcome_label": outcomes.label(alert.outcome) if alert.outcome else None,
+            "outcome_note": alert.outcome_note, "outcome_by": alert.outcome_by,
+            "has_outcome": alert.kind != AlertKind.RETURNED}
 
 
 def _when(moment: datetime, zone: ZoneInfo, at: datetime) -> str:

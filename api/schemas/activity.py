@@ -79,26 +79,43 @@ class DailyOut(BaseModel):
 
 
 class StillnessOut(BaseModel):
-    limit_min: list[float] = Field(description="per half-hour: stillness past this raises an inactivity alert")
+    limit_min: list[float | None] = Field(
+        description="per half-hour: stillness past this raises an inactivity alert (null: no limit)")
     usual_min: list[float | None] = Field(description="per half-hour: the usual longest stillness (null: unknown)")
 
 
+class FeedbackChangeOut(BaseModel):
+    """One change that carers' false-alarm feedback made: a limit moved, within bounds, at those half-hours."""
+
+    at: datetime = Field(description="when the feedback was taken in")
+    alert_id: int | None = Field(description="the alert the carer marked a false alarm (null: not known)")
+    kind: str = Field(description="the alert's kind, e.g. inactivity")
+    context: str = Field(description="up, bed or chair")
+    room: str | None = Field(description="the room the limit is for (null: every room)")
+    half_hours: list[str] = Field(description="the half-hours of the day (local) whose limit moved")
+    limit_before_min: float
+    limit_after_min: float
+
+
 class BaselineOut(BaseModel):
-    """What the resident's alerts are compared with, from the home's detector as last checkpointed."""
+    """What the resident's alerts are compared with, as the detectors last stored it (data, not their state)."""
 
     resident_id: int
     home_id: str
     timezone: str
     saved_at: datetime = Field(description="when the detectors last saved what they learned")
+    baseline_at: datetime | None = Field(None, description="the detectors' time when this baseline was taken")
     days_learned: int
     half_hours: list[str] = Field(description="the half-hours the stillness lists are indexed by, local time")
     stillness: dict[str, StillnessOut] = Field(description="per context: up, bed, chair")
-    up_by_min: float | None = Field(description="usually up by (9 days in 10); null before 5 days learned")
-    up_by: str | None
-    not_up_after_min: float = Field(description="not up by then raises not_up")
-    not_up_after: str | None
-    first_meal_by_min: float | None
-    first_meal_by: str | None
-    no_meals_after_min: float | None = Field(description="null when the home has no kitchen sensors")
-    no_meals_after: str | None
-    activities_per_day: float | None = Field(description="the usual day's activity events (median)")
+    up_by_min: float | None = Field(None, description="usually up by (9 days in 10); null before 5 days learned")
+    up_by: str | None = None
+    not_up_after_min: float | None = Field(None, description="not up by then raises not_up")
+    not_up_after: str | None = None
+    first_meal_by_min: float | None = None
+    first_meal_by: str | None = None
+    no_meals_after_min: float | None = Field(None, description="null when the home has no kitchen sensors")
+    no_meals_after: str | None = None
+    activities_per_day: float | None = Field(None, description="the usual day's activity events (median)")
+    feedback: list[FeedbackChangeOut] = Field(
+        default_factory=list, description="what carers' false-alarm feedback changed, oldest first (empty: none yet)")

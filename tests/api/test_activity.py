@@ -37,7 +37,7 @@ from gateway.db.models import (
     User,
 )
 from gateway.db.session import make_engine, make_session_factory
-from gateway.detect import CHECKPOINT_VERSION, dump_detector
+from gateway.detect import CHECKPOINT_VERSION, dump_detector, store_baseline
 from gateway.stores.readings.base import DailySummary, Point, ReadingStore
 from gateway.stores.readings.sqlite import SqliteReadingStore
 from sensors_sim.events import Observation
@@ -119,8 +119,10 @@ def act(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Activity]:
     with sessions() as session:
         token, (resident, bare) = _org(session, "Acacia", [HOME, BARE_HOME])
         _, (other,) = _org(session, "Birch", [OTHER_HOME])
-        session.add(DetectorCheckpoint(home_id=HOME, journal_seq=0, version=CHECKPOINT_VERSION,
-                                       state=dump_detector(detector), saved_at=datetime.now(UTC)))
+        row = DetectorCheckpoint(home_id=HOME, journal_seq=0, version=CHECKPOINT_VERSION,
+                                 state=dump_detector(detector), saved_at=datetime.now(UTC))
+        store_baseline(row, detector, force=True)  # as the gateway stores it beside the state
+        session.add(row)
         session.commit()
     yield Activity(root, url, sessions, store, token, resident, bare, other, observations)
     store.close()

@@ -118,8 +118,12 @@ def test_a_coordinator_signs_in_sees_who_needs_attention_and_answers_the_alert(s
         assert "acknowledged by Carol Coordinator" in page.inner_text("[data-alert]")
         page.fill("input[name=note]", "Found on the kitchen floor, ambulance called")
         page.click("button[name=resolve]")
+        assert "Open alerts" in page.inner_text("main"), "no outcome chosen: the browser does not send the form"
+        page.select_option("[data-alert] select[name=outcome]", "fall")
+        page.click("button[name=resolve]")
         assert "no open alerts" in page.inner_text("main")
-        assert "ambulance called" in page.inner_text("table")
+        assert "ambulance called" in page.inner_text("#history")
+        assert "Found on the floor, or had fallen" in page.inner_text("#history")
         browser.close()
     saved = os.environ.get("TELECARE_SCREENSHOT_DIR")
     if saved:  # CI keeps them as artifacts when asked
