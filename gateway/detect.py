@@ -90,13 +90,17 @@ class DetectorConsumer:
                         tick(entry.time_ms, float(entry.body.get("speed", 1.0)))
                     events += self._advance_all(entry.time_ms, touched)
                     continue
-                if entry.home is None or entry.kind not in (Kind.STATE, Kind.BRIDGE_STATE):
+                if entry.home is None or entry.kind not in (Kind.STATE, Kind.BRIDGE_STATE, Kind.AVAILABILITY):
                     continue
                 detector = self._detector(session, entry.home)
                 if entry.seq <= self.seen_seq.get(entry.home, 0):
                     continue  # covered by the checkpoint: this batch was handed out again after a crash
                 try:
-                    events += self._feed(detector, entry)
+                    if entry.kind == Kind.AVAILABILITY:  # a device on or off line, as the hub sees it
+                        events += detector.availability(entry.time_ms, entry.device or "",
+                                                        bool(entry.body.get("online")))
+                    else:
+                        events += self._feed(detector, entry)
                 except Exception:  # one reading a detector cannot take must not stop every home's watch
                     self.skipped += 1
                     log.exception("home %s: reading %d (%s) not taken by the detectors", entry.home, entry.seq,

@@ -150,7 +150,6 @@ class HomeState:
     blind_since_ms: int | None = None  # health: the home cannot be seen (hub offline, unavailable, can't see)
     blind_reason: str | None = None
     silent: frozenset[str] = frozenset()  # health: devices that stopped reporting
-    latest_watched_ms: int | None = None  # health: the last report from a device known to report regularly
     devices: dict[str, Device] = field(default_factory=dict)
     has_bed_pad: bool = False
     has_meal_sensors: bool = False

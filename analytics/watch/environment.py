@@ -37,8 +37,6 @@ class Environment:
 
     def advance(self, home: HomeState, t: int) -> None:
         c = self.config
-        if home.blind_since_ms is not None:
-            return
         due = [(since, d) for d, since in self.cold_since.items()
                if since + round(c.cold_for_min * MINUTE_MS) <= t]
         if not due or home.is_open(AlertKind.COLD_HOME):

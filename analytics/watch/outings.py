@@ -46,7 +46,7 @@ class Outings:
         return first_due([self._absence_due(home), grace])
 
     def advance(self, home: HomeState, t: int) -> None:
-        if home.away(t) or home.blind_since_ms is not None:
+        if home.away(t):
             return
         self._check_absence(home, t)
         self._check_night_exit(home, t)
@@ -99,7 +99,7 @@ class Outings:
 
     def _absence_due(self, home: HomeState) -> int | None:
         since = home.out_since_ms
-        if since is None or home.is_open(AlertKind.LONG_ABSENCE) or home.blind_since_ms is not None:
+        if since is None or home.is_open(AlertKind.LONG_ABSENCE):
             return None
         return since + round(self.absence.threshold_min(home.local.minute_of_day(since)) * MINUTE_MS)
 

@@ -52,7 +52,7 @@ class Routine:
         return first_due([self._not_up_due(home), self._meal_due(home)])
 
     def advance(self, home: HomeState, t: int) -> None:
-        if home.away(t) or home.blind_since_ms is not None:
+        if home.away(t):
             return
         self._check_not_up(home, t)
         self._check_meals(home, t)
@@ -69,7 +69,7 @@ class Routine:
     def _not_up_due(self, home: HomeState) -> int | None:
         day = home.day
         if day is None or day.up_ms is not None or day.away or day.partial or home.out_since_ms is not None \
-                or home.is_open(*STILLNESS) or home.blind_since_ms is not None:
+                or home.is_open(*STILLNESS):
             return None
         return home.local.utc_ms(day.index * DAY_MS + round(self.up_time.deadline_min() * MINUTE_MS))
 
@@ -90,8 +90,7 @@ class Routine:
     def _meal_due(self, home: HomeState) -> int | None:
         day = home.day
         if day is None or not home.has_meal_sensors or day.meal_ms is not None or day.up_ms is None \
-                or day.went_out or day.away or day.partial or home.out_since_ms is not None \
-                or home.blind_since_ms is not None:
+                or day.went_out or day.away or day.partial or home.out_since_ms is not None:
             return None
         return home.local.utc_ms(day.index * DAY_MS + round(self.meal_time.deadline_min() * MINUTE_MS))
 

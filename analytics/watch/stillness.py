@@ -96,30 +96,25 @@ class Stillness:
         home.clear(AlertKind.INACTIVITY, t, f"Activity again at {home.clock(t)}{where}.")
 
     def next_wake_ms(self, home: HomeState) -> int | None:
-        if home.last_activity_ms is None or home.out_since_ms is not None or home.is_open(*STILLNESS) \
-                or home.blind_since_ms is not None:
-            return None
-        if home.latest_watched_ms is not None and home.latest_watched_ms <= home.last_activity_ms:
-            return None  # nothing at all heard since: wait to see whether it is stillness or a silent home
-        since = max(home.last_activity_ms, home.visible_since_ms)
-        key = (since, home.context, self.model.days_learned, self.has_bed_pad)
+        if home.last_activity_ms is None or home.out_since_ms is not None or home.is_open(*STILLNESS):
+            return None  # the devices' health holds nothing back: stillness counts from the last activity seen
+        key = (home.last_activity_ms, home.context, self.model.days_learned, self.has_bed_pad)
         if self._deadline is None or self._deadline[0] != key:
-            self._deadline = (key, self.deadline(home, home.context, since))
+            self._deadline = (key, self.deadline(home, home.context, home.last_activity_ms))
         return self._deadline[1]
 
     def advance(self, home: HomeState, t: int) -> None:
         due = self.next_wake_ms(home)
         if due is None or due > t or home.last_activity_ms is None or home.away(t):
             return
-        since, context = max(home.last_activity_ms, home.visible_since_ms), home.context
+        since, context = home.last_activity_ms, home.context
         usual = self.usual(home, context, due)
         where = {BED: " The bed pad says in bed.", CHAIR: " The chair pad says in the chair."}.get(context, "")
         usual_text = (f" Usually there is activity within {duration(usual)} at this time of day."
                       if usual is not None else " No usual pattern learned yet at this time of day.")
         details: dict[str, Any] = {"since": since, "limit_min": round(self.limit(home, context, due)),
                                    "usual_min": usual, "context": CONTEXTS[context], "room": home.last_room}
-        started = "Nothing seen" if since > home.last_activity_ms else "No activity"
-        still = f"{started} since {home.clock(since, due)}{home.room_text()}.{where}"
+        still = f"No activity since {home.clock(since, due)}{home.room_text()}.{where}"
         if home.blind_since_ms is not None:  # escalated all the same, saying what is not known
             heard = home.last_report_ms if home.last_report_ms is not None else since
             cause = _BLIND_CAUSE.get(home.blind_reason or "", "")

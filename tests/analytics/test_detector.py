@@ -134,30 +134,44 @@ def test_out_of_the_front_door_is_absence_not_a_fall_and_the_return_is_noticed(s
     assert [(e.action, e.kind) for e in back if e.subject == ""] == [(Action.CLEAR, AlertKind.LONG_ABSENCE)]
 
 
-def test_the_hub_going_offline_is_a_device_alert_and_stillness_restarts_when_it_is_back(
+def test_the_hub_going_offline_is_a_device_alert_and_stillness_is_still_alerted_saying_so(
         snapshots: dict[int, bytes]) -> None:
+    # Revised with issue 10: the hub offline used to hold inactivity back until it was back (uncertainty
+    # suppressing a person-safety alert); now stillness past the limit is alerted all the same, worded honestly.
     detector, t = at(snapshots, 14)
     detector.observe(t, "living_room_pir", "motion", True, room="living room", role="room")
     events = detector.hub(t + 5 * MINUTE_MS, online=False)
     [hub] = raised(events)
     assert (hub.kind, hub.subject, hub.severity) == (AlertKind.HUB_OFFLINE, HUB_SUBJECT, Severity.WARNING)
-    assert "cannot be checked" in hub.message
+    assert "Stillness is still watched" in hub.message
     events = detector.advance(t + 10 * HOUR_MS)
-    assert raised(events) == [], "nothing is raised about a home that cannot be seen"
+    [alert] = person(events)
+    assert alert.kind is AlertKind.INACTIVITY and alert.severity is Severity.URGENT
+    assert t < alert.at_ms <= t + 4 * HOUR_MS, "counted from the last activity seen, not from the hub's return"
+    assert alert.details["blind"] is True and alert.details["blind_reason"] == "hub_offline"
+    assert "the resident may be still, or the sensors have stopped" in alert.message
+    assert "No activity since " in alert.message and "hub is offline" in alert.message
     events = detector.hub(t + 10 * HOUR_MS, online=True)
     assert [(e.action, e.kind) for e in events] == [(Action.CLEAR, AlertKind.HUB_OFFLINE)]
-    later = quiet(detector, t + 10 * HOUR_MS, t + 10 * HOUR_MS + 20 * MINUTE_MS)
-    assert person(later) == [], "stillness is counted from the hub's return, not from before"
+    assert person(quiet(detector, t + 10 * HOUR_MS, t + 11 * HOUR_MS)) == [], "the one alert stays open"
+    back = detector.observe(t + 11 * HOUR_MS, "hall_pir", "motion", True, room="hall", role="room")
+    assert (Action.CLEAR, AlertKind.INACTIVITY) in [(e.action, e.kind) for e in back]
 
 
-def test_every_regular_device_silent_is_cant_see_not_inactivity(snapshots: dict[int, bytes]) -> None:
+def test_every_periodic_device_silent_is_cant_see_and_inactivity_is_raised_all_the_same(
+        snapshots: dict[int, bytes]) -> None:
+    # Revised with issue 10: this used to be can't see *instead of* inactivity (32 of 40 falls unalerted on
+    # real homes); now can't see is a device-health alert beside the person-safety one.
     detector, t = at(snapshots, 14)
     detector.observe(t, "living_room_pir", "motion", True, room="living room", role="room")
     events = detector.advance(t + 12 * HOUR_MS)
-    kinds = {e.kind for e in raised(events)}
-    assert AlertKind.CANT_SEE in kinds and AlertKind.INACTIVITY not in kinds
     [cant] = raised(events, AlertKind.CANT_SEE)
     assert cant.subject == HUB_SUBJECT and "Can't see the home" in cant.message
+    assert "may be still, or the sensors have stopped" in cant.message
+    [inactivity] = raised(events, AlertKind.INACTIVITY)
+    assert t < inactivity.at_ms <= t + 4 * HOUR_MS
+    back = detector.observe(t + 12 * HOUR_MS, "kitchen_climate", "climate", room="kitchen", temperature=20.0)
+    assert (Action.CLEAR, AlertKind.CANT_SEE) in [(e.action, e.kind) for e in back], "any device reporting ends it"
 
 
 def test_one_sensor_silent_is_a_device_alert_for_that_sensor(snapshots: dict[int, bytes]) -> None:

@@ -112,8 +112,23 @@ def test_the_hub_going_offline_is_recorded_as_a_device_alert(sessions: sessionma
     detect.handle([stream.motion("kitchen_pir", T0),
                    stream.entry(Kind.BRIDGE_STATE, None, T0 + MIN, {"online": False})])
     detect.tick(T0 + 10 * 60 * MIN)
-    [alert] = alerts(sessions)
-    assert (alert.kind, alert.subject) == ("hub_offline", "hub")
+    # Revised with issue 10: the hub offline no longer holds inactivity back; it is raised, saying what is unknown.
+    hub, inactivity = alerts(sessions)
+    assert (hub.kind, hub.subject) == ("hub_offline", "hub")
+    assert inactivity.kind == "inactivity" and "the sensors have stopped" in inactivity.message
+
+
+def test_every_sensor_reported_unavailable_is_cant_see_and_one_back_clears_it(sessions: sessionmaker[Session]) -> None:
+    stream = Stream()
+    detect = consumer(sessions)
+    pirs = ["kitchen_pir", "hall_pir"]
+    detect.handle([stream.motion(d, T0) for d in pirs])
+    detect.handle([stream.entry(Kind.AVAILABILITY, d, T0 + MIN, {"online": False}) for d in pirs])
+    [cant] = alerts(sessions)
+    assert (cant.kind, cant.subject, cant.state) == ("cant_see", "hub", "raised")
+    detect.handle([stream.entry(Kind.AVAILABILITY, "hall_pir", T0 + 2 * MIN, {"online": True})])
+    [cant] = alerts(sessions)
+    assert cant.state == "resolved" and cant.resolved_at is not None
 
 
 def test_a_return_from_a_planned_absence_ends_it(sessions: sessionmaker[Session]) -> None:
