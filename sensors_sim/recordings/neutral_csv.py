@@ -248,8 +248,10 @@ def _parse(f: IO[str], name: str) -> Iterator[Observation]:
     i_time, i_home, i_device, i_kind, i_value = (columns.index(c) for c in REQUIRED_COLUMNS)
     i_room = columns.index("room") if "room" in columns else None
     i_role = columns.index("role") if "role" in columns else None
-    # The report columns present: (index in the row, parser, place among the observation's report fields).
-    reports = [(columns.index(c), REPORT_PARSERS[c], j) for j, c in enumerate(REPORT_COLUMNS) if c in columns]
+    # The report columns present: (index in the row, parser, place among the observation's report fields, the
+    # values already parsed: battery levels, link qualities and light levels repeat).
+    reports: list[tuple[int, Callable[[str], float | bool | int], int, dict[str, float | bool | int]]] = [
+        (columns.index(c), REPORT_PARSERS[c], j, {}) for j, c in enumerate(REPORT_COLUMNS) if c in columns]
     # Everything but time and value repeats: validate each distinct device once and share its strings.
     devices: dict[tuple[str, ...], tuple[str, str, str, str | None, str | None, Callable[[str], Value]]] = {}
     line = 1
@@ -276,9 +278,14 @@ def _parse(f: IO[str], name: str) -> Iterator[Observation]:
                 yield Observation(time_ms, home, device_name, kind, value, room, role)
                 continue
             reported: list[float | bool | int | None] = [None] * len(REPORT_COLUMNS)
-            for index, parse, j in reports:
+            for index, parse, j, seen in reports:
                 if cell := row[index]:
-                    reported[j] = parse(cell)
+                    known = seen.get(cell)
+                    if known is None:
+                        known = parse(cell)
+                        if len(seen) < _SEEN_MAX:
+                            seen[cell] = known
+                    reported[j] = known
             if value is None and reported == _NOTHING_REPORTED:
                 raise ValueError(_SAYS_NOTHING)
             if kind == "climate" and reported[0] is not None:
@@ -293,6 +300,7 @@ def _parse(f: IO[str], name: str) -> Iterator[Observation]:
 
 
 _NOTHING_REPORTED = [None] * len(REPORT_COLUMNS)
+_SEEN_MAX = 10_000  # distinct texts remembered per report column: bounded memory whatever the file
 _SAYS_NOTHING = (f"the value is empty and the row reports nothing else (it may report {', '.join(REPORT_COLUMNS)} "
                  "instead)")
 
