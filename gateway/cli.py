@@ -9,6 +9,7 @@ from types import FrameType
 
 import typer
 
+from gateway.cli_alerts import add_alert_commands
 from gateway.cli_api import add_api_commands
 from gateway.cli_common import settings_or_exit
 from gateway.cli_db import db_app, homes_app
@@ -25,6 +26,7 @@ app.add_typer(sim_app, name="sim")
 app.command()(analyse)
 app.add_typer(baseline_app, name="baseline")
 add_people_commands(app)  # residents, recipients, chain, away
+add_alert_commands(app)  # alerts list, resolve, outcome
 add_api_commands(app)  # api, users
 app.command()(demo)
 

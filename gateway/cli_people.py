@@ -5,8 +5,8 @@ Every error is a one-line message and exit code 2.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -14,16 +14,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import click
 import typer
 from sqlalchemy import select
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from typer.core import TyperGroup
 
 from gateway.alerting import people
 from gateway.alerting.errors import PeopleError
-from gateway.cli_common import fail, settings_or_exit
-from gateway.db import migrate
+from gateway.cli_common import db_session, fail, print_table, settings_or_exit
 from gateway.db.models import Absence, EscalationStep, Home, Recipient, Resident
-from gateway.db.session import make_engine, make_session_factory
 from gateway.notify.errors import DeliveryError
 from gateway.notify.pushover import PushoverClient
 
@@ -56,42 +53,11 @@ def add_people_commands(app: typer.Typer) -> None:
 # --- plumbing ----------------------------------------------------------------------------------------------------
 
 
+def _session(*, write: bool) -> AbstractContextManager[Session]:
+    return db_session(write=write, refused=(PeopleError,))
 
 
-@contextmanager
-def _session(*, write: bool) -> Iterator[Session]:
-    """A session on the migrated operational database; committed if ``write`` and all went well."""
-    url = settings_or_exit().database_url
-    try:
-        current, head = migrate.current_revision(url), migrate.head_revision()
-    except SQLAlchemyError as e:
-        raise fail(f"cannot open the operational database: {type(e).__name__}: {getattr(e, 'orig', e)}") from None
-    if current != head:
-        raise fail("the operational database is not at the newest schema; run `telecare db upgrade` first")
-    engine = make_engine(url)
-    try:
-        with make_session_factory(engine)() as session:
-            try:
-                yield session
-                if write:
-                    session.commit()
-            except PeopleError as e:
-                session.rollback()
-                raise fail(str(e)) from None
-            except SQLAlchemyError as e:
-                session.rollback()
-                raise fail(f"database error: {type(e).__name__}: {getattr(e, 'orig', e)}") from None
-    finally:
-        engine.dispose()
-
-
-def _table(rows: Sequence[Sequence[str]], empty: str) -> None:
-    if len(rows) <= 1:
-        typer.echo(empty)
-        return
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+_table = print_table
 
 
 def _when(value: datetime | None, tz: ZoneInfo | None = None) -> str:
