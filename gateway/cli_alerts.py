@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import typer
 from sqlalchemy import select
 
-from analytics.alerts import Outcome
+from analytics.alerts import AlertKind, Outcome
 from gateway.alerting import service
 from gateway.alerting.errors import AlertError
 from gateway.alerting.outbox import RESOLVED
@@ -83,7 +83,7 @@ def alerts_list(
     query = (select(Alert, Resident.name, Home.timezone).join(Home, Home.id == Alert.home_id)
              .outerjoin(Resident, Resident.id == Alert.resident_id))
     if awaiting_outcome:
-        query = query.where(Alert.state == RESOLVED, Alert.outcome.is_(None), Alert.resolved_by.is_not(None))
+        query = query.where(Alert.state == RESOLVED, Alert.outcome.is_(None), Alert.kind != AlertKind.RETURNED)
     elif not all_:
         query = query.where(Alert.state != RESOLVED)
     if home is not None:

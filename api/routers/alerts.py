@@ -98,7 +98,9 @@ def list_alerts(
     if outcome:
         stmt = stmt.where(Alert.outcome.in_([o.value for o in outcome]))
     if has_outcome is not None:
-        stmt = stmt.where(Alert.outcome.is_not(None) if has_outcome else Alert.outcome.is_(None))
+        # A notice (back from an absence) is not an alert: nobody owes it an outcome.
+        stmt = stmt.where(Alert.outcome.is_not(None) if has_outcome
+                          else (Alert.outcome.is_(None) & (Alert.kind != AlertKind.RETURNED)))
     if resident_id is not None:
         stmt = stmt.where(Alert.resident_id == resident_id)
     if home_id is not None:

@@ -166,6 +166,9 @@ def test_filter_on_outcomes(client: TestClient, world: World, sessions: sessionm
     assert ids(outcome="false_alarm") == {fine}
     assert ids(outcome=["false_alarm", "fall"]) == {fine, fallen}
     assert ids(has_outcome="true") == {fine, fallen}
+    with sessions.begin() as s:  # a notice: resolved at once, nobody owes it an outcome
+        apply_events(s, [AlertEvent(Action.NOTICE, AlertKind.RETURNED, "h1", int(T0.timestamp() * 1000),
+                                    Severity.INFO, "Back home")], T0)
     assert ids(has_outcome="false", open="false") == {unknown}  # resolved, awaiting what was found
     assert ids(has_outcome="false") == {unknown, still_open}
     assert [a["outcome"] for a in client.get("/alerts", params={"outcome": "fall"}, headers=headers)
