@@ -63,7 +63,8 @@ from sensors_sim.incidents import Fall
 from sensors_sim.recordings import read_recording
 from sensors_sim.scenario import DAY_MIN
 
-SIMULATED = "simulated"  # the simulated homes' one variant: their devices already re-send their state (~50 min)
+SIM = "sim"  # the simulated homes, in one variant: their devices already re-send their state (about every 50 min)
+AS_SIMULATED = "as simulated"
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,9 @@ class SimSizes:
     quiet_homes: int = 20  # homes without incidents, for false alerts
     quiet_days: int = 60
     learn_days: float = 14.0
+
+
+SIM_PARTS = ("falls", "quiet")  # the simulated homes' two halves, run in two workers side by side
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,7 @@ class Task:
     feedback: bool
     baseline_only: bool
     exact: bool
+    sim_parts: tuple[str, ...] = SIM_PARTS
 
 
 @dataclass
@@ -97,49 +102,61 @@ class Result:
     scores: dict[str, Scores]
     note: str
 
+    def merge(self, other: Result) -> None:
+        """Adds another part of the same data set and variant (the simulated homes' falls and quiet homes)."""
+        for name, s in other.scores.items():
+            self.scores.setdefault(name, Scores()).merge(s)
+        self.note = "; ".join(n for n in (self.note, other.note) if n)
+
 
 def run_task(task: Task) -> Result:
     specs, _ = detectors(feedback=task.feedback, baseline_only=task.baseline_only)
     if task.path is None:
-        scores, note = run_sim(specs, task.sizes, task.seed)
-        return Result(SIMULATED, SIMULATED, scores, note)
+        scores, note = run_sim(specs, task.sizes, task.seed, task.sim_parts)
+        return Result(SIM, AS_SIMULATED, scores, note)
     home, scores, note = run_recording(task.path, task.variant, specs, task.cuts, task.seed, task.learn_days,
                                        exact=task.exact)
     return Result(home, task.variant, scores, note)
 
 
-def run_sim(specs: Sequence[DetectorSpec], sizes: SimSizes, seed: int) -> tuple[dict[str, Scores], str]:
-    """Simulated homes (the simulator's default flat, Europe/London), one fall each at a uniform time of day."""
+def run_sim(specs: Sequence[DetectorSpec], sizes: SimSizes, seed: int,
+            parts: Sequence[str] = SIM_PARTS) -> tuple[dict[str, Scores], str]:
+    """Simulated homes (the simulator's default flat, Europe/London): "falls", one fall each at a uniform time of
+    day; "quiet", homes without incidents, for false alerts."""
     start = start_of(date(2026, 1, 5))
-    rng = np.random.default_rng([seed, 4])
-    homes = homes_for(sizes.falls, None)
-    # Where the resident is at that moment decides the room (asleep: the bedroom; out: outside).
-    incidents = [Fall(home=h.id, day=sizes.history_days, at=float(rng.uniform(0, DAY_MIN))) for h in homes]
-    sim = Simulation(homes, start, sizes.history_days + 2, seed=seed, incidents=incidents)  # ≥ 24 h after each fall
-    falling = list(sim.observations())
-    truth = [t for t in sim.truth if t.kind == "fall"]
-    quiet = list(Simulation(homes_for(sizes.quiet_homes, None), start, sizes.quiet_days,
-                            seed=seed + 1000).observations())
-    tz = ZoneInfo(homes[0].timezone)
-    windows = watch_windows(quiet, sizes.learn_days)
-    rooms = Counter(t.room or "out" for t in truth)
-    active = activity_times(falling)
-    carer = SimulatedCarer({t.home: t.start_ms for t in truth})
-    note = (f"{len(truth)} homes x 1 fall after {sizes.history_days} days (rooms: "
-            f"{', '.join(f'{r} {n}' for r, n in rooms.most_common())}); false alerts: {len(windows)} homes x "
-            f"{sizes.quiet_days} days, learning {sizes.learn_days:g} days; "
-            f"{len(falling) + len(quiet):,} observations")
-    out: dict[str, Scores] = {}
-    for spec in specs:
-        scores = Scores()
-        t0 = time.perf_counter()
-        alerts = run(spec, falling, tz, sizes.learn_days, carer)
-        for t in truth:
-            scores.fall(alerts, t.home, t.start_ms, tz, was_active(active.get(t.home, []), t.start_ms))
-        scores.false = false_alerts(run(spec, quiet, tz, sizes.learn_days, SimulatedCarer()), windows)
-        scores.wall_s = time.perf_counter() - t0
-        out[spec.name] = scores
-    return out, note
+    out: dict[str, Scores] = {spec.name: Scores() for spec in specs}
+    notes = []
+    if "falls" in parts:
+        rng = np.random.default_rng([seed, 4])
+        homes = homes_for(sizes.falls, None)
+        tz = ZoneInfo(homes[0].timezone)
+        # Where the resident is at that moment decides the room (asleep: the bedroom; out: outside).
+        incidents = [Fall(home=h.id, day=sizes.history_days, at=float(rng.uniform(0, DAY_MIN))) for h in homes]
+        sim = Simulation(homes, start, sizes.history_days + 2, seed=seed, incidents=incidents)  # ≥ 24 h after
+        falling = list(sim.observations())
+        truth = [t for t in sim.truth if t.kind == "fall"]
+        rooms = Counter(t.room or "out" for t in truth)
+        active = activity_times(falling)
+        carer = SimulatedCarer({t.home: t.start_ms for t in truth})
+        notes.append(f"{len(truth)} homes x 1 fall after {sizes.history_days} days (rooms: "
+                     f"{', '.join(f'{r} {n}' for r, n in rooms.most_common())}), {len(falling):,} observations")
+        for spec in specs:
+            t0 = time.perf_counter()
+            alerts = run(spec, falling, tz, sizes.learn_days, carer)
+            for t in truth:
+                out[spec.name].fall(alerts, t.home, t.start_ms, tz, was_active(active.get(t.home, []), t.start_ms))
+            out[spec.name].wall_s += time.perf_counter() - t0
+    if "quiet" in parts:
+        homes = homes_for(sizes.quiet_homes, None)
+        quiet = list(Simulation(homes, start, sizes.quiet_days, seed=seed + 1000).observations())
+        windows = watch_windows(quiet, sizes.learn_days)
+        notes.append(f"false alerts: {len(windows)} homes x {sizes.quiet_days} days, {len(quiet):,} observations")
+        for spec in specs:
+            t0 = time.perf_counter()
+            alerts = run(spec, quiet, ZoneInfo(homes[0].timezone), sizes.learn_days, SimulatedCarer())
+            out[spec.name].false = false_alerts(alerts, windows)
+            out[spec.name].wall_s += time.perf_counter() - t0
+    return out, f"{'; '.join(notes)}; learning {sizes.learn_days:g} days"
 
 
 def run_recording(path: Path, variant: str, specs: Sequence[DetectorSpec], cuts: int, seed: int,
@@ -225,8 +242,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     tasks = []
     common = dict(seed=args.seed, cuts=cuts, learn_days=args.learn_days, sizes=sizes, feedback=args.feedback,
                   baseline_only=args.baseline_only, exact=args.exact)
-    if not args.no_sim:
-        tasks.append(Task(path=None, variant=SIMULATED, **common))  # type: ignore[arg-type]
+    if not args.no_sim:  # in two parts when two workers can take them side by side: the longest tasks
+        parts = [(p,) for p in SIM_PARTS] if args.jobs > 1 else [SIM_PARTS]
+        tasks += [Task(path=None, variant=AS_SIMULATED, sim_parts=p, **common) for p in parts]  # type: ignore[arg-type]
     if not args.no_recordings:
         paths = [args.datasets / r for r in RECORDINGS if (args.datasets / r).is_file()]
         if not paths:
@@ -234,9 +252,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         tasks += [Task(path=p, variant=v, **common) for p in paths for v in args.variants]  # type: ignore[arg-type]
     if args.jobs > 1 and len(tasks) > 1:
         with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-            results = list(pool.map(run_task, tasks))
+            parts = list(pool.map(run_task, tasks))
     else:
-        results = [run_task(t) for t in tasks]
+        parts = [run_task(t) for t in tasks]
+    results: list[Result] = []
+    for part in parts:
+        same = [r for r in results if (r.name, r.variant) == (part.name, part.variant)]
+        if same:
+            same[0].merge(part)
+        else:
+            results.append(part)
     return report(results, specs, notes, args, sizes, cuts, time.perf_counter() - started)
 
 
@@ -254,7 +279,7 @@ def report(results: list[Result], specs: Sequence[DetectorSpec], notes: list[str
     # would otherwise outweigh the real ones in the false-alert rate).
     pooled: dict[str, dict[str, Scores]] = {}
     for r in results:
-        if r.variant == SIMULATED:
+        if r.variant == AS_SIMULATED:
             continue
         group = pooled.setdefault(r.variant, {s.name: Scores() for s in specs})
         for name, one in r.scores.items():
@@ -262,7 +287,7 @@ def report(results: list[Result], specs: Sequence[DetectorSpec], notes: list[str
     for variant, scores in pooled.items():
         print()
         print(table(f"recordings together, {variant}", scores))
-    rows = [(r.name, r.variant, name, s, r.variant == SIMULATED) for r in results for name, s in r.scores.items()]
+    rows = [(r.name, r.variant, name, s, r.variant == AS_SIMULATED) for r in results for name, s in r.scores.items()]
     rows += [("recordings", variant, name, s, False) for variant, scores in pooled.items()
              for name, s in scores.items()]
     print()

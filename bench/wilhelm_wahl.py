@@ -1,10 +1,12 @@
 """Wilhelm & Wahl 2024, the best published inactivity detector, as a baseline for ``bench/detection.py``.
 
 S. Wilhelm and F. Wahl, "Emergency Detection in Smart Homes Using Inactivity Score for Handling Uncertain Sensor
-Data", Sensors 24(20):6583, 2024 (doi:10.3390/s24206583). Written here from the paper's description, in event
-time, over the neutral CSV's observations; no code of the authors' is used.
+Data", Sensors 24(20):6583, 2024 (doi:10.3390/s24206583). Written here from the method's description, in event
+time, over the neutral CSV's observations; no code of the authors' is used. Of the paper itself only its abstract
+and outline were at hand; the details below and the parameters follow the supplementary material the authors
+published with it (github.com/WilhelmSebastian/IBED: its description of the method and its default parameters).
 
-The method, as the paper describes it:
+The method:
 
 * **The Inactivity Score.** A home's score grows by one for every unit of time without activity. An activity
   event of sensor *s* with certainty *c* (the probability that a person caused it) multiplies the score by
@@ -20,8 +22,8 @@ The method, as the paper describes it:
   say an afternoon out, does not raise the threshold for every day), times a factor of 1.1.
 * **The alarm:** the score above the threshold. No threshold (no earlier day of the kind yet) means no alarm.
 
-Choices where the paper's text left a detail open (the defaults follow the parameters the authors give for their
-evaluation: a 30-day history, ±1 h windows, weekday/weekend days, the filtered maximum, ×1.1, R_max 6 h):
+Choices where the method left a detail open (the parameters are the authors' defaults: a 30-day history, ±1 h
+windows, weekday/weekend days, the filtered maximum, ×1.1, R_max 6 h):
 
 * **Activity** is what :class:`analytics.activity.ActivityTracker` calls a change (motion starting, a contact
   or pad changing, a plug switching on, a button): the paper feeds activity events, e.g. motion sensors' ON
@@ -135,7 +137,7 @@ class WilhelmWahl:
     # --------------------------------------------------------------------------------------------------------
 
     def _event(self, h: _Home, o: Observation) -> None:
-        """An activity event: the score drops by its impact; an open alert clears."""
+        """An activity event: the score drops by its impact (an open alert clears at it: see ``_alarms``)."""
         certainty = CERTAINTY.get(o.kind, 1.0)
         weight = 1.0
         before = h.last_event_of.get(o.device)

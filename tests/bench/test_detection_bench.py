@@ -95,11 +95,11 @@ def test_the_targets_per_data_set() -> None:
 
 
 def test_the_summary_has_a_line_per_data_set_variant_and_detector() -> None:
-    text = scores.summary([("sim", "simulated", "telecare", falls([30, 50], [True, False]), True),
+    text = scores.summary([("sim", "as simulated", "telecare", falls([30, 50], [True, False]), True),
                            ("ordonez-a", "hourly", "W&W 2024", falls([30, None], [True, False], 3), False)])
     lines = text.splitlines()
     assert len(lines) == 3 and "targets" in lines[0]
-    assert lines[1].split()[:4] == ["sim", "simulated", "telecare", "2/2"] and lines[1].endswith("all met")
+    assert lines[1].split()[:5] == ["sim", "as", "simulated", "telecare", "2/2"] and lines[1].endswith("all met")
     assert "1/2" in lines[2] and "3.00 (3)" in lines[2] and lines[2].endswith("missed 24h,false")
 
 
@@ -109,16 +109,16 @@ def test_a_quick_run_writes_its_figures(tmp_path: Path) -> None:
     args = ["--quick", "--baseline-only", "--jobs", "1", "--json", str(out), "--datasets", str(DEFAULT_DATASETS)]
     figures = bench.main(args if have_recordings else [*args, "--no-recordings"])
     written = json.loads(out.read_text(encoding="utf-8"))
-    sim = written["data_sets"]["simulated"]["simulated"]["fixed 4 h"]
+    sim = written["data_sets"]["sim"]["as simulated"]["fixed 4 h"]
     assert sim["falls"] == 3 and sim["resident_days"] > 0
     assert sum(p["falls"] for p in sim["by_time_of_day"].values()) == 3
     assert figures["verdict"] == written["verdict"]
-    assert written["verdict"]["simulated, simulated"]["W&W 2024"]["targets"].keys() >= {"median <= 1:30"}
+    assert written["verdict"]["sim, as simulated"]["W&W 2024"]["targets"].keys() >= {"median <= 1:30"}
     if not have_recordings:
         pytest.skip(f"no recordings under {DEFAULT_DATASETS}: simulated homes only")
     assert len(written["data_sets"]) == 1 + len(RECORDINGS)
     assert all(written["data_sets"][home].keys() == set(VARIANTS) for home in written["data_sets"]
-               if home != "simulated")
+               if home != "sim")
     assert written["groups"].keys() == {f"recordings, {v}" for v in VARIANTS}
     for v in VARIANTS:
         assert written["groups"][f"recordings, {v}"].keys() == {"W&W 2024", "fixed 12 h", "fixed 4 h"}
