@@ -138,8 +138,9 @@ def run_sim(specs: Sequence[DetectorSpec], sizes: SimSizes, seed: int,
         rooms = Counter(t.room or "out" for t in truth)
         active = activity_times(falling)
         carer = SimulatedCarer({t.home: t.start_ms for t in truth})
-        notes.append(f"{len(truth)} homes x 1 fall after {sizes.history_days} days (rooms: "
-                     f"{', '.join(f'{r} {n}' for r, n in rooms.most_common())}), {len(falling):,} observations")
+        notes.append(f"{len(truth)} homes x 1 fall after {sizes.history_days} days, {sizes.learn_days:g} of them "
+                     f"learning (rooms: {', '.join(f'{r} {n}' for r, n in rooms.most_common())}), "
+                     f"{len(falling):,} observations")
         for spec in specs:
             t0 = time.perf_counter()
             alerts = run(spec, falling, tz, sizes.learn_days, carer)
@@ -150,13 +151,14 @@ def run_sim(specs: Sequence[DetectorSpec], sizes: SimSizes, seed: int,
         homes = homes_for(sizes.quiet_homes, None)
         quiet = list(Simulation(homes, start, sizes.quiet_days, seed=seed + 1000).observations())
         windows = watch_windows(quiet, sizes.learn_days)
-        notes.append(f"false alerts: {len(windows)} homes x {sizes.quiet_days} days, {len(quiet):,} observations")
+        notes.append(f"false alerts: {len(windows)} homes x {sizes.quiet_days} days, {sizes.learn_days:g} of them "
+                     f"learning, {len(quiet):,} observations")
         for spec in specs:
             t0 = time.perf_counter()
             alerts = run(spec, quiet, ZoneInfo(homes[0].timezone), sizes.learn_days, SimulatedCarer())
             out[spec.name].false = false_alerts(alerts, windows)
             out[spec.name].wall_s += time.perf_counter() - t0
-    return out, f"{'; '.join(notes)}; learning {sizes.learn_days:g} days"
+    return out, "; ".join(notes)
 
 
 def run_recording(path: Path, variant: str, specs: Sequence[DetectorSpec], cuts: int, seed: int,
