@@ -21,7 +21,7 @@ from datetime import tzinfo
 from typing import Any
 
 from analytics.activity import ActivityTracker, Change, Value
-from analytics.alerts import AlertEvent
+from analytics.alerts import AlertEvent, AlertKind, Outcome
 from analytics.elapsed import BED, CHAIR, UP
 from analytics.localtime import DAY_MS, LocalTime
 from analytics.summary import DaySummary
@@ -110,7 +110,8 @@ class HomeDetector:
         away = home.away(t)
         if change is not None and away is not None and home.returned(t, away):
             away = None
-        before = Before(home.last_activity_ms, home.last_room, home.context, home.out_since_ms, away is not None)
+        before = Before(home.last_activity_ms, home.last_room, home.last_device, home.context, home.out_since_ms,
+                        away is not None)
         if change is not None:
             self._moved(t, device, info, change)
         reading = Reading(t, device, info, change, before, temperature, battery, battery_low, illuminance)
@@ -134,6 +135,17 @@ class HomeDetector:
     def set_absences(self, absences: Iterable[tuple[int, int | None]]) -> None:
         """Planned absences (holiday, hospital) as (start, end or None) epoch milliseconds."""
         self.state.absences = sorted(absences)
+
+    def learn_outcome(self, kind: AlertKind | str, outcome: Outcome | str, raised_at_ms: int,
+                      details: dict[str, Any] | None = None, *, alert_id: int | None = None,
+                      retract: bool = False) -> None:
+        """What a carer found when they dealt with an alert raised at ``raised_at_ms`` (its ``details`` as the
+        detectors gave them). Only ``false_alarm`` teaches anything: the stillness and routine watchers widen their
+        limits there, within bounds. A real incident never widens a limit; ``retract`` takes back what an earlier
+        ``false_alarm`` on the same alert taught (a carer corrected it)."""
+        kind, outcome = AlertKind(kind), Outcome(outcome)
+        for watcher in (self.stillness, self.routine):
+            watcher.learn_outcome(self.state, kind, outcome, details or {}, raised_at_ms, alert_id, retract)
 
     def advance(self, now_ms: int) -> list[AlertEvent]:
         """Time has moved on to ``now_ms`` with nothing else heard."""

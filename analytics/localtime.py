@@ -68,3 +68,8 @@ def duration(minutes: float) -> str:
     if hours:
         return f"{hours} h" + (f" {mins} min" if mins else "")
     return f"{mins} min"
+
+
+def iso(time_ms: int) -> str:
+    """``2026-03-01T14:02:00Z``: an event time for data (JSON) rather than for people."""
+    return datetime.fromtimestamp(time_ms / 1000, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

@@ -6,7 +6,7 @@ observations' own. Feeding a recording whole or in chunks gives the same alerts.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import tzinfo
 from typing import Protocol
@@ -66,14 +66,26 @@ def feed(detector: HomeDetector, o: ObservationLike) -> list[AlertEvent]:
     return observe_reading(detector, o.time_ms, o.device, o.kind, fields, room=o.room, role=o.role)
 
 
-class Replay:
-    """Alerts from a stream of observations; several homes may share it."""
+# A carer in a replay: (home, kind, raised_at_ms) -> what they found ("false_alarm", ...), or None to say nothing.
+Carer = Callable[[str, str, int], str | None]
 
-    def __init__(self, tz: tzinfo, *, learn_days: float = 14.0, config: DetectorConfig | None = None) -> None:
+
+class Replay:
+    """Alerts from a stream of observations; several homes may share it.
+
+    With a ``carer``, each person-safety alert is shown to it when raised, and what it says it found is given to
+    the home's detector as the alert clears, as a carer's outcome reaches the gateway's detectors when they
+    resolve it: what feedback teaches the detectors can be measured offline (``bench/detection.py --feedback``).
+    """
+
+    def __init__(self, tz: tzinfo, *, learn_days: float = 14.0, config: DetectorConfig | None = None,
+                 carer: Carer | None = None) -> None:
         self.tz = tz
         self.learn_ms = round(learn_days * DAY_MS)
         self.config = config or DetectorConfig()
+        self.carer = carer
         self.detectors: dict[str, HomeDetector] = {}
+        self._verdicts: dict[tuple[str, str, str], str] = {}  # open alert -> what the carer found
         self._open: dict[tuple[str, str, str], AlertEvent] = {}
         self._done: list[AlertRecord] = []
         self.last_ms: int | None = None
@@ -105,9 +117,16 @@ class Replay:
         for e in events:
             key = (e.home, str(e.kind), e.subject)
             if e.action is Action.RAISE:
+                if key not in self._open and self.carer is not None and e.kind not in DEVICE_HEALTH:
+                    verdict = self.carer(e.home, str(e.kind), e.at_ms)
+                    if verdict is not None:
+                        self._verdicts[key] = verdict
                 self._open.setdefault(key, e)
             elif e.action is Action.CLEAR:
                 raised = self._open.pop(key, None)
+                verdict = self._verdicts.pop(key, None)
+                if raised is not None and verdict is not None:
+                    self.detectors[e.home].learn_outcome(raised.kind, verdict, raised.at_ms, raised.details)
                 if raised is not None and not e.details.get("quiet"):
                     self._done.append(self._record(raised, e.at_ms))
             else:
@@ -119,10 +138,11 @@ class Replay:
 
 
 def replay(observations: Iterable[ObservationLike], tz: tzinfo, *, learn_days: float = 14.0,
-           config: DetectorConfig | None = None, horizon_ms: int = 24 * HOUR_MS) -> Iterator[AlertRecord]:
+           config: DetectorConfig | None = None, horizon_ms: int = 24 * HOUR_MS,
+           carer: Carer | None = None) -> Iterator[AlertRecord]:
     """Time-ordered observations through the detectors; alerts arising in each home's first ``learn_days`` are
     learned from, not raised."""
-    run = Replay(tz, learn_days=learn_days, config=config)
+    run = Replay(tz, learn_days=learn_days, config=config, carer=carer)
     for o in observations:
         run.add(o)
     yield from run.finish(horizon_ms)

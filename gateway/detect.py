@@ -26,10 +26,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from analytics.alerts import Action, AlertEvent, AlertKind
+from analytics.alerts import Action, AlertEvent, AlertKind, Outcome
 from analytics.detector import DetectorConfig, HomeDetector
 from analytics.reading import observe_reading
 from analytics.replay import ObservationLike, feed
+from gateway.alerting.outcomes import mark_fed, pending_feedback
 from gateway.alerting.people import absences_for, end_absence
 from gateway.alerting.record import apply_events
 from gateway.clock import Clock
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 # whose version changed starts learning again; bump this only when the format around them changes.
 CHECKPOINT_VERSION = 2
 REFRESH_S = 60.0  # how often devices' rooms and roles, and planned absences, are read again
+OUTCOMES_S = 10.0  # how often carers' new outcomes are looked for (an indexed query for the few not yet learned)
 
 
 def to_datetime(ms: int) -> datetime:
@@ -74,6 +76,7 @@ class DetectorConsumer:
         self.skipped = 0  # readings or wake-ups a detector failed on (logged with the reading)
         self._devices: dict[tuple[str, str], tuple[str | None, str | None, str | None]] = {}
         self._refreshed_at = -REFRESH_S
+        self._outcomes_at = -OUTCOMES_S
         self._lock = threading.Lock()  # handle() and tick() come from different threads
 
     # --- Journal batches ----------------------------------------------------------------------------------------
@@ -83,6 +86,7 @@ class DetectorConsumer:
             self._refresh(session, entries)
             events: list[AlertEvent] = []
             touched: set[str] = set()
+            self._learn_outcomes(session, touched)
             for entry in entries:
                 if entry.kind == Kind.CLOCK:
                     tick = getattr(self.clock, "tick", None)
@@ -113,9 +117,43 @@ class DetectorConsumer:
         """Tell the detectors the time (call only when caught up with the journal); returns alerts raised."""
         with self._lock, self.sessions() as session:
             touched: set[str] = set()
+            self._learn_outcomes(session, touched)
             events = self._advance_all(now_ms, touched)
             self._commit(session, events, touched)
             return sum(1 for e in events if e.action is Action.RAISE)
+
+    def learn_outcomes(self) -> int:
+        """Hand carers' new outcomes to the detectors now (they are otherwise looked for every OUTCOMES_S);
+        returns how many were handed over."""
+        with self._lock, self.sessions() as session:
+            touched: set[str] = set()
+            self._outcomes_at = -OUTCOMES_S
+            learned = self._learn_outcomes(session, touched)
+            self._commit(session, [], touched)
+            return learned
+
+    def _learn_outcomes(self, session: Session, touched: set[str]) -> int:
+        """Carers' outcomes not yet learned from, to the detectors; marked given in the transaction that
+        checkpoints what the detectors learned (the home is touched), so each reaches them once."""
+        now = time.monotonic()  # about the machine's work, not the data: wall time
+        if now - self._outcomes_at < OUTCOMES_S:
+            return 0
+        self._outcomes_at = now
+        pending = pending_feedback(session)
+        for item in pending:
+            try:
+                detector = self._detector(session, item.home)
+                touched.add(item.home)  # checkpointed with the outcomes marked given, whatever it learned
+                retract = item.previously_fed is Outcome.FALSE_ALARM and item.outcome is not Outcome.FALSE_ALARM
+                detector.learn_outcome(item.kind, Outcome.FALSE_ALARM if retract else item.outcome,
+                                       item.raised_at_ms, item.details, alert_id=item.alert_id, retract=retract)
+            except ValueError:  # a kind or outcome of another version: nothing the detectors can learn from it
+                log.warning("alert %d: outcome %s on %s not understood by the detectors", item.alert_id,
+                            item.outcome, item.kind)
+        if pending:
+            mark_fed(session, pending, to_datetime(self.clock.now_ms()))
+            log.info("%d carers' outcome(s) handed to the detectors", len(pending))
+        return len(pending)
 
     def flush_summaries(self, store: ReadingStore) -> int:
         """Write the days the detectors have closed to the readings store; they stay in the detectors' state

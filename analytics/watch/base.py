@@ -55,6 +55,8 @@ class DetectorConfig:
     inactivity_prior_days: float = 5.0
     inactivity_floor_min: float = 30
     inactivity_ceiling_min: float = 16 * 60
+    place_margin: float = 2.5  # a room's own limit: its usual longest stillness there and then, times this
+    place_prior_days: float = 14.0  # days of a room's own stillness that weigh as much as the home's limit
     silence_min_gaps: int = 10
 
 
@@ -111,6 +113,7 @@ class Before:
 
     activity_ms: int | None  # the last activity before this reading
     room: str | None
+    device: str | None  # the device of that activity
     context: int
     out_since_ms: int | None
     away: bool  # within a planned absence (after any return this reading made)

@@ -8,26 +8,42 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from analytics.alerts import AlertKind, Severity
+from analytics.alerts import AlertKind, Outcome, Severity
 from analytics.firsts import FirstOfDay
 from analytics.localtime import DAY_MS, MINUTE_MS
 from analytics.watch.base import STILLNESS, Day, DetectorConfig, HomeState, Reading, device_name, first_due, hhmm
 
+NOT_UP_STEP_MIN = 30.0
+NOT_UP_LATER_MAX_MIN = 120.0
+
 
 class Routine:
     name: ClassVar[str] = "routine"
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2
 
     def __init__(self, config: DetectorConfig) -> None:
         self.day_start_min = config.day_start_min
         self.up_time = FirstOfDay(default_min=config.not_up_default_min, quantile=0.97, margin_min=60)
         self.meal_time = FirstOfDay(default_min=config.first_meal_default_min, quantile=0.97, margin_min=90,
                                     ceiling_min=15 * 60)
+        self.not_up_later_min = 0.0  # carers' false alarms on not_up: the deadline moves this much later
+
+    def learn_outcome(self, home: HomeState, kind: AlertKind, outcome: Outcome, details: dict[str, Any],
+                      raised_at_ms: int, alert_id: int | None = None, retract: bool = False) -> None:
+        """A false ``not_up`` moves the getting-up deadline 30 minutes later, at most 2 hours in all (``retract``:
+        a carer corrected a false alarm, and the move is taken back)."""
+        if kind is AlertKind.NOT_UP and outcome is Outcome.FALSE_ALARM:
+            step = -NOT_UP_STEP_MIN if retract else NOT_UP_STEP_MIN
+            self.not_up_later_min = min(max(self.not_up_later_min + step, 0.0), NOT_UP_LATER_MAX_MIN)
+
+    def _not_up_after_min(self) -> float:
+        return self.up_time.deadline_min() + self.not_up_later_min
 
     def baseline(self, home: HomeState) -> dict[str, Any]:
         return {
             "up_by_min": self.up_time.usual_min() if self.up_time.days >= 5 else None,
-            "not_up_after_min": float(self.up_time.deadline_min()),
+            "not_up_after_min": float(self._not_up_after_min()),
+            "not_up_later_min": self.not_up_later_min,
             "first_meal_by_min": self.meal_time.usual_min() if self.meal_time.days >= 5 else None,
             "no_meals_after_min": float(self.meal_time.deadline_min()) if home.has_meal_sensors else None,
         }
@@ -71,7 +87,7 @@ class Routine:
         if day is None or day.up_ms is not None or day.away or day.partial or home.out_since_ms is not None \
                 or home.is_open(*STILLNESS):
             return None
-        return home.local.utc_ms(day.index * DAY_MS + round(self.up_time.deadline_min() * MINUTE_MS))
+        return home.local.utc_ms(day.index * DAY_MS + round(self._not_up_after_min() * MINUTE_MS))
 
     def _check_not_up(self, home: HomeState, t: int) -> None:
         due = self._not_up_due(home)

@@ -7,8 +7,6 @@ from collections.abc import Iterable, Sequence
 from datetime import date
 from zoneinfo import ZoneInfo
 
-import pytest
-
 from analytics.alerts import HUB_SUBJECT, Action, AlertEvent, AlertKind, Severity
 from analytics.detector import HomeDetector
 from analytics.localtime import DAY_MS, HOUR_MS, MINUTE_MS
@@ -26,26 +24,6 @@ HISTORY_DAYS = 21
 def simulate(days: int, incidents: Sequence[object] = (), seed: int = 7) -> tuple[list[Observation], list[GroundTruth]]:
     sim = Simulation([default_home("h1")], START, days, seed, incidents=incidents)  # type: ignore[arg-type]
     return list(sim.observations()), sim.truth
-
-
-SNAPSHOT_HOURS = (2, 10, 11, 14, 23)
-
-
-@pytest.fixture(scope="module")
-def snapshots() -> dict[int, bytes]:
-    """Detectors that have lived through three simulated weeks, checkpointed (pickled) at a few local hours of
-    the next day: each test takes one up and tells it what happens next."""
-    observations, _ = simulate(HISTORY_DAYS + 1)
-    detector = HomeDetector("h1", LONDON)
-    day = START + HISTORY_DAYS * DAY_MS
-    wanted = [(detector.local.utc_ms(detector.local.local_ms(day) + h * HOUR_MS), h) for h in SNAPSHOT_HOURS]
-    taken: dict[int, bytes] = {}
-    for o in observations:
-        while wanted and o.time_ms >= wanted[0][0]:
-            detector.advance(wanted[0][0])
-            taken[wanted.pop(0)[1]] = pickle.dumps(detector)
-        feed(detector, o)
-    return taken
 
 
 def at(snapshots: dict[int, bytes], hour: int) -> tuple[HomeDetector, int]:

@@ -11,8 +11,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from analytics.alerts import Outcome
 from analytics.detector import HomeDetector
-from gateway.alerting import people
+from gateway.alerting import people, service
 from gateway.clock import SimulatedClock
 from gateway.contract import Kind, state_fields
 from gateway.db.migrate import upgrade
@@ -208,3 +209,31 @@ def test_a_reading_a_detector_fails_on_is_logged_and_the_rest_go_on(sessions: se
     assert detect.skipped == 1
     [alert] = alerts(sessions)
     assert alert.kind == "inactivity", "the readings after the bad one still reach the detectors"
+
+
+def test_a_carers_false_alarm_reaches_the_detector_once_and_a_correction_takes_it_back(
+        sessions: sessionmaker[Session]) -> None:
+    stream = Stream()
+    detect = consumer(sessions)
+    detect.handle([stream.motion("kitchen_pir", T0), *stream.quiet(T0, 5 * 60)])
+    detect.handle([stream.motion("hall_pir", T0 + 5 * 60 * MIN + MIN)])  # activity again: resolved by itself
+    [alert] = alerts(sessions)
+    now = datetime.fromtimestamp((T0 + 6 * 60 * MIN) / 1000, UTC)
+    with sessions() as s:
+        service.record_outcome(s, alert.id, Outcome.FALSE_ALARM, "Jo (carer)", "watching TV", now)
+        s.commit()
+    assert detect.learn_outcomes() == 1
+    [change] = detect.detectors[HOME].baseline()["feedback"]
+    assert change["alert_id"] == alert.id and change["limit_after_min"] > change["limit_before_min"]
+    assert detect.learn_outcomes() == 0, "each outcome reaches the detectors once"
+
+    restarted = consumer(sessions)  # what was learned is in the checkpoint, committed with the mark
+    restarted.handle([stream.motion("hall_pir", T0 + 7 * 60 * MIN)])
+    assert restarted.detectors[HOME].baseline()["feedback"] == [change]
+
+    with sessions() as s:
+        service.record_outcome(s, alert.id, Outcome.FALL, "Jo (carer)", "she had fallen after all", now)
+        s.commit()
+    assert restarted.learn_outcomes() == 1
+    widened, taken_back = restarted.detectors[HOME].baseline()["feedback"]
+    assert taken_back["limit_after_min"] == widened["limit_before_min"]
