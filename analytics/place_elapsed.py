@@ -29,7 +29,7 @@ HOME = ""  # the widening of stillness whose place is not known
 
 
 class PlaceElapsed:
-    def __init__(self, *, quantile: float = 0.97, margin: float = 2.5, neighbours: int = 1,
+    def __init__(self, *, quantile: float = 0.97, margin: float = 3.0, neighbours: int = 1,
                  prior_days: float = 14.0, min_days: int = 3, keep_days: int = 28, widen_step: float = 1.25,
                  widen_max: float = 2.0, widen_slots: int = 2) -> None:
         self.quantile = quantile

@@ -55,7 +55,7 @@ class DetectorConfig:
     inactivity_prior_days: float = 5.0
     inactivity_floor_min: float = 30
     inactivity_ceiling_min: float = 16 * 60
-    place_margin: float = 2.5  # a room's own limit: its usual longest stillness there and then, times this
+    place_margin: float = 3.0  # a room's own limit: its usual longest stillness there and then, times this
     place_prior_days: float = 14.0  # days of a room's own stillness that weigh as much as the home's limit
     silence_min_gaps: int = 10
 
