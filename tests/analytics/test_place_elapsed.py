@@ -52,9 +52,9 @@ def test_more_days_weigh_more() -> None:
 
 def test_the_deadline_walks_half_hours_with_their_limits() -> None:
     model = PlaceElapsed()
-    learn(model, 14, [("kitchen", 15, 12)])
+    learn(model, 28, [("kitchen", 15, 12)])
     home_limits = np.full(48, HOME_LIMIT)
-    since = at(20, 15)
+    since = at(40, 15)
     deadline = model.deadline_local(UP, "kitchen", since, home_limits, 16 * 60)
     assert 20 * MINUTE_MS < deadline - since < HOME_LIMIT / 2 * MINUTE_MS
     assert model.deadline_local(UP, "hall", since, home_limits, 16 * 60) - since == HOME_LIMIT * MINUTE_MS
