@@ -13,6 +13,8 @@ still. Gaps are fed in event time as they end; nothing here reads a clock. State
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
 from analytics.localtime import DAY_MS, MINUTE_MS
@@ -23,6 +25,16 @@ SLOTS = 48
 SLOT_MS = DAY_MS // SLOTS
 # Stillness from 1 minute to 2 days on a log scale (8.7 % steps); a value is counted in the first edge above it.
 EDGES_MIN = np.geomspace(1.0, 2 * 24 * 60, 96)
+
+
+def stillness_by_slot(start_local_ms: int, end_local_ms: int) -> Iterator[tuple[int, int, float]]:
+    """A stillness cut at the half-hours it spans: (local day, half-hour, minutes still by the end of that piece)."""
+    piece_start = start_local_ms
+    while piece_start < end_local_ms:
+        slot_abs = piece_start // SLOT_MS
+        piece_end = min((slot_abs + 1) * SLOT_MS, end_local_ms)
+        yield slot_abs // SLOTS, slot_abs % SLOTS, (piece_end - start_local_ms) / MINUTE_MS
+        piece_start = piece_end
 
 
 class ElapsedModel:
@@ -54,20 +66,12 @@ class ElapsedModel:
     def learn_gap(self, context: int, start_local_ms: int, end_local_ms: int) -> bool:
         """A stretch without activity, in local milliseconds. Returns True when a day was closed (limits moved)."""
         closed = False
-        seg_start = start_local_ms
-        while seg_start < end_local_ms:
-            slot_abs = seg_start // SLOT_MS
-            seg_end = min((slot_abs + 1) * SLOT_MS, end_local_ms)
-            day = slot_abs // SLOTS
+        for day, slot, still in stillness_by_slot(start_local_ms, end_local_ms):
             if day != self._day:
                 closed |= self._close_day()
                 self._day = day
-            slot = slot_abs % SLOTS
-            still = (seg_end - start_local_ms) / MINUTE_MS
-            current = self._day_max[context, slot]
-            if not still <= current:  # NaN (nothing yet) or a longer stillness
+            if not still <= self._day_max[context, slot]:  # NaN (nothing yet) or a longer stillness
                 self._day_max[context, slot] = still
-            seg_start = seg_end
         return closed
 
     def limit_min(self, context: int, local_ms: int) -> float:

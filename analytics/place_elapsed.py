@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from analytics.elapsed import EDGES_MIN, SLOT_MS, SLOTS
+from analytics.elapsed import EDGES_MIN, SLOT_MS, SLOTS, stillness_by_slot
 from analytics.localtime import MINUTE_MS
 
 MAX_PLACES = 32  # rooms and devices are few; further names (a misbehaving hub) use the home-wide limit
@@ -56,20 +56,14 @@ class PlaceElapsed:
         """A stillness that began at ``place`` has ended (local milliseconds). True when a day closed."""
         index = self._index(place)
         closed = False
-        seg_start = start_local_ms
-        while seg_start < end_local_ms:
-            slot_abs = seg_start // SLOT_MS
-            seg_end = min((slot_abs + 1) * SLOT_MS, end_local_ms)
-            day = slot_abs // SLOTS
+        for day, slot, still in stillness_by_slot(start_local_ms, end_local_ms):
             if day != self._day:
                 closed |= self._close_day()
                 self._day = day
             if index is not None:
                 today = self._today.setdefault((context, index), np.full(SLOTS, np.nan))
-                still = (seg_end - start_local_ms) / MINUTE_MS
-                if not still <= today[slot_abs % SLOTS]:  # NaN (nothing yet) or longer
-                    today[slot_abs % SLOTS] = still
-            seg_start = seg_end
+                if not still <= today[slot]:  # NaN (nothing yet) or longer
+                    today[slot] = still
         return closed
 
     def widen(self, context: int, place: str | None, local_ms: int, *, narrow: bool = False) -> tuple[float, float]:

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 from analytics.activity import ActivityTracker
 from analytics.alerts import AlertKind, Severity
+from analytics.replay import AlertRecord
 from bench.detection_data import AS_RECORDED, DAY_MS, HOUR_MS, HOURLY, Hourly, Key, after_cut, cut, variant_rows
 from bench.wilhelm_wahl import WilhelmWahl
 from sensors_sim.events import Observation, Value
@@ -40,16 +41,7 @@ class AlertLike(Protocol):
     def raised_at_ms(self) -> int: ...
 
 
-@dataclass(frozen=True, slots=True)
-class Alert:
-    """An alert of a baseline, shaped like ``analytics.replay.AlertRecord``."""
-
-    home: str
-    kind: str
-    raised_at_ms: int
-    cleared_at_ms: int | None
-    message: str
-    severity: int
+Alert = AlertRecord  # a baseline's alerts are shaped as the detectors' (what scoring reads)
 
 
 class Runner(Protocol):

@@ -55,6 +55,7 @@ import numpy as np
 
 from analytics.activity import ActivityTracker
 from analytics.alerts import AlertKind, Severity
+from analytics.replay import AlertRecord
 from sensors_sim.events import Observation
 
 TICK_MS = 60_000
@@ -74,16 +75,7 @@ class WilhelmWahlConfig:
     chunk_ticks: int = 720  # ticks computed at once; must stay under a day minus two windows (see _chunk)
 
 
-@dataclass(frozen=True, slots=True)
-class Alert:
-    """Shaped like ``analytics.replay.AlertRecord`` (and ``bench.detection_eval.Alert``)."""
-
-    home: str
-    kind: str
-    raised_at_ms: int
-    cleared_at_ms: int | None
-    message: str
-    severity: int
+Alert = AlertRecord  # a baseline's alerts are shaped as the detectors' (what scoring reads)
 
 
 @dataclass
