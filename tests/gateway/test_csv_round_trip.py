@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import heapq
 import io
-from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import numpy as np
 import orjson
-import pytest
 import yaml
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -20,15 +18,11 @@ from typer.testing import CliRunner
 from analytics.alerts import Action, AlertEvent
 from analytics.reading import observe_reading
 from analytics.replay import feed
-from gateway.alerting import people
 from gateway.cli import app
 from gateway.clock import SimulatedClock
 from gateway.contract import Message, parse
-from gateway.db.migrate import upgrade
 from gateway.db.models import Alert
-from gateway.db.session import make_engine, make_session_factory
 from gateway.detect import DetectorConsumer
-from gateway.homes import import_homes, parse_description
 from gateway.journal import Entry
 from sensors_sim.faults import parse_faults
 from sensors_sim.generate import Simulation, reported, start_of
@@ -36,7 +30,7 @@ from sensors_sim.incidents import parse_incidents
 from sensors_sim.publish import device_messages, hub_messages, with_clock
 from sensors_sim.recordings import read_csv, write_csv
 from sensors_sim.recordings.neutral_csv import to_csv_text
-from sensors_sim.scenario import Scenario, default_home, to_home_description
+from sensors_sim.scenario import Scenario, default_home
 from sensors_sim.sensors import Radio
 from tests.analytics.test_reading import Recorder
 
@@ -56,19 +50,6 @@ INCIDENTS = [{"kind": "fall", "home": HOME, "day": 5, "at": 15 * 60}]
 
 def simulation() -> Simulation:
     return Simulation([default_home(HOME)], START, DAYS, SEED, parse_incidents(INCIDENTS), parse_faults(FAULTS))
-
-
-@pytest.fixture
-def sessions(db_url: str) -> Iterator[sessionmaker[Session]]:
-    upgrade(db_url)
-    engine = make_engine(db_url)
-    factory = make_session_factory(engine)
-    with factory() as s:
-        import_homes(s, parse_description(to_home_description(default_home(HOME))))
-        people.add_resident(s, HOME, "Mary Jones")
-        s.commit()
-    yield factory
-    engine.dispose()
 
 
 def test_each_exported_row_makes_the_call_its_published_message_makes() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -16,34 +15,18 @@ from analytics.detector import HomeDetector
 from gateway.alerting import people, service
 from gateway.clock import SimulatedClock
 from gateway.contract import Kind, state_fields
-from gateway.db.migrate import upgrade
 from gateway.db.models import Absence, Alert, DetectorCheckpoint
-from gateway.db.session import make_engine, make_session_factory
 from gateway.detect import DetectorConsumer, warm_baselines
 from gateway.errors import StoreUnavailable
-from gateway.homes import import_homes, parse_description
 from gateway.journal import Entry
 from gateway.stores.readings.sqlite import SqliteReadingStore
 from sensors_sim.generate import Simulation, start_of
-from sensors_sim.scenario import default_home, to_home_description
+from sensors_sim.scenario import default_home
 from sensors_sim.sensors import Radio, payloads
 
 HOME = "h1"
 T0 = int(datetime(2026, 1, 12, 13, 0, tzinfo=UTC).timestamp() * 1000)  # a Monday, 13:00 in London
 MIN = 60_000
-
-
-@pytest.fixture
-def sessions(db_url: str) -> Iterator[sessionmaker[Session]]:
-    upgrade(db_url)
-    engine = make_engine(db_url)
-    factory = make_session_factory(engine)
-    with factory() as s:
-        import_homes(s, parse_description(to_home_description(default_home(HOME))))
-        people.add_resident(s, HOME, "Mary Jones")
-        s.commit()
-    yield factory
-    engine.dispose()
 
 
 class Stream:
