@@ -7,12 +7,29 @@ node_exporter's textfile collector reads them; the ingest process serves both at
 
 from __future__ import annotations
 
+import json
 import os
+import socket
+import threading
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, make_wsgi_app
+from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
+
+HealthCheck = Callable[[], str | None]  # what is wrong, or None
+JOURNAL_MIN_FREE_BYTES = 1024 * 1024  # below this a journal commit (batch, WAL growth) is likely to fail
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """Scrapes every few seconds: no access log."""
+
+    def log_message(self, format: str, *args: Any) -> None:  # the base class's parameter name
+        pass
 
 
 class IngestMetrics:
@@ -30,21 +47,75 @@ class IngestMetrics:
                                   "1 while the journal is full and acknowledgements are paused", registry=r)
         self.mqtt_connected = Gauge("telecare_mqtt_connected", "1 while connected and subscribed to the broker",
                                     registry=r)
+        self.mqtt_connection_failures = Counter(
+            "telecare_mqtt_connection_failures",
+            "Failed connection attempts and lost connections to the broker, by reason", ["reason"], registry=r)
         self.worker_up = Gauge("telecare_worker_up", "1 while the worker process runs", registry=r)
         self.worker_restarts = Counter("telecare_worker_restarts", "Worker processes restarted after dying",
                                        registry=r)
+        # /healthz: each check names what is wrong, or returns None. MqttInput replaces "broker" with its own,
+        # which knows why and since when.
+        self._health_checks: dict[str, HealthCheck] = {"broker": self._broker_check, "journal": self._journal_check}
+        self.spool_dir: Path | None = None  # where the journal lives, once known (see include)
 
     def include(self, textfile: Path) -> None:
         """Serve the worker's metrics too."""
         self.registry.register(TextfileCollector(textfile))
+        self.spool_dir = textfile.parent  # the worker writes its textfile beside the journal (Settings)
 
     def sample(self, name: str, labels: dict[str, str] | None = None) -> float | None:
         return self.registry.get_sample_value(name, labels or {})
 
+    def add_health_check(self, name: str, check: HealthCheck) -> None:
+        """``check()`` returns what is wrong (shown under ``name`` by /healthz), or None when all is well."""
+        self._health_checks[name] = check
+
+    def health(self) -> dict[str, str]:
+        """What is wrong, by check; empty when healthy. A check that fails is itself a problem."""
+        problems: dict[str, str] = {}
+        for name, check in list(self._health_checks.items()):
+            try:
+                problem = check()
+            except Exception as e:  # a broken check must not hide the others
+                problem = f"health check failed: {type(e).__name__}: {e}"
+            if problem:
+                problems[name] = problem
+        return problems
+
     def serve(self, port: int, addr: str = "0.0.0.0") -> int:
-        """Serve /metrics; returns the port (useful with port 0)."""
-        server, _thread = start_http_server(port, addr=addr, registry=self.registry)
+        """Serve /metrics and /healthz; returns the port (useful with port 0)."""
+        metrics_app = make_wsgi_app(self.registry)
+
+        def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+            if environ.get("PATH_INFO") != "/healthz":
+                return metrics_app(environ, start_response)  # type: ignore[no-any-return]
+            problems = self.health()
+            body = json.dumps({"status": "unhealthy" if problems else "ok", "problems": problems}).encode()
+            start_response("503 Service Unavailable" if problems else "200 OK",
+                           [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+            return [body]
+
+        # As prometheus_client's start_http_server, with one more path: a thread per request, quiet log.
+        family = socket.getaddrinfo(addr or None, port, type=socket.SOCK_STREAM)[0][0]
+        server_class = type("MetricsServer", (ThreadingWSGIServer,), {"address_family": family})
+        server = make_server(addr, port, app, server_class, handler_class=_QuietHandler)
+        threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
         return int(server.server_port)
+
+    def _broker_check(self) -> str | None:
+        return None if self.sample("telecare_mqtt_connected") == 1 else "not connected to the broker"
+
+    def _journal_check(self) -> str | None:
+        if self.sample("telecare_journal_full") == 1:
+            return "journal full: acknowledgements paused, the broker keeps the rest"
+        if self.spool_dir is None:
+            return None
+        if not os.access(self.spool_dir, os.W_OK):
+            return f"cannot write to the journal's directory {self.spool_dir}"
+        stat = os.statvfs(self.spool_dir)
+        if stat.f_bavail * stat.f_frsize < JOURNAL_MIN_FREE_BYTES:
+            return f"no space left for the journal in {self.spool_dir}"
+        return None
 
 
 class WorkerMetrics:
