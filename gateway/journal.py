@@ -12,17 +12,41 @@ sequence number: a batch row covers ``first_seq..last_seq``, and consumers alway
 
 Two processes share it: ingest appends and trims; the worker's consumers read and advance. Whatever one
 process needs to know of the other's progress it reads from the file (:meth:`lag`, :meth:`trim`).
+
+The files shrink after a backlog drains (:meth:`trim` then calls :meth:`_compact`):
+
+* the file is created with ``auto_vacuum=INCREMENTAL``, and free pages beyond what the kept entries fill (at least
+  ``slack_bytes``) go back to the file system, ``reclaim_step_bytes`` at a time so ingest's appends never wait
+  long. A file made before auto-vacuum is converted by one ``VACUUM`` the first time it is found empty (then it
+  holds a few pages, so the write lock lasts milliseconds);
+* once drained, ``wal_checkpoint(TRUNCATE)`` empties the WAL, waiting at most ``CHECKPOINT_BUSY_MS`` for readers;
+  ``journal_size_limit`` also cuts the WAL back whenever SQLite restarts it, and a WAL past ``wal_limit_bytes``
+  is truncated even before the journal drains (readers that never let it restart);
+* ``secure_delete=FAST``: Debian builds SQLite with secure delete on, which writes every trimmed page to the WAL
+  again as zeros (that doubled the writes and grew the WAL by the size of each trim). Freed pages are truncated
+  away soon after, and the same readings are in the readings store anyway.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import orjson
+
+log = logging.getLogger(__name__)
+
+MB = 1024 * 1024
+BUSY_MS = 30_000  # how long a statement waits for another connection's write lock
+CHECKPOINT_BUSY_MS = 1_000  # a checkpoint or VACUUM blocks appends while it waits: never for long
+AUTO_VACUUM_INCREMENTAL = 2  # PRAGMA auto_vacuum's value
+WAL_KEEP_BYTES = 4 * MB  # journal_size_limit: about what SQLite's automatic checkpoint lets the WAL reach
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS batches (
@@ -52,10 +76,14 @@ NewEntry = tuple[str, str | None, str | None, int, int, bool, Any]
 
 
 class Journal:
-    def __init__(self, path: Path, max_entries: int = 5_000_000) -> None:
+    def __init__(self, path: Path, max_entries: int = 5_000_000, *, slack_bytes: int = 4 * MB,
+                 reclaim_step_bytes: int = 4 * MB, wal_limit_bytes: int = 64 * MB) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.max_entries = max_entries
+        self.slack_bytes = slack_bytes
+        self.reclaim_step_bytes = reclaim_step_bytes
+        self.wal_limit_bytes = wal_limit_bytes
         self._local = threading.local()
         self._lock = threading.Lock()
         conn = self._conn()
@@ -68,9 +96,16 @@ class Journal:
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            conn = sqlite3.connect(self.path, timeout=BUSY_MS / 1000, isolation_level=None,
+                                   check_same_thread=False)
+            # Before journal_mode and the first table, or it has no effect; on an existing file it only takes
+            # effect at a VACUUM (see _compact).
+            conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA secure_delete=FAST")
+            # When SQLite restarts the WAL from its start, it cuts the file back to this size.
+            conn.execute(f"PRAGMA journal_size_limit={WAL_KEEP_BYTES}")
             self._local.conn = conn
         return conn
 
@@ -135,25 +170,83 @@ class Journal:
         return self.kept() >= self.max_entries
 
     def trim(self) -> int:
-        """Delete the batches every consumer has passed; returns how many entries went."""
+        """Delete the batches every consumer has passed, then give space back; returns how many entries went."""
         conn = self._conn()
         positions = dict(conn.execute("SELECT consumer, seq FROM positions").fetchall())  # the worker's, too
         with self._lock:
             self._positions.update(positions)
-            if not self._positions:
-                return 0
-            upto = min(self._positions.values())
-        if upto <= self._trimmed_to:
-            return 0
-        conn.execute("DELETE FROM batches WHERE last_seq <= ?", (upto,))
-        first = conn.execute("SELECT MIN(first_seq) FROM batches").fetchone()[0]
-        trimmed_to = (first - 1) if first is not None else self._last_seq
-        gone = trimmed_to - self._trimmed_to
-        self._trimmed_to = trimmed_to
+            upto = min(self._positions.values()) if self._positions else self._trimmed_to
+        gone = 0
+        if upto > self._trimmed_to:
+            conn.execute("DELETE FROM batches WHERE last_seq <= ?", (upto,))
+            first = conn.execute("SELECT MIN(first_seq) FROM batches").fetchone()[0]
+            trimmed_to = (first - 1) if first is not None else self._last_seq
+            gone = trimmed_to - self._trimmed_to
+            self._trimmed_to = trimmed_to
+        try:
+            self._compact(conn)
+        except sqlite3.OperationalError as e:  # busy: the space is given back at a later trim
+            log.info("journal not compacted this time: %s", e)
         return gone
+
+    def _compact(self, conn: sqlite3.Connection) -> None:
+        """Give free pages back to the file system and empty the WAL once drained (see the module's notes)."""
+        drained = conn.execute("SELECT 1 FROM batches LIMIT 1").fetchone() is None  # read: ingest may be elsewhere
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        if conn.execute("PRAGMA auto_vacuum").fetchone()[0] != AUTO_VACUUM_INCREMENTAL:
+            if drained:
+                self._vacuum_once(conn)
+        else:
+            free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+            used = conn.execute("PRAGMA page_count").fetchone()[0] - free
+            excess = free - max(used, self.slack_bytes // page_size)
+            if excess > 0:
+                step = min(excess, max(1, self.reclaim_step_bytes // page_size))
+                # executescript runs the pragma to its end; execute() would free one page per call.
+                conn.executescript(f"PRAGMA incremental_vacuum({step})")
+                # The file itself is cut only when a checkpoint copies the WAL back; passive waits for nobody.
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        wal = self.wal_bytes()
+        if wal > 0 and (drained or wal > self.wal_limit_bytes):
+            with _waiting_at_most(conn, CHECKPOINT_BUSY_MS):
+                busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            if busy:
+                log.debug("journal WAL not truncated: a reader held it; trying at the next trim")
+
+    def _vacuum_once(self, conn: sqlite3.Connection) -> None:
+        """A journal file made before auto-vacuum: rewrite it once, while it holds no entries (milliseconds)."""
+        with _waiting_at_most(conn, CHECKPOINT_BUSY_MS):
+            conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+            conn.execute("VACUUM")
+        log.info("journal %s converted to incremental auto-vacuum", self.path)
+
+    def file_bytes(self) -> int:
+        """The main file's size on disk."""
+        return _size(self.path)
+
+    def wal_bytes(self) -> int:
+        """The WAL's size on disk (0 when truncated or absent)."""
+        return _size(self.path.with_name(self.path.name + "-wal"))
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             conn.close()
             self._local.conn = None
+
+
+@contextmanager
+def _waiting_at_most(conn: sqlite3.Connection, ms: int) -> Iterator[None]:
+    """Wait at most ``ms`` for other connections' locks inside the block, then back to the usual wait."""
+    conn.execute(f"PRAGMA busy_timeout={ms}")
+    try:
+        yield
+    finally:
+        conn.execute(f"PRAGMA busy_timeout={BUSY_MS}")
+
+
+def _size(path: Path) -> int:
+    try:
+        return os.path.getsize(path)
+    except FileNotFoundError:
+        return 0
