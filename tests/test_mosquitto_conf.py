@@ -10,6 +10,7 @@ the ACL file included, is used as shipped.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import queue
@@ -98,7 +99,13 @@ def _test_config(workdir: Path, plain_port: int, tls_port: int, cert: Path, key:
 
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
-    workdir = tmp_path_factory.mktemp("mosquitto-conf")
+    with shipped_broker(tmp_path_factory.mktemp("mosquitto-conf")) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def shipped_broker(workdir: Path) -> Iterator[Broker]:
+    """Mosquitto on the shipped configuration in ``workdir``; tests/test_mosquitto_hostile.py starts its own."""
     cert, key = workdir / "cert.pem", workdir / "key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
                     str(cert), "-days", "2", "-subj", f"/CN={HOST}", "-addext", f"subjectAltName=IP:{HOST}"],
@@ -153,6 +160,7 @@ class Mqtt:
         self.messages: queue.Queue[MQTTMessage] = queue.Queue()
         self.connack: Any = None
         self.pubacks: dict[int, Any] = {}
+        self.disconnects: queue.Queue[Any] = queue.Queue()  # reason codes, one per lost connection
         self._connected = threading.Event()
         self._subscribed = threading.Event()
         self._acked = threading.Condition()
@@ -167,6 +175,7 @@ class Mqtt:
         self.client.on_message = lambda _c, _u, msg: self.messages.put(msg)
         self.client.on_subscribe = lambda *_a: self._subscribed.set()
         self.client.on_publish = self._on_publish
+        self.client.on_disconnect = lambda _c, _u, _flags, reason, _props: self.disconnects.put(reason)
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = session_expiry_s
         self.client.connect(HOST, broker.tls_port if tls else broker.plain_port, keepalive=30,
@@ -221,6 +230,13 @@ class Mqtt:
 
 @pytest.fixture
 def clients(broker: Broker) -> Iterator[Any]:
+    with mqtt_clients(broker) as make:
+        yield make
+
+
+@contextlib.contextmanager
+def mqtt_clients(broker: Broker) -> Iterator[Any]:
+    """A factory of connected clients (same arguments as ``Mqtt`` after the broker), all closed at the end."""
     made: list[Mqtt] = []
 
     def make(user: str | None, **kw: Any) -> Mqtt:
@@ -303,7 +319,8 @@ def test_only_the_simulator_writes_the_clock(clients: Any) -> None:
     gateway = clients("_gateway")
     gateway.subscribe("telecare-sim/clock")
     assert clients("home-a").publish("telecare-sim/clock", b"forged").is_failure
-    assert clients("_gateway").publish("telecare-sim/clock", b"forged too").is_failure
+    # The same gateway connection: a second one with the same user would take it over (one client id per user).
+    assert gateway.publish("telecare-sim/clock", b"forged too").is_failure
     assert clients("_simulator").publish("telecare-sim/clock", b"tick").is_failure is False
     assert gateway.received_until(b"tick") == [("telecare-sim/clock", b"tick")]
 
