@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     max_future_s: int = Field(300, ge=0, description="How far ahead of the clock an event time may be")
     batch_max: int = Field(5000, ge=1, description="Most messages committed to the journal at once")
     linger_ms: int = Field(20, ge=0, description="How long a batch waits to fill before committing")
+    dead_letter_max_age_days: float = Field(14.0, gt=0, description="Older dead letters are deleted")
+    dead_letter_max_rows: int = Field(100_000, ge=1, description="Past this, the oldest dead letters are deleted")
+    dead_letter_max_per_home: int = Field(10_000, ge=1, description="Past this, a home's oldest are deleted")
 
     @field_validator("mqtt_url")
     @classmethod

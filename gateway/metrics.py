@@ -141,6 +141,14 @@ class WorkerMetrics:
                                     ["action", "kind"], registry=r)
         self.notifications_pending = Gauge("telecare_notifications_pending",
                                            "Notifications in the outbox not yet sent", registry=r)
+        # Retention (issue 11): what the worker deletes to keep the disk bounded, and what it keeps.
+        self.dead_letters_purged = Counter(
+            "telecare_dead_letters_purged", "Dead letters deleted by retention, by rule (age, home, total)",
+            ["rule"], registry=r)
+        self.dead_letters_kept = Gauge("telecare_dead_letters_kept", "Dead letters kept after the last purge",
+                                       registry=r)
+        self.journal_bytes = Gauge("telecare_journal_bytes", "The journal's files on disk (main file and WAL)",
+                                   registry=r)
 
     def write_textfile(self, path: Path) -> None:
         tmp = path.with_suffix(".tmp")

@@ -36,6 +36,7 @@ from gateway.heartbeats import HeartbeatFilter
 from gateway.journal import Entry, Journal
 from gateway.metrics import WorkerMetrics
 from gateway.registry import DeviceRegistry
+from gateway.retention import DeadLetterLimits, DeadLetterRetention
 from gateway.stores.readings.base import ReadingStore
 from gateway.writer import StoreWriter
 
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 CONSUMERS = ("store", "registry", "detect")
 TICK_S = 1.0  # wall seconds between telling the detectors the time when nothing arrives
 SUMMARIES_S = 5.0  # wall seconds between writes of closed days' summaries
+RETENTION_S = 60.0  # wall seconds between dead-letter purges
 PR_SET_PDEATHSIG = 1
 
 
@@ -104,6 +106,11 @@ class Worker:
             self.detect,
         ]
         assert tuple(c.name for c in self.consumers) == CONSUMERS
+        self.retention = DeadLetterRetention(
+            self.sessions, self.clock, DeadLetterLimits(max_age_days=settings.dead_letter_max_age_days,
+                                                        max_rows=settings.dead_letter_max_rows,
+                                                        max_per_home=settings.dead_letter_max_per_home),
+            self.metrics)
 
     def _alerted(self, events: list[AlertEvent]) -> None:
         for e in events:
@@ -133,6 +140,8 @@ class Worker:
                                     kwargs={"batch_max": self.settings.batch_max}) for c in self.consumers]
         threads.append(threading.Thread(target=self.dispatcher.run, name="dispatcher", daemon=True, args=(stop,)))
         threads.append(threading.Thread(target=self.write_summaries, name="summaries", daemon=True, args=(stop,)))
+        threads.append(threading.Thread(target=self.retention.run, name="retention", daemon=True,
+                                        args=(stop, RETENTION_S)))
         if not self.simulated:  # simulated time reaches the detectors as journal entries
             threads.append(threading.Thread(target=self.tick_detectors, name="tick", daemon=True, args=(stop,)))
         for t in threads:
@@ -144,6 +153,7 @@ class Worker:
             if rounds % 20 == 0:  # every 5 s: a database count
                 with contextlib.suppress(Exception):
                     self.metrics.notifications_pending.set(self.dispatcher.pending_count())
+                self.metrics.journal_bytes.set(self.journal.file_bytes() + self.journal.wal_bytes())
             self.metrics.write_textfile(textfile)
         for t in threads:
             t.join(timeout=30)
