@@ -20,6 +20,10 @@ from analytics.devices import FIELDS, META_FIELDS, ValueType, infer_kind
 CLOCK_TOPIC = "telecare-sim/clock"  # outside every home's namespace; only the simulator may write it
 HOME_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 EPOCH_2000_MS = 946_684_800_000
+# What a dead letter keeps of a message: a flood of huge topics or payloads must not be stored whole.
+DEAD_LETTER_TOPIC_BYTES = 256
+DEAD_LETTER_PAYLOAD_BYTES = 512
+DEAD_LETTER_DETAIL_CHARS = 512
 ONLINE_WORDS = {"online": True, "offline": False}
 # Bridge topics zigbee2mqtt publishes that carry nothing the monitor needs (requests, responses, logs ...).
 IGNORED_BRIDGE_TOPICS = frozenset(
@@ -39,6 +43,7 @@ class Kind(StrEnum):
     BRIDGE_DEVICES = "bridge_devices"  # the hub's device list
     DEAD = "dead"  # rejected: kept as a dead letter
     CLOCK = "clock"  # the simulator's clock moved on (only when the gateway follows simulated time)
+    QUOTA = "quota"  # a home's hub went past a quota (gateway.quotas): journaled at most once per home per hour
 
 
 class Reason(StrEnum):
@@ -52,6 +57,8 @@ class Reason(StrEnum):
     WRONG_TYPE = "wrong_type"
     OUT_OF_RANGE = "out_of_range"
     BAD_TIMESTAMP = "bad_timestamp"
+    # No longer a rejection: a reading whose last_seen is too far ahead is stored at receipt time (see Message.
+    # retimed). The name stays as the reason label of the readings that were re-timed so.
     FUTURE_TIMESTAMP = "future_timestamp"
     PARSER_ERROR = "parser_error"  # a bug on our side; the message is kept so it can be replayed once fixed
 
@@ -67,11 +74,21 @@ class Message:
     received_ms: int
     body: Any
     timed_by_device: bool = False  # True when time_ms came from the payload's last_seen
+    # last_seen minus the receipt time, whenever the payload carried a readable last_seen: positive when the hub
+    # reported a time ahead of the gateway's clock. Feeds the per-hub clock estimate.
+    clock_skew_ms: int | None = None
+    # Why the payload's last_seen was not used and the reading was timed at receipt instead (FUTURE_TIMESTAMP,
+    # or BAD_TIMESTAMP for a button action, which is never dropped for its time); None when it was not re-timed.
+    retimed: Reason | None = None
 
 
 @dataclass(slots=True)
 class Rejected:
-    """A message that breaks the contract, with the reason a person can act on."""
+    """A message that breaks the contract, with the reason a person can act on.
+
+    Kept as a dead letter, so what it holds is clipped on construction: the topic to 256 bytes (its whole length
+    in ``topic_bytes``), the payload to 512 bytes, the detail to 512 characters. A hub can send 64 kB topics.
+    """
 
     reason: Reason
     detail: str
@@ -80,6 +97,29 @@ class Rejected:
     received_ms: int
     home: str | None = None
     device: str | None = None
+    topic_bytes: int = 0  # the topic's whole length in UTF-8 bytes, before clipping
+
+    def __post_init__(self) -> None:
+        self.topic_bytes = self.topic_bytes or _utf8_len(self.topic)
+        self.topic = clip_utf8(self.topic, DEAD_LETTER_TOPIC_BYTES)
+        self.payload = self.payload[:DEAD_LETTER_PAYLOAD_BYTES]
+        self.detail = self.detail[:DEAD_LETTER_DETAIL_CHARS]
+        if self.device is not None:
+            self.device = clip_utf8(self.device, DEAD_LETTER_TOPIC_BYTES)
+
+
+def _utf8_len(text: str) -> int:
+    return len(text.encode("utf-8", "surrogateescape"))
+
+
+def clip_utf8(text: str, max_bytes: int) -> str:
+    """``text`` if it fits in ``max_bytes`` of UTF-8, else its longest prefix that does (never half a character)."""
+    if len(text) * 4 <= max_bytes:
+        return text
+    encoded = text.encode("utf-8", "surrogateescape")
+    if len(encoded) <= max_bytes:
+        return text
+    return encoded[:max_bytes].decode("utf-8", "ignore")
 
 
 @dataclass(slots=True)
@@ -94,7 +134,11 @@ class Ignored:
 class Limits:
     max_payload_bytes: int = 64 * 1024
     max_bridge_payload_bytes: int = 4 * 1024 * 1024
-    max_future_ms: int = 5 * 60 * 1000  # how far ahead of the gateway's clock an event time may be
+    # How far ahead of the gateway's clock an event time may be; further ahead, the reading is timed at receipt.
+    max_future_ms: int = 5 * 60 * 1000
+    # A longer topic is a dead letter (bad_topic): zigbee2mqtt's friendly names are short, and a device name ends
+    # up in the journal, the registry and the readings store's tags.
+    max_topic_bytes: int = DEAD_LETTER_TOPIC_BYTES
 
 
 DEFAULT_LIMITS = Limits()
@@ -102,10 +146,11 @@ Parsed = Message | Rejected | Ignored
 
 
 class _Reject(Exception):
-    def __init__(self, reason: Reason, detail: str) -> None:
+    def __init__(self, reason: Reason, detail: str, skew_ms: int | None = None) -> None:
         super().__init__(detail)
         self.reason = reason
         self.detail = detail
+        self.skew_ms = skew_ms  # a refused last_seen minus the receipt time, when it could be read at all
 
 
 def parse(topic: str, payload: bytes, received_ms: int, now_ms: int, root: str = "telecare",
@@ -114,10 +159,14 @@ def parse(topic: str, payload: bytes, received_ms: int, now_ms: int, root: str =
     if topic == CLOCK_TOPIC:
         return _parse_clock(topic, payload, received_ms)
     parts = topic.split("/")
-    home = parts[1] if len(parts) > 1 else None
+    # A UTF-8 character is at most 4 bytes: most topics are judged without encoding them.
+    if len(topic) * 4 > limits.max_topic_bytes and (size := _utf8_len(topic)) > limits.max_topic_bytes:
+        # Charged to the home it names when that home id is valid, so a flood counts against its own home.
+        home = parts[1] if len(parts) > 2 and parts[0] == root and HOME_ID.match(parts[1]) else None
+        return Rejected(Reason.BAD_TOPIC, f"topic of {size} bytes exceeds the limit of {limits.max_topic_bytes} "
+                        "(kept clipped)", topic, payload, received_ms, home)
     if len(parts) < 3 or parts[0] != root or not HOME_ID.match(parts[1]) or "" in parts:
-        return Rejected(Reason.BAD_TOPIC, f"expected {root}/<home_id>/<device>", topic, payload[:512],
-                        received_ms)
+        return Rejected(Reason.BAD_TOPIC, f"expected {root}/<home_id>/<device>", topic, payload, received_ms)
     home = parts[1]
     try:
         if parts[2] == "bridge":
@@ -125,7 +174,7 @@ def parse(topic: str, payload: bytes, received_ms: int, now_ms: int, root: str =
         return _parse_device(parts, topic, payload, home, received_ms, now_ms, limits)
     except _Reject as e:
         device = "/".join(parts[2:]) if parts[2] != "bridge" else None
-        return Rejected(e.reason, e.detail, topic, payload[:512], received_ms, home, device)
+        return Rejected(e.reason, e.detail, topic, payload, received_ms, home, device)
 
 
 def _parse_bridge(parts: list[str], topic: str, payload: bytes, home: str, received_ms: int, now_ms: int,
@@ -161,8 +210,7 @@ def _parse_device(parts: list[str], topic: str, payload: bytes, home: str, recei
     if isinstance(value, dict):
         # output: json (zigbee2mqtt's default): the whole topic after the home is the friendly name.
         device = "/".join(parts[2:])
-        time_ms, timed = _event_time(value.get("last_seen"), received_ms, now_ms, limits)
-        return Message(Kind.STATE, home, device, time_ms, received_ms, state_fields(value), timed)
+        return _timed_state(home, device, value, received_ms, now_ms, limits)
     # output: attribute: one value per topic, <device>/<attribute>.
     if len(parts) < 4:
         raise _Reject(Reason.NOT_AN_OBJECT, "a device state must be a JSON object")
@@ -181,12 +229,14 @@ def _parse_clock(topic: str, payload: bytes, received_ms: int) -> Parsed:
         value = _json(payload)
         if not isinstance(value, dict):
             raise _Reject(Reason.NOT_AN_OBJECT, "a clock tick must be a JSON object")
-        time_ms, _ = _event_time(value.get("time"), -1, 2**62, DEFAULT_LIMITS)
+        time_ms = _last_seen_ms(value.get("time")) if value.get("time") is not None else -1
+        if 0 <= time_ms < EPOCH_2000_MS:
+            raise _Reject(Reason.BAD_TIMESTAMP, "a clock tick's time is before the year 2000")
         speed = value.get("speed", 1)
         if time_ms < 0 or isinstance(speed, bool) or not isinstance(speed, int | float) or speed < 0:
             raise _Reject(Reason.WRONG_TYPE, "a clock tick needs a time and a speed >= 0")
     except _Reject as e:
-        return Rejected(e.reason, e.detail, topic, payload[:512], received_ms)
+        return Rejected(e.reason, e.detail, topic, payload, received_ms)
     return Message(Kind.CLOCK, None, None, time_ms, received_ms, {"speed": float(speed)}, True)
 
 
@@ -227,10 +277,41 @@ def _online(payload: bytes) -> bool:
     raise _Reject(Reason.WRONG_TYPE, "availability must be 'online'/'offline' or {\"state\": ...}")
 
 
-def _event_time(last_seen: Any, received_ms: int, now_ms: int, limits: Limits) -> tuple[int, bool]:
-    """zigbee2mqtt's last_seen: epoch milliseconds or ISO 8601 with Z or an offset; absent means receipt time."""
+def _timed_state(home: str, device: str, value: dict[str, Any], received_ms: int, now_ms: int,
+                 limits: Limits) -> Message:
+    """A device's state at its event time; a clock that is wrong costs the event time, never the reading.
+
+    A last_seen too far ahead of the gateway's clock (a hub clock running fast, or the gateway's slow) is replaced
+    by the receipt time, the skew recorded in the body as ``clock_skew_ms``. A button's ``action`` is kept at
+    receipt time whatever its last_seen says: a pendant press must never be lost to a hub's clock.
+    """
+    last_seen = value.get("last_seen")
     if last_seen is None:
-        return received_ms, False
+        return Message(Kind.STATE, home, device, received_ms, received_ms, state_fields(value))
+    try:
+        ms = _last_seen_ms(last_seen)
+        if ms < EPOCH_2000_MS:
+            raise _Reject(Reason.BAD_TIMESTAMP, f"last_seen {last_seen!r} is before the year 2000", ms - received_ms)
+    except _Reject as e:
+        action = value.get("action")
+        if not (isinstance(action, str) and action):
+            raise
+        return _retimed(home, device, state_fields(value), received_ms, e.skew_ms, Reason.BAD_TIMESTAMP)
+    skew_ms = ms - received_ms
+    if ms > now_ms + limits.max_future_ms:
+        return _retimed(home, device, state_fields(value), received_ms, skew_ms, Reason.FUTURE_TIMESTAMP)
+    return Message(Kind.STATE, home, device, ms, received_ms, state_fields(value), True, skew_ms)
+
+
+def _retimed(home: str, device: str, fields: dict[str, bool | float | int | str], received_ms: int,
+             skew_ms: int | None, why: Reason) -> Message:
+    if skew_ms is not None:
+        fields["clock_skew_ms"] = skew_ms
+    return Message(Kind.STATE, home, device, received_ms, received_ms, fields, False, skew_ms, why)
+
+
+def _last_seen_ms(last_seen: Any) -> int:
+    """zigbee2mqtt's last_seen (epoch milliseconds, or ISO 8601 with Z or an offset) in epoch milliseconds."""
     if isinstance(last_seen, bool):
         raise _Reject(Reason.BAD_TIMESTAMP, "last_seen must be a time, not a boolean")
     if isinstance(last_seen, int | float):
@@ -247,12 +328,7 @@ def _event_time(last_seen: Any, received_ms: int, now_ms: int, limits: Limits) -
         ms = round(when.timestamp() * 1000)
     else:
         raise _Reject(Reason.BAD_TIMESTAMP, "last_seen must be epoch milliseconds or ISO 8601")
-    if ms < EPOCH_2000_MS:
-        raise _Reject(Reason.BAD_TIMESTAMP, f"last_seen {last_seen!r} is before the year 2000")
-    if ms > now_ms + limits.max_future_ms:
-        ahead = (ms - now_ms) / 1000
-        raise _Reject(Reason.FUTURE_TIMESTAMP, f"last_seen is {ahead:.0f} s ahead of the gateway's clock")
-    return ms, True
+    return ms
 
 
 def state_fields(payload: dict[str, Any]) -> dict[str, bool | float | int | str]:

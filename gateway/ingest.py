@@ -3,6 +3,10 @@
 The MQTT callback only calls :meth:`Ingest.offer` (append to a deque). One thread parses batches, commits them
 to the journal in one transaction and only then acknowledges each message. A malformed message becomes a dead
 letter in the same batch: it is acknowledged too (redelivering it cannot help) and never holds up its neighbours.
+
+A hub's clock never costs a reading (DESIGN.md, "Time"): a reading whose last_seen is too far ahead is journaled at
+receipt time with its skew (see ``gateway.contract``); once a batch is committed its skews go to the clock watch
+(``gateway.hub_clocks``).
 """
 
 from __future__ import annotations
@@ -14,7 +18,20 @@ from collections import deque
 from collections.abc import Callable
 
 from gateway.clock import Clock
-from gateway.contract import CLOCK_TOPIC, DEFAULT_LIMITS, Ignored, Kind, Limits, Message, Reason, Rejected, parse
+from gateway.contract import (
+    CLOCK_TOPIC,
+    DEAD_LETTER_TOPIC_BYTES,
+    DEFAULT_LIMITS,
+    Ignored,
+    Kind,
+    Limits,
+    Message,
+    Reason,
+    Rejected,
+    clip_utf8,
+    parse,
+)
+from gateway.hub_clocks import ClockWatch, HubClocks
 from gateway.journal import Journal, NewEntry
 from gateway.metrics import IngestMetrics
 
@@ -25,7 +42,8 @@ Ack = Callable[[int, int], None]  # (mid, qos)
 
 class Ingest:
     def __init__(self, journal: Journal, clock: Clock, metrics: IngestMetrics, *, root: str = "telecare",
-                 limits: Limits = DEFAULT_LIMITS, batch_max: int = 5000, linger_s: float = 0.02) -> None:
+                 limits: Limits = DEFAULT_LIMITS, batch_max: int = 5000, linger_s: float = 0.02,
+                 clock_check_s: float = 60.0) -> None:
         self.journal = journal
         self.clock = clock
         self.metrics = metrics
@@ -37,6 +55,7 @@ class Ingest:
         self._pending: deque[tuple[int, int, str, bytes, int]] = deque()
         self._wake = threading.Event()
         self._dead_log = _RateLimitedLog(per_minute=60)
+        self.clock_watch = ClockWatch(HubClocks(limits.max_future_ms), metrics, check_every_s=clock_check_s)
 
     def offer(self, mid: int, qos: int, topic: str, payload: bytes) -> None:
         """Called from the MQTT network thread: keep it thin."""
@@ -83,16 +102,18 @@ class Ingest:
             return 0
         now_ms = self.clock.now_ms()
         entries: list[NewEntry] = []
+        skews: list[Message] = []  # messages that tell of a hub's clock, taken in once the batch is committed
         for _mid, _qos, topic, payload, received_ms in taken:
             try:
                 parsed = parse(topic, payload, received_ms, now_ms, self.root, self.limits)
             except Exception as e:  # a bug in the parser must not stop the stream
-                log.exception("parser failed on %s", topic)
-                parsed = Rejected(Reason.PARSER_ERROR, f"{type(e).__name__}: {e}", topic, payload[:512],
-                                  received_ms)
+                log.exception("parser failed on %s", clip_utf8(topic, DEAD_LETTER_TOPIC_BYTES))
+                parsed = Rejected(Reason.PARSER_ERROR, f"{type(e).__name__}: {e}", topic, payload, received_ms)
             if type(parsed) is Message:
                 if parsed.kind is Kind.CLOCK:
                     now_ms = max(now_ms, parsed.time_ms)
+                elif parsed.clock_skew_ms is not None or parsed.retimed is not None:
+                    skews.append(parsed)
                 entries.append((parsed.kind, parsed.home, parsed.device, parsed.time_ms, parsed.received_ms,
                                 parsed.timed_by_device, parsed.body))
             elif type(parsed) is Rejected:
@@ -112,6 +133,7 @@ class Ingest:
         self.metrics.received.inc(len(taken))
         self.metrics.journaled.inc(len(entries))
         self.metrics.journal_entries.set(self.journal.kept())
+        self.clock_watch.take(skews, now_ms)
         return len(taken)
 
     def _tick(self, time_ms: int, speed: float) -> None:
@@ -124,8 +146,10 @@ class Ingest:
     def _dead_letter(self, r: Rejected) -> NewEntry:
         self.metrics.rejected.labels(str(r.reason)).inc()
         self._dead_log.warning("rejected message on %s: %s (%s)", r.topic, r.reason, r.detail)
-        body = {"reason": str(r.reason), "detail": r.detail, "topic": r.topic,
-                "payload": r.payload.decode("utf-8", "backslashreplace")}
+        body: dict[str, str | int] = {"reason": str(r.reason), "detail": r.detail, "topic": r.topic,
+                                      "payload": r.payload.decode("utf-8", "backslashreplace")}
+        if r.topic_bytes > DEAD_LETTER_TOPIC_BYTES:
+            body["topic_bytes"] = r.topic_bytes  # the topic is stored clipped (Rejected); its length is kept
         return (Kind.DEAD, r.home, r.device, r.received_ms, r.received_ms, False, body)
 
 

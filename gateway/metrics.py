@@ -42,6 +42,21 @@ class IngestMetrics:
                                 registry=r)
         self.ignored = Counter("telecare_messages_ignored", "Messages inside the contract with no use here",
                                registry=r)
+        # Clock skew (issue 11): a hub's clock never costs a reading, but it is shown.
+        self.readings_retimed = Counter(
+            "telecare_readings_retimed",
+            "Readings stored at receipt time because their last_seen could not be used (future_timestamp: too far "
+            "ahead of the gateway's clock; bad_timestamp: a button action with an unusable last_seen)", ["reason"],
+            registry=r)
+        self.hub_clock_skew = Gauge("telecare_hub_clock_skew_seconds",
+                                    "A home's hub clock minus the gateway's, estimated from last_seen (positive: "
+                                    "the hub is ahead)", ["home"], registry=r)
+        self.hubs_median_clock_skew = Gauge(
+            "telecare_hubs_median_clock_skew_seconds",
+            "Median of the recently heard hubs' clock skews (NaN with fewer than 3 hubs heard)", registry=r)
+        self.gateway_clock_behind = Gauge(
+            "telecare_gateway_clock_behind",
+            "1 while most recently heard hubs run ahead of the gateway by more than the tolerance", registry=r)
         self.journal_entries = Gauge("telecare_journal_entries", "Entries kept in the journal", registry=r)
         self.journal_full = Gauge("telecare_journal_full",
                                   "1 while the journal is full and acknowledgements are paused", registry=r)

@@ -313,19 +313,56 @@ def test_bad_timestamp(last_seen: Any) -> None:
     assert (r.home, r.device) == (HOME, "hallway_pir")
 
 
-def test_future_timestamp_more_than_five_minutes_ahead() -> None:
+def test_a_last_seen_more_than_five_minutes_ahead_is_stored_at_receipt_time_with_its_skew() -> None:
+    """Issue 11: these were dead letters (future_timestamp); a hub clock running fast lost readings that way."""
     assert Limits().max_future_ms == FIVE_MIN_MS
     ok = state(p("hallway_pir", {"occupancy": True, "last_seen": NOW_MS + FIVE_MIN_MS}))
-    assert ok.time_ms == NOW_MS + FIVE_MIN_MS  # exactly five minutes ahead is still accepted
-    r = rejected(p("hallway_pir", {"occupancy": True, "last_seen": NOW_MS + FIVE_MIN_MS + 1}),
-                 Reason.FUTURE_TIMESTAMP)
-    assert r.detail == "last_seen is 300 s ahead of the gateway's clock"
+    assert ok.time_ms == NOW_MS + FIVE_MIN_MS  # exactly five minutes ahead is still the event time
+    assert (ok.retimed, ok.clock_skew_ms, ok.body) == (None, FIVE_MIN_MS, {"occupancy": True})
+    ahead = state(p("hallway_pir", {"occupancy": True, "last_seen": NOW_MS + FIVE_MIN_MS + 1}))
+    assert (ahead.time_ms, ahead.received_ms, ahead.timed_by_device) == (NOW_MS, NOW_MS, False)
+    assert (ahead.retimed, ahead.clock_skew_ms) == (Reason.FUTURE_TIMESTAMP, FIVE_MIN_MS + 1)
+    assert_same(ahead.body, {"occupancy": True, "clock_skew_ms": FIVE_MIN_MS + 1})
     # The check uses the gateway's clock (now_ms), not the receipt time: a backlog is judged against "now".
-    late = p("hallway_pir", {"occupancy": True, "last_seen": NOW_MS + 10 * 60_000},
-             received_ms=NOW_MS + 20 * 60_000, now_ms=NOW_MS)
-    rejected(late, Reason.FUTURE_TIMESTAMP)
-    custom = p("hallway_pir", {"occupancy": True, "last_seen": NOW_MS + 1}, limits=Limits(max_future_ms=0))
-    rejected(custom, Reason.FUTURE_TIMESTAMP)
+    late = state(p("hallway_pir", {"occupancy": True, "last_seen": NOW_MS + 10 * 60_000},
+                   received_ms=NOW_MS + 20 * 60_000, now_ms=NOW_MS))
+    assert (late.time_ms, late.retimed) == (NOW_MS + 20 * 60_000, Reason.FUTURE_TIMESTAMP)
+    custom = state(p("hallway_pir", {"occupancy": True, "last_seen": NOW_MS + 1}, limits=Limits(max_future_ms=0)))
+    assert (custom.time_ms, custom.retimed, custom.body["clock_skew_ms"]) == (NOW_MS, Reason.FUTURE_TIMESTAMP, 1)
+
+
+def test_a_pendant_press_from_a_hub_six_minutes_fast_is_kept_at_receipt_time() -> None:
+    """Issue 11, finding 4: this press was dead-lettered as future_timestamp and raised no alert."""
+    six_min = 6 * 60_000
+    m = state(p("pendant", {"action": "single", "battery": 90, "last_seen": NOW_MS + six_min}))
+    assert (m.device, m.time_ms, m.timed_by_device, m.retimed) == ("pendant", NOW_MS, False, Reason.FUTURE_TIMESTAMP)
+    assert_same(m.body, {"action": "single", "battery": 90, "clock_skew_ms": six_min})
+    iso = state(p("pendant", {"action": "single", "last_seen": "2025-01-15T10:06:00.000Z"}))
+    assert (iso.time_ms, iso.clock_skew_ms) == (NOW_MS, six_min)
+
+
+def test_a_normal_reading_records_the_hubs_skew_without_changing_its_time() -> None:
+    m = state(p("hallway_pir", {"occupancy": True, "last_seen": NOW_MS - 1_500}))
+    assert (m.time_ms, m.timed_by_device, m.clock_skew_ms, m.retimed) == (NOW_MS - 1_500, True, -1_500, None)
+    assert m.body == {"occupancy": True}  # the skew goes in the body only when it cost the event time
+    assert state(p("hallway_pir", {"occupancy": True})).clock_skew_ms is None  # no last_seen, nothing to learn
+
+
+@pytest.mark.parametrize(("last_seen", "readable"), [
+    ("yesterday", False), ("2025-01-15T09:41:07", False), (True, False), ({"ts": 1}, False), (0, True),
+    (946_684_799_999, True), (1_736_934_067, True), ("1999-12-31T23:59:59Z", True),
+    (4_102_444_800_000, True), ("2100-01-01T00:00:00Z", True),  # 2100
+])
+def test_a_button_action_is_never_dropped_for_its_timestamp(last_seen: Any, readable: bool) -> None:
+    m = state(p("pendant", {"action": "double", "last_seen": last_seen}))
+    assert (m.time_ms, m.timed_by_device, m.body["action"]) == (NOW_MS, False, "double")
+    assert m.retimed in (Reason.BAD_TIMESTAMP, Reason.FUTURE_TIMESTAMP)
+    assert (m.clock_skew_ms is not None) == readable
+    if readable:
+        assert m.body["clock_skew_ms"] == m.clock_skew_ms
+    # the same time on a reading without an action is still refused (or re-timed when it is merely ahead)
+    other = p("hallway_pir", {"occupancy": True, "action": "", "last_seen": last_seen})
+    assert isinstance(other, Rejected) or other.retimed is Reason.FUTURE_TIMESTAMP
 
 
 def test_every_reason_has_a_test() -> None:
@@ -333,6 +370,28 @@ def test_every_reason_has_a_test() -> None:
                "out_of_range", "bad_timestamp", "future_timestamp"}
     # parser_error is raised by the gateway around parse(), never by parse() itself.
     assert {r.value for r in Reason} - covered <= {"parser_error"}
+
+
+def test_a_60_kB_topic_is_a_dead_letter_holding_its_topic_clipped_and_its_length() -> None:
+    """Issue 11, finding 3: 60 kB topics were stored whole (journal, dead letters)."""
+    topic = f"telecare/{HOME}/" + "x" * 60_000
+    r = parse(topic, b'{"occupancy": true}', NOW_MS, NOW_MS)
+    assert isinstance(r, Rejected) and r.reason is Reason.BAD_TOPIC
+    assert r.topic == topic[:256] and r.topic_bytes == len(topic)
+    assert r.home == HOME  # charged to the home it names
+    assert r.detail == f"topic of {len(topic)} bytes exceeds the limit of 256 (kept clipped)"
+    wide = parse(f"telecare/{HOME}/x" + "é" * 200, b"{}", NOW_MS, NOW_MS)  # 2 bytes a character, from byte 17
+    assert isinstance(wide, Rejected) and len(wide.topic.encode()) == 255 and wide.topic.endswith("é")
+    elsewhere = parse("x" * 70_000, b"{}", NOW_MS, NOW_MS)
+    assert isinstance(elsewhere, Rejected) and elsewhere.topic == "x" * 256 and elsewhere.home is None
+    at_limit = f"telecare/{HOME}/" + "d" * (256 - len(f"telecare/{HOME}/"))
+    assert state(parse(at_limit, b'{"occupancy": true}', NOW_MS, NOW_MS)).device == at_limit.split("/")[2]
+
+
+def test_a_long_bridge_topic_or_detail_is_clipped_in_its_dead_letter() -> None:
+    r = Rejected(Reason.BAD_TOPIC, "d" * 5000, "t" * 1000, b"p" * 1000, NOW_MS, HOME, "v" * 1000)
+    assert (len(r.topic), r.topic_bytes, len(r.payload), len(r.detail), len(r.device or "")) == (
+        256, 1000, 512, 512, 256)
 
 
 def test_dead_letter_payload_is_cut_to_512_bytes() -> None:
