@@ -348,19 +348,21 @@ def test_qos0_reading_waits_in_the_broker_for_the_gateway(clients: Any) -> None:
     """zigbee2mqtt publishes at QoS 0 by default; with upgrade_outgoing_qos the broker still queues the
     message for the gateway's persistent session (subscribed at QoS 1) while the gateway is away."""
     client_id = f"telecare-gateway-{time.time_ns()}"
-    gateway = clients("_gateway", client_id=client_id, clean_start=False, session_expiry_s=3600)
+    # The broker names the session "_gateway" (use_username_as_clientid): start it afresh, then resume it.
+    gateway = clients("_gateway", client_id=client_id, clean_start=True, session_expiry_s=3600)
     gateway.subscribe("telecare/#")
     gateway.close()
     hub = clients("home-a")
     hub.publish("telecare/home-a/hallway_pir", b'{"occupancy":true,"seq":1}', qos=0)
     hub.publish("telecare/home-a/hallway_pir", b'{"occupancy":false,"seq":2}', qos=0)
-    back = clients("_gateway", client_id=client_id, clean_start=False, session_expiry_s=3600)
+    back = clients("_gateway", client_id=client_id, clean_start=False, session_expiry_s=0)
     first, second = back.receive(), back.receive()
     assert (first.payload, second.payload) == (b'{"occupancy":true,"seq":1}', b'{"occupancy":false,"seq":2}')
     assert first.qos == 1
 
 
 def test_the_gateway_input_connects_over_tls_with_its_own_ca_file(broker: Broker, clients: Any) -> None:
+    clients("_gateway", clean_start=True).close()  # no session left by another test: it would be resumed
     received: list[tuple[str, bytes]] = []
     metrics = IngestMetrics()
     options = MqttOptions(url=f"mqtts://_gateway:{USERS['_gateway']}@{HOST}:{broker.tls_port}",
