@@ -119,20 +119,26 @@ class ClockWatch:
 
     def take(self, messages: Iterable[Message], now_ms: int) -> None:
         """Messages of a committed batch that carried a last_seen (``clock_skew_ms``) or were re-timed."""
-        touched: set[str] = set()
+        # One observation per home per batch (its largest skew, its latest receipt): the estimate is a maximum, so
+        # this loses nothing, and a batch of thousands costs a dict update per message.
+        largest: dict[str, tuple[int, int]] = {}
         for m in messages:
-            if m.home is None:
+            home, skew_ms = m.home, m.clock_skew_ms
+            if home is None:
                 continue
-            if m.clock_skew_ms is not None:
-                for home in self.hubs.observe(m.home, m.received_ms, m.clock_skew_ms):
-                    with contextlib.suppress(KeyError):  # forgotten before its gauge was ever set
-                        self.metrics.hub_clock_skew.remove(home)
-                    self._hub_logged_at.pop(home, None)
-                touched.add(m.home)
+            if skew_ms is not None:
+                seen = largest.get(home)
+                largest[home] = (skew_ms, m.received_ms) if seen is None else (
+                    max(skew_ms, seen[0]), max(m.received_ms, seen[1]))
             if m.retimed is not None:
                 self.metrics.readings_retimed.labels(str(m.retimed)).inc()
-                self._log_retimed(m.home, m.device, m.retimed, m.clock_skew_ms)
-        for home in touched:
+                self._log_retimed(home, m.device, m.retimed, skew_ms)
+        for home, (skew_ms, received_ms) in largest.items():
+            for forgotten in self.hubs.observe(home, received_ms, skew_ms):
+                with contextlib.suppress(KeyError):  # forgotten before its gauge was ever set
+                    self.metrics.hub_clock_skew.remove(forgotten)
+                self._hub_logged_at.pop(forgotten, None)
+        for home in largest:
             estimate = self.hubs.estimate_ms(home)
             if estimate is not None:
                 self.metrics.hub_clock_skew.labels(home).set(estimate / 1000)

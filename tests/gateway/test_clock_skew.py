@@ -144,3 +144,17 @@ def test_the_limits_default_tolerance_is_the_skew_tolerance(tmp_path: Path) -> N
     journal = Journal(tmp_path / "j.sqlite3")
     ingest = Ingest(journal, FixedClock(), IngestMetrics(), limits=Limits(max_future_ms=60_000))
     assert ingest.clock_watch.hubs.tolerance_ms == 60_000
+
+
+def test_the_warning_ends_once_the_gateways_clock_is_set_right(tmp_path: Path) -> None:
+    ingest, journal, metrics = make(tmp_path)
+    hubs = [f"telecare/h{i}/t0" for i in range(3)]
+    run(ingest, journal, [(t, orjson.dumps({"temperature": 20, "last_seen": NOW + 7 * 60_000})) for t in hubs[:2]]
+        + [(hubs[2], orjson.dumps({"temperature": 20, "last_seen": NOW}))])
+    assert metrics.sample("telecare_gateway_clock_behind") == 1  # two hubs of three: most
+    clock = ingest.clock
+    assert isinstance(clock, FixedClock)
+    clock.ms += 25 * 60_000  # NTP sets the gateway right; its hubs' older estimates age out
+    run(ingest, journal, [(t, orjson.dumps({"temperature": 20, "last_seen": clock.ms})) for t in hubs])
+    assert metrics.sample("telecare_gateway_clock_behind") == 0
+    assert metrics.sample("telecare_hub_clock_skew_seconds", {"home": "h0"}) == 0
