@@ -137,7 +137,8 @@ class MqttInput:
             log.info("disconnected from the broker at %s:%s", self._host, self._port)
         elif self._attempt_unanswered:  # TCP (and TLS) up, then closed before any CONNACK
             self._attempt_unanswered = False
-            self.trouble.failed("closed_by_broker", f"the broker closed the connection before answering ({reason})")
+            self.trouble.failed("closed_by_broker", "the broker closed the connection before answering "
+                                "(mqtt:// to a TLS port? the broker's connection limit?)")
         elif self.trouble.is_connected:
             label = "session_taken_over" if str(reason) == "Session taken over" else "connection_lost"
             self.trouble.lost(label, str(reason))

@@ -180,6 +180,17 @@ def test_an_untrusted_certificate_is_logged_as_tls(
         assert failures(metrics, "tls") >= 1
 
 
+def test_plain_mqtt_to_a_tls_port_is_logged_as_closed_by_the_broker(
+        tmp_path: Path, metrics: IngestMetrics, make_input: Callable[..., MqttInput],
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    with TlsMosquitto(tmp_path / "mosquitto") as broker:
+        make_input(f"mqtt://127.0.0.1:{broker.port}", trouble_log_interval_s=60)
+        wait_for(lambda: trouble_lines(caplog))
+        assert "the broker closed the connection before answering (mqtt:// to a TLS port?" in trouble_lines(caplog)[0]
+        assert failures(metrics, "closed_by_broker") >= 1
+
+
 def test_an_unknown_host_name_is_logged_as_dns(
         metrics: IngestMetrics, make_input: Callable[..., MqttInput], caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger=LOGGER)
