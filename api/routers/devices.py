@@ -1,5 +1,5 @@
 """Device health across the organisation's homes: hubs offline, homes that cannot be seen, silent sensors, low
-batteries, devices zigbee2mqtt reports unavailable.
+batteries, devices zigbee2mqtt reports unavailable; and the devices that still need setting up.
 
 The open device-health alerts are the source (the detectors judge silence against each device's own habits);
 the device rows add what no alert covers yet (a hub marked offline, a low battery, an unavailable device) and the
@@ -16,10 +16,11 @@ from sqlalchemy import select
 
 from analytics.alerts import DEVICE_HEALTH
 from analytics.detector import DetectorConfig
+from analytics.watch.pendant import setting_up_needed, setting_up_urgency
 from api.deps import SessionDep, Staff
 from api.pagination import Page, PageDep
 from api.schemas.common import text
-from api.schemas.homes import DeviceProblemOut, Problem
+from api.schemas.homes import DeviceOut, DeviceProblemOut, Problem
 from gateway.alerting.outbox import RESOLVED
 from gateway.db.models import Alert, Device, Home, Resident
 
@@ -77,6 +78,26 @@ def device_health(
         out = [p for p in out if p.problem in problem]
     out.sort(key=lambda p: (p.since or _EPOCH, p.home_id, p.device or ""))
     return page.slice(out)
+
+
+@router.get("/needs-setting-up", response_model=Page[DeviceOut],
+            summary="Devices nobody has said what they are for, buttons not set up first")
+def needs_setting_up(
+    principal: Staff, session: SessionDep, page: PageDep,
+    home_id: Annotated[text(64) | None, Query(description="one home")] = None,
+) -> Page[DeviceOut]:
+    """Devices the gateway discovered (or a description named) without a room or role, across the organisation's
+    homes. A button without the role pendant comes first: each of its presses is raised as a possible pendant
+    press, an emergency, until a coordinator gives it its role (``PATCH /homes/{home_id}/devices/{id}``)."""
+    homes = select(Home.id).where(Home.organisation_id == principal.organisation_id)
+    if home_id is not None:
+        homes = homes.where(Home.id == home_id)
+    # Undescribed devices have no role; a button may have the wrong one. Both are few, so the rule is applied here.
+    candidates = session.scalars(select(Device).where(Device.home_id.in_(homes),
+                                                      (Device.role.is_(None)) | (Device.kind == "button")))
+    out = [d for d in candidates if setting_up_needed(d.kind, d.room, d.role) is not None]
+    out.sort(key=lambda d: (setting_up_urgency(d.kind, d.role), d.home_id, d.name))
+    return page.slice([DeviceOut.model_validate(d) for d in out])
 
 
 def _device_problem(device: Device, resident_id: int | None, problem: Problem, message: str,

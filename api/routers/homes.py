@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Query
 from pydantic import AfterValidator
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from analytics.watch.pendant import setting_up_needed, setting_up_urgency, unconfirmed_button
 from api.audit import UPDATE, audit
 from api.deps import PathId, Principal, SessionDep, Staff
 from api.errors import Conflict, NotFound
@@ -26,10 +27,15 @@ HomeIdPath = Annotated[str, Path(min_length=1, max_length=64, description="the h
 
 def _out(session: Session, home: Home) -> HomeOut:
     resident_id = session.scalar(select(Resident.id).where(Resident.home_id == home.id))
-    devices = session.scalar(select(func.count()).select_from(Device).where(Device.home_id == home.id)) or 0
+    # A home's devices are few (the per-home quota caps them): what needs setting up is judged here, by the same
+    # rule as the detectors', rather than restated in SQL.
+    devices = session.execute(select(Device.kind, Device.room, Device.role).where(Device.home_id == home.id)).all()
+    unset = [(kind, role) for kind, room, role in devices if setting_up_needed(kind, room, role) is not None]
     return HomeOut(id=home.id, name=home.name, timezone=home.timezone, claimed=home.organisation_id is not None,
                    first_seen=home.first_seen, last_seen=home.last_seen, hub_online=home.hub_online,
-                   hub_changed_at=home.hub_changed_at, resident_id=resident_id, devices=devices)
+                   hub_changed_at=home.hub_changed_at, resident_id=resident_id, devices=len(devices),
+                   needs_setting_up=len(unset),
+                   buttons_not_set_up=sum(1 for kind, role in unset if unconfirmed_button(kind, role)))
 
 
 def home_for(principal: Principal, session: Session, home_id: str) -> Home:
@@ -92,10 +98,21 @@ def update_home(home_id: HomeIdPath, body: HomeUpdate, principal: Staff, session
 
 
 @router.get("/{home_id}/devices", response_model=Page[DeviceOut], summary="A home's devices")
-def list_devices(home_id: HomeIdPath, principal: Staff, session: SessionDep, page: PageDep) -> Page[DeviceOut]:
+def list_devices(
+    home_id: HomeIdPath, principal: Staff, session: SessionDep, page: PageDep,
+    needs_setting_up: Annotated[bool | None, Query(
+        description="true: only the devices a coordinator still has to say what they are for, buttons without "
+                    "the role pendant first (their presses are raised as possible pendant presses); false: the "
+                    "others")] = None,
+) -> Page[DeviceOut]:
     home = home_for(principal, session, home_id)
     stmt = select(Device).where(Device.home_id == home.id).order_by(Device.name)
-    return paginate(session, stmt, page, DeviceOut.model_validate)
+    if needs_setting_up is None:
+        return paginate(session, stmt, page, DeviceOut.model_validate)
+    chosen = [d for d in session.scalars(stmt)
+              if (setting_up_needed(d.kind, d.room, d.role) is not None) == needs_setting_up]
+    chosen.sort(key=lambda d: setting_up_urgency(d.kind, d.role))  # stable: by name within each
+    return page.slice([DeviceOut.model_validate(d) for d in chosen])
 
 
 @router.patch("/{home_id}/devices/{device_id}", response_model=DeviceOut,

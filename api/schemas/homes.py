@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, computed_field
 
 from analytics.devices import ROLES
+from analytics.watch.pendant import setting_up_needed
 from api.schemas.common import In, Name, Out, text
 from api.schemas.people import TimeZone
 
@@ -26,6 +27,10 @@ class HomeOut(Out):
     hub_changed_at: datetime | None
     resident_id: int | None = None
     devices: int = 0
+    needs_setting_up: int = Field(0, description="devices nobody has said what they are for (a room or role): "
+                                  "GET /homes/{id}/devices?needs_setting_up=true lists them")
+    buttons_not_set_up: int = Field(0, description="of those, buttons without the role pendant: the most urgent, "
+                                    "as each press is raised as a possible pendant press (an emergency)")
 
 
 class HomeUpdate(In):
@@ -51,6 +56,18 @@ class DeviceOut(Out):
     last_seen: datetime | None
     available: bool | None
 
+    @computed_field(description="a coordinator still has to say what it is for (its room or role); "
+                                "setting_up says why")
+    @property
+    def needs_setting_up(self) -> bool:
+        return self.setting_up is not None
+
+    @computed_field(description="why it needs setting up, or null. A button without the role pendant is the "
+                                "most urgent: each press is raised as a possible pendant press until it is set up")
+    @property
+    def setting_up(self) -> str | None:
+        return setting_up_needed(self.kind, self.room, self.role)
+
 
 class DeviceUpdate(In):
     """Only the fields sent change; send ``null`` to clear one."""
@@ -59,7 +76,7 @@ class DeviceUpdate(In):
     role: Role | None = Field(None, description=f"one of {', '.join(sorted(ROLES))}")
 
 
-Problem = Literal["hub_offline", "cant_see", "sensor_silent", "low_battery", "unavailable"]
+Problem = Literal["hub_offline", "cant_see", "sensor_silent", "low_battery", "hub_misbehaving", "unavailable"]
 
 
 class DeviceProblemOut(Out):
