@@ -153,7 +153,8 @@ def test_nobody_listening_is_logged_at_once_then_once_an_interval_and_the_return
 
 
 @pytest.mark.parametrize("protocol", ["5", "3.1.1"])
-@pytest.mark.parametrize("credentials", ["gateway:wrong@", ""], ids=["wrong password", "no user name"])
+@pytest.mark.parametrize("credentials", ["gateway:wrong@", "nobody:right@", ""],
+                         ids=["wrong password", "unknown user", "no user name"])
 def test_a_refused_login_is_logged_with_the_brokers_reason(
         tmp_path: Path, metrics: IngestMetrics, make_input: Callable[..., MqttInput],
         caplog: pytest.LogCaptureFixture, protocol: str, credentials: str) -> None:
