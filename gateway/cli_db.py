@@ -9,7 +9,9 @@ from typing import Annotated
 import typer
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
+from analytics.watch.pendant import setting_up_needed, unconfirmed_button
 from gateway.config import ConfigError, load_settings
 from gateway.db import migrate
 from gateway.db.models import Device, Home
@@ -115,7 +117,8 @@ def homes_import(
 
 @homes_app.command("list")
 def homes_list() -> None:
-    """List the homes: imported or discovered, claimed or not, their hub and devices."""
+    """List the homes: imported or discovered, claimed or not, their hub and devices, and how many of those still
+    need setting up (a button without the role pendant is named: its presses page as a possible pendant)."""
     url = db_url_from_env()
     require_head(url)
     engine = make_engine(url)
@@ -125,20 +128,50 @@ def homes_list() -> None:
             rows = session.execute(
                 select(Home, func.coalesce(counts.c.n, 0)).outerjoin(counts, counts.c.home_id == Home.id)
                 .order_by(Home.id)).all()
+            unset = _not_set_up(session)
     finally:
         engine.dispose()
     if not rows:
         typer.echo("no homes yet: import a description (telecare homes import FILE) or start the gateway")
         return
-    table = [("HOME", "NAME", "ORGANISATION", "TIMEZONE", "HUB", "DEVICES", "LAST SEEN (UTC)")]
+    table = [("HOME", "NAME", "ORGANISATION", "TIMEZONE", "HUB", "DEVICES", "NOT SET UP", "LAST SEEN (UTC)")]
     for home, devices in rows:
         hub = {True: "online", False: "offline", None: "-"}[home.hub_online]
+        names, buttons = unset.get(home.id, ([], []))
+        not_set_up = f"{len(names)} ({len(buttons)} button{'s' * (len(buttons) != 1)})" if buttons \
+            else str(len(names))
         table.append((home.id, home.name or "-",
                       str(home.organisation_id) if home.organisation_id is not None else "unassigned",
-                      home.timezone, hub, str(devices), _when(home.last_seen)))
+                      home.timezone, hub, str(devices), not_set_up, _when(home.last_seen)))
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     for row in table:
         typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    # A button not set up is the urgent one: each press pages the resident's chain as a possible pendant.
+    for home_id, (_, buttons) in sorted(unset.items()):
+        if buttons:
+            typer.echo(f"{home_id}: button(s) not set up: {', '.join(buttons)}. Each press is raised as a possible "
+                       f"pendant press (an emergency) until the button is given the role pendant (telecare homes "
+                       f"import, or PATCH /homes/{home_id}/devices/ID).")
+    if unset:
+        typer.echo("NOT SET UP: devices with no room or role, and buttons without the role pendant "
+                   "(GET /devices/needs-setting-up lists them; docs/homes.md says how to describe them).")
+
+
+def _not_set_up(session: Session) -> dict[str, tuple[list[str], list[str]]]:
+    """Per home, the devices that need setting up and, of those, the buttons not set up (names, sorted)."""
+    out: dict[str, tuple[list[str], list[str]]] = {}
+    # Only devices without a role, or buttons (a button may have the wrong one), can need setting up.
+    candidates = session.execute(select(Device.home_id, Device.name, Device.kind, Device.room, Device.role)
+                                 .where(Device.role.is_(None) | (Device.kind == "button"))
+                                 .order_by(Device.home_id, Device.name))
+    for home_id, name, kind, room, role in candidates:
+        if setting_up_needed(kind, room, role) is None:
+            continue
+        names, buttons = out.setdefault(home_id, ([], []))
+        names.append(name)
+        if unconfirmed_button(kind, role):
+            buttons.append(name)
+    return out
 
 
 def _when(value: datetime | None) -> str:
