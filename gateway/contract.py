@@ -187,7 +187,8 @@ def _parse_bridge(parts: list[str], topic: str, payload: bytes, home: str, recei
         _check_size(payload, limits.max_bridge_payload_bytes)
         if not payload:
             return Ignored(topic, "empty bridge/devices")
-        return Message(Kind.BRIDGE_DEVICES, home, None, received_ms, received_ms, _devices(_json(payload)))
+        name_bytes = limits.max_topic_bytes - _utf8_len(f"{parts[0]}/{home}/")  # what a device's topic leaves
+        return Message(Kind.BRIDGE_DEVICES, home, None, received_ms, received_ms, _devices(_json(payload), name_bytes))
     if what in IGNORED_BRIDGE_TOPICS:
         return Ignored(topic, "bridge topic the monitor does not use")
     raise _Reject(Reason.BAD_TOPIC, f"unknown bridge topic '{'/'.join(parts[3:])}'")
@@ -369,15 +370,19 @@ def state_fields(payload: dict[str, Any]) -> dict[str, bool | float | int | str]
     return out
 
 
-def _devices(value: Any) -> list[dict[str, Any]]:
-    """The hub's device list, cut down to identity: friendly name, IEEE address, model and inferred kind."""
+def _devices(value: Any, max_name_bytes: int) -> list[dict[str, Any]]:
+    """The hub's device list, cut down to identity: friendly name, IEEE address, model and inferred kind.
+
+    A device whose name is too long for a topic is left out: each of its messages would be a dead letter, and the
+    list is kept in the journal and the registry (a hub can name 60 kB devices).
+    """
     if not isinstance(value, list):
         raise _Reject(Reason.NOT_AN_OBJECT, "bridge/devices must be a JSON list")
     devices = []
     for item in value:
         if not isinstance(item, dict) or not isinstance(item.get("friendly_name"), str):
             raise _Reject(Reason.WRONG_TYPE, "each bridge/devices entry needs a friendly_name")
-        if item.get("type") == "Coordinator":
+        if item.get("type") == "Coordinator" or _utf8_len(item["friendly_name"]) > max_name_bytes:
             continue
         definition = item.get("definition") or {}
         exposed = _exposed_properties(definition.get("exposes") or [])

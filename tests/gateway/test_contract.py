@@ -388,6 +388,14 @@ def test_a_60_kB_topic_is_a_dead_letter_holding_its_topic_clipped_and_its_length
     assert state(parse(at_limit, b'{"occupancy": true}', NOW_MS, NOW_MS)).device == at_limit.split("/")[2]
 
 
+def test_a_device_named_too_long_for_a_topic_is_left_out_of_the_hubs_device_list() -> None:
+    room = 256 - len(f"telecare/{HOME}/")
+    listed = p("bridge/devices", [{"friendly_name": "d" * room}, {"friendly_name": "x" * 60_000},
+                                  {"friendly_name": "é" * (room // 2 + 1)}])
+    assert isinstance(listed, Message) and listed.kind is Kind.BRIDGE_DEVICES
+    assert [d["friendly_name"] for d in listed.body] == ["d" * room]
+
+
 def test_a_long_bridge_topic_or_detail_is_clipped_in_its_dead_letter() -> None:
     r = Rejected(Reason.BAD_TOPIC, "d" * 5000, "t" * 1000, b"p" * 1000, NOW_MS, HOME, "v" * 1000)
     assert (len(r.topic), r.topic_bytes, len(r.payload), len(r.detail), len(r.device or "")) == (
