@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from gateway.bootstrap import Gateway
+from gateway.config import Settings
 from gateway.metrics import IngestMetrics
 from gateway.mqtt_input import BrokerTrouble, MqttInput, MqttOptions, for_how_long
 from tests.services import Mosquitto, free_port
@@ -221,6 +223,28 @@ def test_a_lost_connection_is_logged_once_and_its_return_once(
     wait_for(lambda: metrics.sample("telecare_mqtt_connected") == 1)
     lines = trouble_lines(caplog)
     assert len(lines) == 2 and lines[1].startswith("connected again to the broker"), lines
+
+
+@pytest.mark.slow
+def test_the_gateway_serves_healthz_beside_metrics_and_it_follows_the_broker(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The whole gateway (ingest and worker process): the broker and journal checks are wired in."""
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    port = free_port()
+    gateway = Gateway(Settings(mqtt_url=f"mqtt://127.0.0.1:{port}", data_dir=tmp_path / "gw",  # type: ignore[call-arg]
+                               metrics_port=0))
+    gateway.start()
+    try:
+        assert gateway.metrics_port is not None
+        wait_for(lambda: trouble_lines(caplog))
+        assert "connection refused" in trouble_lines(caplog)[0]
+        status, body = healthz(gateway.metrics_port)
+        assert status == 503 and list(body["problems"]) == ["broker"], body  # type: ignore[call-overload]
+        with Mosquitto(tmp_path / "mosquitto", port=port):
+            wait_for(lambda: gateway.sample("telecare_mqtt_connected") == 1, timeout=20)
+            assert healthz(gateway.metrics_port) == (200, {"status": "ok", "problems": {}})
+    finally:
+        gateway.stop()
 
 
 class FakeMonotonic:
