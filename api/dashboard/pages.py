@@ -1,6 +1,8 @@
 """The coordinators' dashboard: server-rendered pages over the same sessions, rules and services as the API.
 
 Who needs attention comes first: residents with open alerts, most severe first, then homes that can't be seen.
+Devices nobody has said what they are for are noted on the caseload and listed on the resident's page, a button
+not set up first (its presses are raised as possible pendant presses until it is given the role pendant).
 Logging in issues the API's own token, kept in an HttpOnly cookie; acknowledging, resolving (with what was found)
 and recording the outcome of an alert that cleared by itself call the same services (and write the same audit rows)
 as ``POST /alerts/{id}/acknowledge``, ``/resolve`` and ``/outcome``. The baseline page reads the same stored JSON
@@ -18,9 +20,11 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from analytics.activity import ActivityTracker, activity_value
 from analytics.alerts import DEVICE_HEALTH, AlertKind, Outcome
+from analytics.watch.pendant import setting_up_needed, setting_up_urgency
 from api.audit import OUTCOME, RESOLVE, VIEW
 from api.dashboard.charts import Mark, daily_bars, day_timeline
 from api.deps import Clock, Principal, SessionDep, audit, get_principal, get_store, resident_for, visible_residents
@@ -32,7 +36,7 @@ from api.security import TOKEN_COOKIE, TOKEN_TTL, issue_token, revoke_token
 from api.throttle import TooManyLogins
 from gateway.alerting import outcomes, service
 from gateway.alerting.outbox import RESOLVED
-from gateway.db.models import DEFAULT_TIMEZONE, Alert, Home, Resident
+from gateway.db.models import DEFAULT_TIMEZONE, Alert, Device, Home, Resident
 from gateway.errors import StoreUnavailable
 from gateway.stores.readings.base import ReadingStore
 
@@ -112,6 +116,7 @@ def caseload(request: Request, principal: PagePrincipal, session: SessionDep, at
     open_alerts = list(session.scalars(select(Alert).where(Alert.resident_id.in_(ids), Alert.state != RESOLVED)
                                        .order_by(Alert.severity.desc(), Alert.raised_at))) if ids else []
     homes = {h.id: h for h in session.scalars(select(Home).where(Home.id.in_([r.home_id for r in residents])))}
+    not_set_up = _not_set_up(session, list(homes))
     by_resident: dict[int, list[Alert]] = {}
     for alert in open_alerts:
         by_resident.setdefault(alert.resident_id or 0, []).append(alert)
@@ -126,6 +131,8 @@ def caseload(request: Request, principal: PagePrincipal, session: SessionDep, at
             "severity": max((a.severity for a in alerts), default=0),
             "unseen": any(a.kind in UNSEEN for a in alerts) or (home is not None and home.hub_online is False),
             "last_heard": _when(home.last_seen, zone, at) if home and home.last_seen else None,
+            "not_set_up": len(not_set_up.get(r.home_id, [])),
+            "buttons_not_set_up": sum(1 for d in not_set_up.get(r.home_id, []) if d["urgent"]),
         })
     # Who needs attention now: the most severe open alert first, then homes that can't be seen, then the rest.
     rows.sort(key=lambda row: (-row["severity"], not row["unseen"], row["name"]))
@@ -154,6 +161,7 @@ def resident_page(request: Request, resident_id: int, principal: PagePrincipal, 
         "history": [_alert_view(a, zone, at) for a in alerts if a.state == RESOLVED][:20],
         "outcomes": OUTCOME_CHOICES,
         "today_chart": "", "day_charts": [], "store_error": None,
+        "not_set_up": _not_set_up(session, [resident.home_id]).get(resident.home_id, []),
     }
     try:
         context["today_chart"] = _today(store, resident.home_id, zone, local_today, at)
@@ -242,6 +250,26 @@ def spans(half_hours: list[str]) -> str:
         else:
             periods.append([m, m + 30])
     return ", ".join(f"{a // 60:02d}:{a % 60:02d}–{b // 60 % 24:02d}:{b % 60:02d}" for a, b in periods)
+
+
+def _not_set_up(session: Session, home_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """Per home, the devices that still need setting up, a button not set up first (``urgent``)."""
+    if not home_ids:
+        return {}
+    out: dict[str, list[dict[str, Any]]] = {}
+    # Only devices without a role, or buttons (a button may have the wrong one), can need setting up.
+    candidates = session.scalars(select(Device).where(Device.home_id.in_(home_ids),
+                                                      Device.role.is_(None) | (Device.kind == "button"))
+                                 .order_by(Device.name))
+    for device in candidates:
+        reason = setting_up_needed(device.kind, device.room, device.role)
+        if reason is not None:
+            out.setdefault(device.home_id, []).append({
+                "name": device.name, "kind": device.kind, "room": device.room, "role": device.role,
+                "reason": reason, "urgent": setting_up_urgency(device.kind, device.role) == 0})
+    for devices in out.values():
+        devices.sort(key=lambda d: not d["urgent"])  # stable: by name within each
+    return out
 
 
 def _back(alert: Alert, notice: str) -> Response:
