@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +18,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.clock import WallClock
-from gateway.config import load_settings
+from gateway.config import Settings, load_settings
 from gateway.db.migrate import upgrade
 from gateway.db.models import DeadLetter
 from gateway.db.session import make_engine, make_session_factory
@@ -155,3 +156,41 @@ def test_the_worker_purges_at_start_and_then_periodically(sessions: sessionmaker
     finally:
         stop.set()
         thread.join(timeout=10)
+
+
+def test_the_worker_runs_retention_with_the_configured_limits(tmp_path: Path) -> None:
+    from gateway.worker import Worker
+
+    settings = load_settings(data_dir=tmp_path, dead_letter_max_age_days=1, dead_letter_max_rows=50,
+                             dead_letter_max_per_home=7)
+    upgrade(settings.database_url)
+    worker = Worker(settings)
+    assert (worker.retention.limits.max_age_days, worker.retention.limits.max_rows,
+            worker.retention.limits.max_per_home) == (1, 50, 7)
+    sessions = make_session_factory(make_engine(settings.database_url))
+    now = datetime.now(UTC)
+    with sessions() as session, session.begin():
+        session.execute(insert(DeadLetter), [
+            {"journal_seq": i, "received_at": now - timedelta(days=2 if i < 3 else 0, seconds=i), "home_id": "h1",
+             "device": "d", "topic": "t", "reason": "invalid_json", "detail": "", "payload": "{"}
+            for i in range(12)])
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,))
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and "telecare_dead_letters_kept 7.0" not in _text(settings):
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+    text = _text(settings)
+    assert 'telecare_dead_letters_purged_total{rule="age"} 3.0' in text
+    assert 'telecare_dead_letters_purged_total{rule="home"} 2.0' in text
+    assert "telecare_dead_letters_kept 7.0" in text
+    assert "telecare_journal_bytes" in text
+
+
+def _text(settings: Settings) -> str:
+    path = settings.worker_metrics_path
+    return path.read_text() if path.exists() else ""
