@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     pushover_url: str = Field(DEFAULT_BASE_URL, description="Pushover's API, or a compatible one")
     pushover_token: SecretStr | None = Field(None, description="the Pushover application token")
     pushover_timeout_s: float = Field(10.0, gt=0)
+    delivery_deadline_urgent_s: int = Field(
+        900, ge=60, description="How long a high or emergency priority message is retried before the chain moves on")
+    delivery_deadline_s: int = Field(4 * 3600, ge=60, description="How long any other message is retried")
+    delivery_concurrency: int = Field(4, ge=1, le=32, description="Messages sent at once (one per recipient)")
     db_url: str | None = Field(None, description="Operational database; default a SQLite file in data_dir")
     spool_dir: Path | None = Field(None, description="The journal (durable hand-off and spool); default data_dir")
     spool_max_entries: int = Field(5_000_000, ge=1000, description="Past this, the gateway stops acknowledging")

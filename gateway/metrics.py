@@ -156,6 +156,21 @@ class WorkerMetrics:
                                     ["action", "kind"], registry=r)
         self.notifications_pending = Gauge("telecare_notifications_pending",
                                            "Notifications in the outbox not yet sent", registry=r)
+        # Delivery (issue 11): set by the dispatcher (gateway.alerting.dispatcher).
+        self.notifications_oldest_pending = Gauge(
+            "telecare_notifications_oldest_pending_seconds",
+            "Age of the oldest notification not yet sent (0 when none)", registry=r)
+        self.notifications_failed = Counter(
+            "telecare_notifications_failed", "Notifications given up, by reason (refused by Pushover, expired "
+            "past their retry deadline, internal error)", ["reason"], registry=r)
+        self.notifications_fallback = Counter(
+            "telecare_notifications_fallback",
+            "Notifications sent to the console and log because Pushover refused the application token", registry=r)
+        self.alerts_unrouted = Gauge("telecare_alerts_unrouted", "Open alerts with nobody to notify", registry=r)
+        self.pushover_token_invalid = Gauge("telecare_pushover_token_invalid",
+                                            "1 while Pushover refuses the application token", registry=r)
+        self.dispatcher_errors = Counter("telecare_dispatcher_errors", "Dispatcher rounds that failed (retried)",
+                                         registry=r)
         # Retention (issue 11): what the worker deletes to keep the disk bounded, and what it keeps.
         self.dead_letters_purged = Counter(
             "telecare_dead_letters_purged", "Dead letters deleted by retention, by rule (age, home, total)",

@@ -5,7 +5,8 @@ Endpoints: ``POST /1/messages.json``, ``GET /1/receipts/{receipt}.json?token=``,
 Pushover takes them; answers are Pushover's JSON with its statuses and error texts (HTTP 400 with
 ``{"status": 0, "errors": [...], "<param>": "invalid"}``; 404 for an unknown receipt). Every accepted message is
 recorded in :attr:`PushoverServer.messages`; priority 2 messages get a receipt that the test can acknowledge or
-expire. Knobs: :meth:`fail_next` (429 or 5xx for the next N requests) and :attr:`delay_s` (answer slowly).
+expire. Knobs: :meth:`fail_next` (429 or 5xx for the next N requests), :meth:`recover` (forget the failures
+still queued), :attr:`delay_s` (answer slowly) and :attr:`slow_users` (answer slowly for those user keys only).
 Messages answers carry the ``X-Limit-App-*`` headers.
 """
 
@@ -64,6 +65,7 @@ class PushoverServer:
     users: set[str] = field(default_factory=lambda: {"u" * 30})
     app_limit: int = 10000
     delay_s: float = 0.0
+    slow_users: dict[str, float] = field(default_factory=dict)  # user key → seconds to wait before answering
     messages: list[dict[str, str]] = field(default_factory=list)
     receipts: dict[str, Receipt] = field(default_factory=dict)
     requests: list[tuple[str, str]] = field(default_factory=list)  # (method, path) of every request
@@ -108,6 +110,11 @@ class PushoverServer:
         headers = {} if retry_after is None else {"Retry-After": f"{retry_after:g}"}
         with self._lock:
             self._failures.extend([(status, headers)] * n)
+
+    def recover(self) -> None:
+        """The outage is over: answer normally from now on."""
+        with self._lock:
+            self._failures.clear()
 
     def acknowledge(self, receipt: str, by_user: str, device: str = "phone") -> None:
         with self._lock:
@@ -159,6 +166,8 @@ class _Handler(BaseHTTPRequestHandler):
         server.requests.append((method, parts.path))
         if server.delay_s:
             time.sleep(server.delay_s)
+        if form.get("user") in server.slow_users:
+            time.sleep(server.slow_users[form["user"]])
         failure = server._next_failure()
         if failure is not None:
             status, headers = failure

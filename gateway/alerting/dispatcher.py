@@ -9,7 +9,22 @@ Each notification is sent in three steps, each its own transaction around the on
 
 A crash between 1 and 3 leaves the row in ``sending``: the message may or may not have gone. A dispatcher
 starting finds such rows and sends them again, noting it in the timeline: delivery is at least once (a carer may
-rarely get the same alert twice; an alert is never lost). Only one dispatcher may run per database.
+rarely get the same alert twice; an alert is never lost).
+
+Delivery failures are neither silent nor slow (docs/alerting.md, "Delivery"):
+
+* each message has a retry deadline (``retry_deadline_urgent_s`` for high and emergency priority, else
+  ``retry_deadline_s``, from when it was queued): past it, or when the next attempt would fall past it, the
+  message is given up as expired and the chain moves on at once, so an outage of hours never ends in a burst
+  of stale alerts;
+* an application token that Pushover refuses is not the recipient's fault: the message goes to the fallback
+  notifier (console and log) instead, the chain runs on its usual timer, and operators get an ERROR line and
+  ``telecare_pushover_token_invalid``;
+* sends run on a small pool (``max_concurrent_sends``), one at a time per recipient (their messages keep their
+  order), so one slow recipient holds up nobody else;
+* only one dispatcher per database sends (:class:`~gateway.alerting.guards.DispatcherLock`);
+* a jump of the gateway's clock moves the open deadlines by as much
+  (:class:`~gateway.alerting.guards.ClockJumpDetector`).
 """
 
 from __future__ import annotations
@@ -18,15 +33,17 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway.alerting import escalation, service
-from gateway.alerting.errors import AlertError
-from gateway.alerting.notifiers import Notifier, Outgoing
+from gateway.alerting import escalation
+from gateway.alerting.guards import ClockJumpDetector, DispatcherLock, TokenAlarm, outbox_health, shift_deadlines
+from gateway.alerting.notifiers import LogNotifier, Notifier, Outgoing
 from gateway.alerting.outbox import (
     ALERT,
     ALERTING,
@@ -34,11 +51,7 @@ from gateway.alerting.outbox import (
     FAILED,
     NOTIFIED,
     PENDING,
-    R_ACKNOWLEDGED,
     R_CANCEL,
-    R_CANCELLED,
-    R_EXPIRED,
-    R_GONE,
     R_OPEN,
     RAISED,
     SENDING,
@@ -46,12 +59,17 @@ from gateway.alerting.outbox import (
     UNACKNOWLEDGED,
     timeline,
 )
-from gateway.alerting.policy import EMERGENCY, sendable_priority
-from gateway.clock import Clock
+from gateway.alerting.policy import EMERGENCY, HIGH, sendable_priority
+from gateway.alerting.receipts import ReceiptFollower
+from gateway.clock import Clock, WallClock
 from gateway.db.models import Alert, Notification, Recipient
+from gateway.metrics import WorkerMetrics
 from gateway.notify.errors import GiveUp, Retry
 
-__all__ = ["Dispatcher"]
+if TYPE_CHECKING:
+    from gateway.config import Settings
+
+__all__ = ["Dispatcher", "dispatcher_options"]
 
 log = logging.getLogger("telecare.alerting")
 T = TypeVar("T")
@@ -60,12 +78,31 @@ MAX_PASSES = 20  # escalate/send rounds per run_once (a GiveUp escalates at once
 MAX_SENDS_PER_PASS = 200
 
 
-class Dispatcher:
+def dispatcher_options(settings: Settings) -> dict[str, Any]:
+    """The dispatcher's keyword arguments from the gateway's settings (``Dispatcher(..., **dispatcher_options(s))``)."""
+    return {"retry_deadline_urgent_s": settings.delivery_deadline_urgent_s,
+            "retry_deadline_s": settings.delivery_deadline_s,
+            "max_concurrent_sends": settings.delivery_concurrency}
+
+
+@dataclass(frozen=True, slots=True)
+class _Delivery:
+    """What one send came to, handed from the pool's thread back to the dispatcher's."""
+
+    receipt: str | None = None
+    error: Exception | None = None
+    via: str = ""
+    token_refused: str | None = None  # Pushover refused the application token: sent to the fallback instead
+
+
+class Dispatcher(ReceiptFollower):
     """Does the alerting's due work; ``run_once`` for tests and callers with their own loop, ``run`` for a thread.
 
     ``emergency_allowed=False`` sends emergency messages at high priority instead (accelerated runs: Pushover's
     retry/expire run on wall time). Back-off on Retry is ``backoff_s[0]`` doubling to ``backoff_s[1]``, or what
-    the server asked (``Retry-After``) up to ``max_retry_after_s``; all in the clock's seconds.
+    the server asked (``Retry-After``) up to ``max_retry_after_s``; all in the clock's seconds. ``monotonic``
+    (default: ``time.monotonic`` on a :class:`~gateway.clock.WallClock`, None otherwise) detects clock jumps.
+    ``metrics`` receives the delivery metrics (a registry of its own when not given).
     """
 
     def __init__(
@@ -81,7 +118,18 @@ class Dispatcher:
         backoff_s: tuple[float, float] = (5.0, 300.0),
         max_retry_after_s: float = 3600.0,
         idle_poll_s: float = 1.0,  # wall seconds: how often ``run`` looks for work written by other processes
+        retry_deadline_urgent_s: float = 900.0,  # high and emergency priority: 15 min, then the chain moves on
+        retry_deadline_s: float = 4 * 3600.0,  # everything else
+        max_concurrent_sends: int = 4,
+        fallback: Notifier | None = None,  # where messages go while Pushover refuses the token (default: the log)
+        token_recheck_s: float = 300.0,  # wall seconds between asking Pushover again about a refused token
+        metrics: WorkerMetrics | None = None,
+        monotonic: Callable[[], float] | None = None,
+        clock_jump_tolerance_s: float = 30.0,
+        observe_every_s: float = 5.0,  # wall seconds between the outbox's gauges (a few counts)
     ) -> None:
+        if max_concurrent_sends < 1:
+            raise ValueError("max_concurrent_sends must be at least 1")
         self._sessions = sessions
         self.notifier = notifier
         self.clock = clock
@@ -92,6 +140,19 @@ class Dispatcher:
         self.backoff_s = backoff_s
         self.max_retry_after_s = max_retry_after_s
         self.idle_poll_s = idle_poll_s
+        self.retry_deadline_urgent = timedelta(seconds=retry_deadline_urgent_s)
+        self.retry_deadline = timedelta(seconds=retry_deadline_s)
+        self.max_concurrent_sends = max_concurrent_sends
+        self.fallback = fallback or LogNotifier()
+        self.metrics = metrics or WorkerMetrics()
+        self.observe_every_s = observe_every_s
+        self._observed_at: float | None = None
+        self._token = TokenAlarm(token_recheck_s)
+        if monotonic is None and isinstance(clock, WallClock):
+            monotonic = time.monotonic
+        self._jumps = ClockJumpDetector(monotonic, clock_jump_tolerance_s)
+        bind = sessions.kw.get("bind")
+        self._lock = DispatcherLock(bind) if bind is not None else None
         self._recovered = False
         self._wake = threading.Event()
 
@@ -100,17 +161,24 @@ class Dispatcher:
     def run_once(self) -> float | None:
         """Do all due work; returns the clock seconds until the next known due work (None: nothing scheduled)."""
         try:
+            if self._lock is not None and not self._lock.held():
+                self._recovered = False  # whoever held the lock may have left rows in ``sending``
+                return None
             if not self._recovered:
                 self._recover()
                 self._recovered = True
+            self._follow_clock_jump()
             # Receipts first: an acknowledgement learned now stops an escalation due now.
             self._poll_receipts()
             for _ in range(MAX_PASSES):
+                self._expire_overdue()
                 escalated = self._escalate_due()
                 sent = self._send_due()
                 if not (escalated or sent):
                     break
             self._cancel_receipts()
+            if self._observed_at is None or time.monotonic() - self._observed_at >= self.observe_every_s:
+                self.observe()
             return self._next_due()
         except BaseException:
             # A row may be left in ``sending`` (the outcome's commit failed): look again next time.
@@ -123,9 +191,25 @@ class Dispatcher:
             try:
                 delay = self.run_once()
             except Exception:
+                self.metrics.dispatcher_errors.inc()
                 log.exception("alerting: dispatcher failed; trying again")
                 delay = None
             self._pause(stop, delay)
+        self.close()
+
+    def close(self) -> None:
+        """Let another dispatcher take over (the PostgreSQL lock's connection is closed)."""
+        if self._lock is not None:
+            self._lock.release()
+
+    def observe(self) -> None:
+        """Set the outbox's gauges: pending messages, the oldest one's age, unrouted alerts, the token alarm."""
+        health = self._tx(outbox_health, self._now())
+        self.metrics.notifications_pending.set(health.pending)
+        self.metrics.notifications_oldest_pending.set(health.oldest_pending_s)
+        self.metrics.alerts_unrouted.set(health.unrouted)
+        self.metrics.pushover_token_invalid.set(1 if self._token.raised else 0)
+        self._observed_at = time.monotonic()
 
     def wake(self) -> None:
         """New work was committed (an alert raised, acknowledged ...): look now rather than at the next poll."""
@@ -183,34 +267,113 @@ class Dispatcher:
             self._tx(escalate, alert_id)
         return bool(ids)
 
+    def _follow_clock_jump(self) -> None:
+        jump_s = self._jumps.jump_s(self.clock.now_ms() / 1000)
+        if jump_s:
+            moved = self._tx(shift_deadlines, timedelta(seconds=jump_s))
+            log.warning("alerting: the gateway clock jumped %+.0fs; %d open deadline(s) moved by as much, so each "
+                        "keeps the time it had left", jump_s, moved)
+
+    def _deadline(self, priority: int) -> timedelta:
+        return self.retry_deadline_urgent if priority >= HIGH else self.retry_deadline
+
+    def _expire_overdue(self) -> None:
+        """Messages still unsent past their retry deadline (an outage, a restart after hours): give them up now
+        rather than send them late, and move their chains on."""
+        now = self._now()
+        overdue = Notification.state == PENDING, or_(
+            and_(Notification.priority >= HIGH, Notification.created_at <= now - self.retry_deadline_urgent),
+            and_(Notification.priority < HIGH, Notification.created_at <= now - self.retry_deadline))
+        ids = self._tx(lambda s: list(s.scalars(select(Notification.id).where(*overdue).order_by(Notification.id))))
+        for notification_id in ids:
+            self._tx(self._expire_if_pending, notification_id)
+
+    def _expire_if_pending(self, s: Session, notification_id: int) -> None:
+        n, _, _ = self._load(s, notification_id)
+        if n.state == PENDING:  # nobody (acknowledge, another pass) changed it meanwhile
+            self._failed(s, notification_id, self._expiry_reason(n), expired=True)
+
+    def _expiry_reason(self, n: Notification) -> str:
+        minutes = self._deadline(n.priority).total_seconds() / 60
+        last = f" (last error: {n.last_error})" if n.last_error else ""
+        return f"expired: not delivered within {minutes:g} min{last}"
+
     def _send_due(self) -> bool:
+        """Claim and send due messages on a small pool, at most one at a time per recipient; outcomes are
+        recorded here, on the dispatcher's thread, as each send ends."""
         sent = 0
-        while sent < MAX_SENDS_PER_PASS:
-            claimed = self._tx(self._claim)
-            if claimed is None:
-                break
-            notification_id, outgoing = claimed
-            sent += 1
-            try:
-                receipt = self.notifier.send(outgoing)
-            except Retry as e:
-                self._tx(self._retry, notification_id, e)
-            except GiveUp as e:
-                self._tx(self._failed, notification_id, e.reason)
-            except Exception as e:  # a bug must not make a poison message that blocks the outbox
-                log.exception("alerting: notification %s could not be sent", notification_id)
-                self._tx(self._failed, notification_id, f"internal error: {e!r}")
-            else:
-                self._tx(self._sent, notification_id, receipt)
+        in_flight: dict[Future[_Delivery], tuple[int, int]] = {}  # → (notification id, recipient id)
+        pool: ThreadPoolExecutor | None = None
+        try:
+            while True:
+                while len(in_flight) < self.max_concurrent_sends and sent < MAX_SENDS_PER_PASS:
+                    busy = {recipient_id for _, recipient_id in in_flight.values()}
+                    claimed = self._tx(self._claim, busy)
+                    if claimed is None:
+                        break
+                    notification_id, recipient_id, outgoing = claimed
+                    if pool is None:
+                        pool = ThreadPoolExecutor(self.max_concurrent_sends, thread_name_prefix="send")
+                    in_flight[pool.submit(self._deliver, outgoing)] = (notification_id, recipient_id)
+                    sent += 1
+                if not in_flight:
+                    break
+                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    notification_id, _ = in_flight.pop(future)
+                    self._record(notification_id, future.result())  # a BaseException (the process dying) rises
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True)
         return sent > 0
 
-    def _claim(self, s: Session) -> tuple[int, Outgoing] | None:
+    def _deliver(self, outgoing: Outgoing) -> _Delivery:
+        """On a pool thread: send through the notifier, or through the fallback while the token is refused."""
+        refused = "Pushover refused the application token earlier"
+        if not self._token.skip_pushover():
+            try:
+                return _Delivery(receipt=self.notifier.send(outgoing), via=self.notifier.name)
+            except GiveUp as e:
+                if "token" not in e.invalid:
+                    return _Delivery(error=e)
+                refused = e.reason
+            except Exception as e:  # classified on the dispatcher's thread
+                return _Delivery(error=e)
+        try:
+            self.fallback.send(outgoing)
+        except Exception as e:
+            return _Delivery(error=e, token_refused=refused)
+        return _Delivery(via=self.fallback.name, token_refused=refused)
+
+    def _record(self, notification_id: int, delivery: _Delivery) -> None:
+        if delivery.token_refused is not None:
+            self._token.refused(delivery.token_refused)
+            self.metrics.pushover_token_invalid.set(1)
+        elif delivery.error is None or isinstance(delivery.error, Retry):
+            self._token.accepted()
+            self.metrics.pushover_token_invalid.set(0)
+        error = delivery.error
+        if error is None:
+            self._tx(self._sent, notification_id, delivery.receipt, delivery.via, delivery.token_refused)
+            if delivery.token_refused is not None:
+                self.metrics.notifications_fallback.inc()
+        elif isinstance(error, Retry):
+            self._tx(self._retry, notification_id, error)
+        elif isinstance(error, GiveUp):
+            self._tx(self._failed, notification_id, error.reason)
+        else:  # a bug must not make a poison message that blocks the outbox
+            log.error("alerting: notification %s could not be sent", notification_id, exc_info=error)
+            self._tx(self._failed, notification_id, f"internal error: {error!r}")
+
+    def _claim(self, s: Session, busy_recipients: set[int]) -> tuple[int, int, Outgoing] | None:
         now = self._now()
-        n = s.scalars(select(Notification).where(
+        query = select(Notification).where(
             Notification.state == PENDING,
             or_(Notification.next_attempt_at.is_(None), Notification.next_attempt_at <= now))
-            .order_by(Notification.priority.desc(), Notification.id).limit(1)
-            .with_for_update(skip_locked=True)).first()
+        if busy_recipients:  # their next message waits for the one in flight: a recipient's messages keep order
+            query = query.where(Notification.recipient_id.not_in(busy_recipients))
+        n = s.scalars(query.order_by(Notification.priority.desc(), Notification.id).limit(1)
+                      .with_for_update(skip_locked=True)).first()
         if n is None:
             return None
         recipient = s.get(Recipient, n.recipient_id)
@@ -218,24 +381,29 @@ class Dispatcher:
         n.state, n.attempts = SENDING, n.attempts + 1
         priority = sendable_priority(n.priority, self.emergency_allowed)
         emergency = priority == EMERGENCY
-        return n.id, Outgoing(
+        return n.id, recipient.id, Outgoing(
             recipient=recipient.name, user_key=recipient.pushover_user_key, device=recipient.pushover_device,
             title=n.title, message=n.message, priority=priority,
             retry_s=self.emergency_retry_s if emergency else None,
             expire_s=self.emergency_expire_s if emergency else None)
 
-    def _sent(self, s: Session, notification_id: int, receipt: str | None) -> None:
+    def _sent(self, s: Session, notification_id: int, receipt: str | None, via: str,
+              token_refused: str | None = None) -> None:
         now = self._now()
         n, alert, recipient = self._load(s, notification_id)
         n.state, n.sent_at, n.next_attempt_at, n.receipt = SENT, now, None, receipt
+        if token_refused is not None:
+            n.last_error = f"Pushover refused the application token ({token_refused}): sent to the {via} instead"
         if receipt is not None:
             # Acknowledged or resolved while we were sending: stop Pushover repeating it.
             n.receipt_state = R_OPEN if alert.state in UNACKNOWLEDGED else R_CANCEL
         if n.purpose in ALERTING and alert.state == RAISED:
             alert.state = NOTIFIED
         timeline(s, alert, now, "notified", f"{n.purpose}, step {n.step}, priority "
-                 f"{sendable_priority(n.priority, self.emergency_allowed)}, via {self.notifier.name}"
-                 + (f" (attempt {n.attempts})" if n.attempts > 1 else ""), who=recipient.name)
+                 f"{sendable_priority(n.priority, self.emergency_allowed)}, via {via}"
+                 + (f" (attempt {n.attempts})" if n.attempts > 1 else "")
+                 + (" because Pushover refused the application token" if token_refused is not None else ""),
+                 who=recipient.name)
 
     def _retry(self, s: Session, notification_id: int, error: Retry) -> None:
         now = self._now()
@@ -245,18 +413,29 @@ class Dispatcher:
         else:
             delay = min(self.backoff_s[0] * 2 ** (n.attempts - 1), self.backoff_s[1])
         delay = max(delay, 1.0)
-        n.state, n.next_attempt_at, n.last_error = PENDING, now + timedelta(seconds=delay), error.reason
+        n.last_error = error.reason
+        if now + timedelta(seconds=delay) >= n.created_at + self._deadline(n.priority):
+            # The next attempt would come too late to be of use: the chain moves on now.
+            self._failed(s, notification_id, self._expiry_reason(n), expired=True)
+            return
+        n.state, n.next_attempt_at = PENDING, now + timedelta(seconds=delay)
         if n.attempts == 1:  # once in the timeline; the row keeps the count and the latest error
             timeline(s, alert, now, "delayed", f"{error.reason}; trying again", who=recipient.name)
         log.warning("alerting: notification %s to %s not sent (%s); retry in %.0fs", n.id, recipient.name,
                     error.reason, delay)
 
-    def _failed(self, s: Session, notification_id: int, reason: str) -> None:
+    def _failed(self, s: Session, notification_id: int, reason: str, *, expired: bool = False) -> None:
+        """Given up: refused by Pushover, a bug, or (``expired``) past the retry deadline. The row is ``failed``
+        either way (the escalation message then says the person could not be reached); the timeline and the
+        metric say which."""
         now = self._now()
         n, alert, recipient = self._load(s, notification_id)
         n.state, n.next_attempt_at, n.last_error = FAILED, None, reason
-        timeline(s, alert, now, "failed", f"{n.purpose} could not be delivered: {reason}", who=recipient.name)
-        log.error("alerting: notification %s to %s failed: %s", n.id, recipient.name, reason)
+        what = "expired" if expired else "failed"
+        timeline(s, alert, now, what, f"{n.purpose} could not be delivered: {reason}", who=recipient.name)
+        log.error("alerting: notification %s to %s given up: %s", n.id, recipient.name, reason)
+        metric_reason = "expired" if expired else "internal" if reason.startswith("internal error") else "refused"
+        self.metrics.notifications_failed.labels(metric_reason).inc()
         if n.purpose in (ALERT, ESCALATION) and alert.state in UNACKNOWLEDGED and n.step == alert.escalation_step:
             escalation.advance(s, alert, now, f"{recipient.name} could not be reached")
 
@@ -269,65 +448,6 @@ class Dispatcher:
         recipient = s.get(Recipient, n.recipient_id)
         assert recipient is not None  # foreign key
         return n, alert, recipient
-
-    # --- emergency receipts -----------------------------------------------------------------------------------
-
-    def _due_receipts(self, s: Session, receipt_state: str, now: datetime) -> list[tuple[int, str]]:
-        query = select(Notification.id, Notification.receipt).where(
-            Notification.receipt_state == receipt_state,
-            or_(Notification.receipt_checked_at.is_(None),
-                Notification.receipt_checked_at <= now - self.poll_receipts_every))
-        if receipt_state == R_OPEN:
-            query = query.join(Alert, Alert.id == Notification.alert_id).where(Alert.state.in_(UNACKNOWLEDGED))
-        return [(i, r) for i, r in s.execute(query.order_by(Notification.id)) if r]
-
-    def _cancel_receipts(self) -> None:
-        now = self._now()
-        for notification_id, receipt in self._tx(self._due_receipts, R_CANCEL, now):
-            try:
-                self.notifier.cancel(receipt)
-            except Retry as e:
-                log.warning("alerting: cannot cancel receipt of notification %s yet: %s", notification_id, e)
-                self._tx(self._checked, notification_id, now, None, "")
-                continue
-            except GiveUp as e:
-                log.info("alerting: receipt of notification %s is gone: %s", notification_id, e)
-            self._tx(self._checked, notification_id, now, R_CANCELLED, "emergency message stopped repeating")
-
-    def _poll_receipts(self) -> None:
-        now = self._now()
-        for notification_id, receipt in self._tx(self._due_receipts, R_OPEN, now):
-            try:
-                status = self.notifier.receipt(receipt)
-            except Retry as e:
-                log.warning("alerting: cannot poll receipt of notification %s: %s", notification_id, e)
-                self._tx(self._checked, notification_id, now, None, "")
-            except GiveUp as e:
-                self._tx(self._checked, notification_id, now, R_GONE, e.reason)
-            else:
-                if status.acknowledged:
-                    self._tx(self._acknowledged, notification_id, now)
-                elif status.expired:
-                    self._tx(self._checked, notification_id, now, R_EXPIRED, "emergency message expired unanswered")
-                else:
-                    self._tx(self._checked, notification_id, now, None, "")
-
-    def _checked(self, s: Session, notification_id: int, now: datetime, receipt_state: str | None,
-                 detail: str) -> None:
-        n, alert, recipient = self._load(s, notification_id)
-        n.receipt_checked_at = now
-        if receipt_state is not None:
-            n.receipt_state = receipt_state
-            timeline(s, alert, now, f"receipt {receipt_state}", detail, who=recipient.name)
-
-    def _acknowledged(self, s: Session, notification_id: int, now: datetime) -> None:
-        n, alert, recipient = self._load(s, notification_id)
-        n.receipt_checked_at, n.receipt_state = now, R_ACKNOWLEDGED
-        try:
-            service.acknowledge(s, alert.id, recipient.name, "acknowledged in Pushover", now,
-                                recipient_id=recipient.id)
-        except AlertError as e:  # someone else was first: nothing more to do
-            log.info("alerting: receipt acknowledgement of alert %s by %s: %s", alert.id, recipient.name, e)
 
     # --- when next ------------------------------------------------------------------------------------------
 

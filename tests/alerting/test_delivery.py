@@ -88,7 +88,7 @@ def test_a_restart_mid_escalation_resumes_without_losing_or_repeating(
     first.run_once()
     clock.advance(minutes=10)
     first.run_once()
-    del first  # the gateway stops
+    first.close()  # the gateway stops (its database connections, and the dispatcher lock, go with it)
 
     clock.advance(minutes=10)  # ... and is back 20 minutes after the alert: step 2 is overdue
     engine = make_engine(db_url)
@@ -135,6 +135,7 @@ def test_a_crash_between_sending_and_recording_sends_again_once(
     [alert_id] = apply(sessions, clock, event(clock=clock))
     with pytest.raises(Crash):
         crashing.run_once()
+    crashing.close()  # the process is gone, and its database connections with it
     [n] = notifications(sessions, alert_id)
     assert n.state == "sending"
 
