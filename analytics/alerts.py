@@ -28,12 +28,13 @@ class AlertKind(StrEnum):
     CANT_SEE = "cant_see"
     SENSOR_SILENT = "sensor_silent"
     LOW_BATTERY = "low_battery"
+    HUB_MISBEHAVING = "hub_misbehaving"  # the hub went past a per-home quota (gateway.quotas): its excess refused
     # Not an alert: a notice told to whoever follows the resident (back from a planned absence)
     RETURNED = "returned"
 
 
 DEVICE_HEALTH = frozenset({AlertKind.HUB_OFFLINE, AlertKind.CANT_SEE, AlertKind.SENSOR_SILENT,
-                           AlertKind.LOW_BATTERY})
+                           AlertKind.LOW_BATTERY, AlertKind.HUB_MISBEHAVING})
 HUB_SUBJECT = "hub"
 
 

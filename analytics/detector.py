@@ -132,6 +132,12 @@ class HomeDetector:
         self.health.availability(self.state, max(time_ms, self.state.now_ms or time_ms), device, online)
         return self.state.take()
 
+    def hub_misbehaving(self, time_ms: int, message: str) -> list[AlertEvent]:
+        """The gateway refused some of the hub's messages past a per-home quota; ``message`` says which."""
+        self._advance(time_ms)
+        self.health.quota(self.state, max(time_ms, self.state.now_ms or time_ms), message)
+        return self.state.take()
+
     def set_absences(self, absences: Iterable[tuple[int, int | None]]) -> None:
         """Planned absences (holiday, hospital) as (start, end or None) epoch milliseconds."""
         self.state.absences = sorted(absences)

@@ -15,6 +15,7 @@ from gateway.ingest import Ingest
 from gateway.journal import Journal
 from gateway.metrics import IngestMetrics
 from gateway.mqtt_input import MqttInput, MqttOptions
+from gateway.quotas import stored_quotas
 from gateway.worker import CONSUMERS, WorkerSupervisor
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ class Gateway:
             self.journal.register(name)  # before the first append, so trimming waits for the worker
         limits = Limits(max_payload_bytes=s.max_payload_bytes, max_future_ms=s.max_future_s * 1000)
         self.ingest = Ingest(self.journal, self.clock, self.metrics, root=s.mqtt_topic_root, limits=limits,
-                             batch_max=s.batch_max, linger_s=s.linger_ms / 1000)
+                             batch_max=s.batch_max, linger_s=s.linger_ms / 1000, quotas=stored_quotas(s))
         self.mqtt = MqttInput(
             MqttOptions(url=s.mqtt_url, client_id=s.mqtt_client_id, topics=self.topics(),
                         session_expiry_s=s.mqtt_session_expiry_s, protocol=s.mqtt_protocol,

@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     max_future_s: int = Field(300, ge=0, description="How far ahead of the clock an event time may be")
     batch_max: int = Field(5000, ge=1, description="Most messages committed to the journal at once")
     linger_ms: int = Field(20, ge=0, description="How long a batch waits to fill before committing")
+    # Per-home quotas (gateway.quotas): what one hub can make the gateway keep. Past one, the excess is refused.
+    quota_devices_per_home: int = Field(200, ge=1, description="Most device names kept per home")
+    quota_new_devices_per_hour: int = Field(50, ge=1, description="Most new device names taken per home per hour")
+    quota_dead_letters_per_hour: int = Field(100, ge=0, description="Most dead letters kept per home per hour")
     dead_letter_max_age_days: float = Field(14.0, gt=0, description="Older dead letters are deleted")
     dead_letter_max_rows: int = Field(100_000, ge=1, description="Past this, the oldest dead letters are deleted")
     dead_letter_max_per_home: int = Field(10_000, ge=1, description="Past this, a home's oldest are deleted")

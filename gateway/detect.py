@@ -94,7 +94,8 @@ class DetectorConsumer:
                         tick(entry.time_ms, float(entry.body.get("speed", 1.0)))
                     events += self._advance_all(entry.time_ms, touched)
                     continue
-                if entry.home is None or entry.kind not in (Kind.STATE, Kind.BRIDGE_STATE, Kind.AVAILABILITY):
+                if entry.home is None or entry.kind not in (Kind.STATE, Kind.BRIDGE_STATE, Kind.AVAILABILITY,
+                                                            Kind.QUOTA):
                     continue
                 detector = self._detector(session, entry.home)
                 if entry.seq <= self.seen_seq.get(entry.home, 0):
@@ -103,6 +104,8 @@ class DetectorConsumer:
                     if entry.kind == Kind.AVAILABILITY:  # a device on or off line, as the hub sees it
                         events += detector.availability(entry.time_ms, entry.device or "",
                                                         bool(entry.body.get("online")))
+                    elif entry.kind == Kind.QUOTA:  # the ingest refused some of the hub's messages (gateway.quotas)
+                        events += detector.hub_misbehaving(entry.time_ms, str(entry.body.get("what", "")))
                     else:
                         events += self._feed(detector, entry)
                 except Exception:  # one reading a detector cannot take must not stop every home's watch

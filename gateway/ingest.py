@@ -34,6 +34,7 @@ from gateway.contract import (
 from gateway.hub_clocks import ClockWatch, HubClocks
 from gateway.journal import Journal, NewEntry
 from gateway.metrics import IngestMetrics
+from gateway.quotas import HomeQuotas, QuotaGate
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ Ack = Callable[[int, int], None]  # (mid, qos)
 class Ingest:
     def __init__(self, journal: Journal, clock: Clock, metrics: IngestMetrics, *, root: str = "telecare",
                  limits: Limits = DEFAULT_LIMITS, batch_max: int = 5000, linger_s: float = 0.02,
-                 clock_check_s: float = 60.0) -> None:
+                 clock_check_s: float = 60.0, quotas: HomeQuotas | None = None) -> None:
         self.journal = journal
         self.clock = clock
         self.metrics = metrics
@@ -56,6 +57,7 @@ class Ingest:
         self._wake = threading.Event()
         self._dead_log = _RateLimitedLog(per_minute=60)
         self.clock_watch = ClockWatch(HubClocks(limits.max_future_ms), metrics, check_every_s=clock_check_s)
+        self.quotas = QuotaGate(quotas or HomeQuotas(), metrics.quota_dropped)  # per-home bounds, before storing
 
     def offer(self, mid: int, qos: int, topic: str, payload: bytes) -> None:
         """Called from the MQTT network thread: keep it thin."""
@@ -109,6 +111,8 @@ class Ingest:
             except Exception as e:  # a bug in the parser must not stop the stream
                 log.exception("parser failed on %s", clip_utf8(topic, DEAD_LETTER_TOPIC_BYTES))
                 parsed = Rejected(Reason.PARSER_ERROR, f"{type(e).__name__}: {e}", topic, payload, received_ms)
+            if (parsed := self.quotas.judge(parsed, entries)) is None:
+                continue  # refused by a per-home quota: counted, acknowledged with the batch, not stored
             if type(parsed) is Message:
                 if parsed.kind is Kind.CLOCK:
                     now_ms = max(now_ms, parsed.time_ms)

@@ -42,6 +42,11 @@ class IngestMetrics:
                                 registry=r)
         self.ignored = Counter("telecare_messages_ignored", "Messages inside the contract with no use here",
                                registry=r)
+        # Per-home quotas (gateway.quotas): labelled by quota only, as a label per home would let hostile homes grow
+        # the metrics without bound; the home is in the log.
+        self.quota_dropped = Counter("telecare_quota_dropped",
+                                     "Messages refused by a per-home quota (counted, acknowledged, not stored)",
+                                     ["quota"], registry=r)
         # Clock skew (issue 11): a hub's clock never costs a reading, but it is shown.
         self.readings_retimed = Counter(
             "telecare_readings_retimed",

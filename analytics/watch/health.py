@@ -1,5 +1,5 @@
 """The devices' health: the hub offline (``hub_offline``), the home unseen (``cant_see``), one device silent
-(``sensor_silent``), a battery running down (``low_battery``).
+(``sensor_silent``), a battery running down (``low_battery``), the hub past a per-home quota (``hub_misbehaving``).
 
 Device-health alerts are one per device (or the hub) and kind. "Can't see" needs evidence (DESIGN.md:
 uncertainty escalates, it never suppresses): the hub says offline (that is ``hub_offline``), the hub says every
@@ -20,10 +20,16 @@ from analytics.localtime import MINUTE_MS, duration
 from analytics.silence import SilenceWatch
 from analytics.watch.base import Day, DetectorConfig, HomeState, Reading, describe
 
+# hub_misbehaving clears once the hub has kept within its quotas for an hour. The ingest reports a home's refusals
+# at most once an hour while they go on, so two hours without a report prove an hour without one.
+QUOTA_CLEAR_MS = 2 * 60 * MINUTE_MS
+
 
 class Health:
     name: ClassVar[str] = "health"
     version: ClassVar[int] = 2
+    # A class default rather than set in __init__: checkpoints pickled before it existed load without relearning.
+    misbehaving_ms: int | None = None  # the last report of the hub going past a per-home quota, while it is open
 
     def __init__(self, config: DetectorConfig) -> None:
         self.config = config
@@ -68,6 +74,16 @@ class Health:
                                "watched, and an inactivity alert follows at the resident's usual limit.")
         self._publish(home)
 
+    def quota(self, home: HomeState, t: int, what: str) -> None:
+        """The gateway refused some of the hub's messages past a per-home quota (``what``: which, and what that
+        means); one alert while it goes on."""
+        first = self.misbehaving_ms is None
+        self.misbehaving_ms = t
+        if first:
+            home.raise_(AlertKind.HUB_MISBEHAVING, t, Severity.WARNING,
+                        f"Hub misbehaving: {what}. Since {home.clock(t)}; have the hub checked (a broken or "
+                        "tampered zigbee2mqtt). Other homes are not affected.", subject=HUB_SUBJECT)
+
     # --- The watcher ----------------------------------------------------------------------------------------------
 
     def observe(self, home: HomeState, reading: Reading) -> None:
@@ -82,9 +98,17 @@ class Health:
         self._publish(home)
 
     def next_wake_ms(self, home: HomeState) -> int | None:
-        return self.silence.next_wake_ms()
+        wake = self.silence.next_wake_ms()
+        if self.misbehaving_ms is not None:
+            clear_at = self.misbehaving_ms + QUOTA_CLEAR_MS
+            wake = clear_at if wake is None else min(wake, clear_at)
+        return wake
 
     def advance(self, home: HomeState, t: int) -> None:
+        if self.misbehaving_ms is not None and t >= self.misbehaving_ms + QUOTA_CLEAR_MS:
+            last, self.misbehaving_ms = self.misbehaving_ms, None
+            home.clear(AlertKind.HUB_MISBEHAVING, last + QUOTA_CLEAR_MS, "The hub has kept within its quotas for "
+                       f"over an hour: nothing refused since {home.clock(last, t)}.", subject=HUB_SUBJECT)
         newly = self.silence.advance(t)
         for s in newly:
             if self.hub_offline_ms is None and self.cant_see_ms is None:
