@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 
 MB = 1024 * 1024
 BUSY_MS = 30_000  # how long a statement waits for another connection's write lock
-CHECKPOINT_BUSY_MS = 1_000  # a checkpoint or VACUUM blocks appends while it waits: never for long
+CHECKPOINT_BUSY_MS = 250  # a checkpoint or VACUUM blocks appends while it waits for readers: never for long
 AUTO_VACUUM_INCREMENTAL = 2  # PRAGMA auto_vacuum's value
 WAL_KEEP_BYTES = 4 * MB  # journal_size_limit: about what SQLite's automatic checkpoint lets the WAL reach
 
