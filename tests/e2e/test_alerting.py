@@ -198,6 +198,8 @@ def test_a_hub_outage_is_a_device_alert_and_going_out_is_not_a_fall(
     assert inactivity[0].state == "resolved" and inactivity[0].resolved_by == "auto", "the hall ended the stillness"
     still = [m for m in pushover.messages if "No activity" in m["message"] or "No sensor" in m["message"]]
     assert still and all("hub is offline" in m["message"] for m in still)
+    wait_for(lambda: any(m["message"].startswith("The home hub went offline") for m in pushover.messages), 20,
+             "the hub's message sent")
     [hub_message] = [m for m in pushover.messages if m["message"].startswith("The home hub went offline")]
     assert int(hub_message["priority"]) <= 0, "device health is not urgent"
 
