@@ -19,12 +19,16 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from gateway.contract import Message, Reason
+from gateway.contract import Kind, Message, Reason
+from gateway.journal import NewEntry
 from gateway.metrics import IngestMetrics
 
 log = logging.getLogger(__name__)
 
 SKEW_LOG_EVERY_S = 600.0  # a clock that is off is logged once per home (or for the gateway) per 10 minutes
+# A hub whose clock costs readings their time is reported to its detectors at most once an hour while it lasts, as
+# a per-home quota is: the hub_misbehaving alert they raise clears after two hours without a report.
+REPORT_EVERY_MS = 3_600_000
 
 
 @dataclass(slots=True)
@@ -104,9 +108,9 @@ class ClockWatch:
     whose clock cost a reading its event time is logged with its home; the gateway's own clock is judged against
     the hubs' every ``check_every_s`` of wall time.
 
-    No device-health alert is raised from here: alerts come from the detectors, which read the journal, and the
-    journal has no entry kind for "this hub's clock is off" yet. The skew is in the reading itself
-    (``clock_skew_ms``), in ``telecare_hub_clock_skew_seconds{home}`` and in the log.
+    The hub is flagged in device health through the journal: :meth:`reports` gives the batch a ``quota`` entry
+    (the kind the per-home quotas use, ``gateway.quotas``) once per home per hour while its readings are re-timed,
+    and the home's detectors raise one ``hub_misbehaving`` alert from it.
     """
 
     def __init__(self, hubs: HubClocks, metrics: IngestMetrics, *, check_every_s: float = 60.0) -> None:
@@ -116,6 +120,23 @@ class ClockWatch:
         self._checked_at = time.monotonic()
         self._behind_logged_at: float | None = None  # while the gateway's clock looks behind: when last said
         self._hub_logged_at: dict[str, float] = {}  # home -> when its hub's clock was last logged
+        self._reported_ms: dict[str, int] = {}  # home -> receipt time of its last report to the detectors
+
+    def reports(self, messages: Iterable[Message]) -> list[NewEntry]:
+        """The device-health reports to journal with a batch: one per home whose readings were re-timed and that
+        was not reported in the last hour. Nothing is recorded here: :meth:`take` does, once the batch is committed
+        (a batch that fails to commit is parsed again, and must report again)."""
+        out: dict[str, NewEntry] = {}
+        for m in messages:
+            if m.retimed is None or m.home is None or m.home in out or not self._due(m.home, m.received_ms):
+                continue
+            out[m.home] = (Kind.QUOTA, m.home, None, m.received_ms, m.received_ms, False,
+                           {"quota": "clock", "what": _clock_report(m.retimed, m.clock_skew_ms)})
+        return list(out.values())
+
+    def _due(self, home: str, received_ms: int) -> bool:
+        last = self._reported_ms.get(home)
+        return last is None or received_ms - last >= REPORT_EVERY_MS
 
     def take(self, messages: Iterable[Message], now_ms: int) -> None:
         """Messages of a committed batch that carried a last_seen (``clock_skew_ms``) or were re-timed."""
@@ -133,6 +154,11 @@ class ClockWatch:
             if m.retimed is not None:
                 self.metrics.readings_retimed.labels(str(m.retimed)).inc()
                 self._log_retimed(home, m.device, m.retimed, skew_ms)
+                if self._due(home, m.received_ms):  # reports() gave this batch its report: it is committed now
+                    if len(self._reported_ms) >= self.hubs.max_homes:  # bounded whatever homes the topics name
+                        self._reported_ms = {h: t for h, t in self._reported_ms.items()
+                                             if m.received_ms - t < REPORT_EVERY_MS}
+                    self._reported_ms[home] = m.received_ms
         for home, (skew_ms, received_ms) in largest.items():
             for forgotten in self.hubs.observe(home, received_ms, skew_ms):
                 with contextlib.suppress(KeyError):  # forgotten before its gauge was ever set
@@ -185,3 +211,27 @@ class ClockWatch:
             what = "last_seen unusable (not a time)"
         log.warning("home %s: hub clock wrong: %s; %s's reading stored at receipt time, skew recorded (set the "
                     "hub's clock, NTP)", home, what, device)
+
+
+def _clock_report(why: Reason, skew_ms: int | None) -> str:
+    """What the hub_misbehaving alert says (after "Hub misbehaving: ")."""
+    if why is Reason.FUTURE_TIMESTAMP and skew_ms is not None:
+        return (f"its clock runs {_span(skew_ms)} ahead of the gateway's, so its readings are stored at the time "
+                "they arrive, not the time they happened (set the hub's clock: NTP)")
+    if skew_ms is not None:
+        side = "ahead of" if skew_ms > 0 else "behind"
+        return (f"its clock reads {_span(skew_ms)} {side} the gateway's: button presses are stored at the time they "
+                "arrive and its other readings are refused (set the hub's clock: NTP)")
+    return ("its last_seen is not a time: button presses are stored at the time they arrive and its other readings "
+            "are refused (set zigbee2mqtt's advanced.last_seen to ISO_8601)")
+
+
+def _span(ms: int) -> str:
+    seconds = abs(ms) / 1000
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 2 * 86_400:
+        return f"{seconds / 3600:.0f} h"
+    return f"{seconds / 86_400:.0f} days"

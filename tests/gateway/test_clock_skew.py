@@ -7,10 +7,13 @@ import logging
 import math
 import threading
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
 
+from analytics.alerts import DEVICE_HEALTH, Action, AlertKind
+from analytics.detector import HomeDetector
 from gateway.contract import Limits
 from gateway.hub_clocks import HubClocks
 from gateway.ingest import Ingest
@@ -51,12 +54,15 @@ def test_a_pendant_press_six_minutes_ahead_is_journaled_at_receipt_time_with_its
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """Issue 11, finding 4: this press was a future_timestamp dead letter and raised no alert."""
     ingest, journal, metrics = make(tmp_path)
-    with caplog.at_level(logging.WARNING, "gateway.ingest"):
-        [e] = run(ingest, journal, [("telecare/h1/pendant",
-                                     orjson.dumps({"action": "single", "last_seen": NOW + SIX_MIN}))])
+    with caplog.at_level(logging.WARNING, "gateway.hub_clocks"):
+        [e, report] = run(ingest, journal, [("telecare/h1/pendant",
+                                             orjson.dumps({"action": "single", "last_seen": NOW + SIX_MIN}))])
     assert (e.kind, e.home, e.device, e.time_ms, e.received_ms, e.timed) == (
         "state", "h1", "pendant", NOW, NOW, False)
     assert e.body == {"action": "single", "clock_skew_ms": SIX_MIN}
+    # the hub is flagged in device health: the detectors raise hub_misbehaving from this entry
+    assert (report.kind, report.home, report.time_ms, report.body["quota"]) == ("quota", "h1", NOW, "clock")
+    assert report.body["what"].startswith("its clock runs 6 min ahead of the gateway's")
     assert metrics.sample("telecare_readings_retimed_total", {"reason": "future_timestamp"}) == 1
     assert metrics.sample("telecare_messages_rejected_total", {"reason": "future_timestamp"}) is None
     assert metrics.sample("telecare_hub_clock_skew_seconds", {"home": "h1"}) == 360
@@ -75,7 +81,8 @@ def test_a_normal_reading_keeps_its_event_time_and_shows_the_hubs_skew(tmp_path:
 def test_a_button_with_an_absurd_timestamp_still_goes_through(tmp_path: Path, last_seen: object) -> None:
     ingest, journal, metrics = make(tmp_path)
     entries = run(ingest, journal, [("telecare/h1/pendant", orjson.dumps({"action": "hold", "last_seen": last_seen}))])
-    assert [(e.kind, e.time_ms, e.body["action"]) for e in entries] == [("state", NOW, "hold")]
+    assert [(e.kind, e.time_ms, e.body.get("action")) for e in entries] == [
+        ("state", NOW, "hold"), ("quota", NOW, None)]
     retimed = sum(metrics.sample("telecare_readings_retimed_total", {"reason": reason}) or 0
                   for reason in ("future_timestamp", "bad_timestamp"))
     assert retimed == 1
@@ -86,9 +93,9 @@ def test_the_gateway_warns_when_most_hubs_run_ahead_of_it(tmp_path: Path, caplog
     ingest, journal, metrics = make(tmp_path)
     ahead = [(f"telecare/h{i}/t0", orjson.dumps({"temperature": 20, "last_seen": NOW + 7 * 60_000}))
              for i in range(3)]
-    with caplog.at_level(logging.WARNING, "gateway.ingest"):
+    with caplog.at_level(logging.WARNING, "gateway.hub_clocks"):
         entries = run(ingest, journal, ahead)
-    assert [e.time_ms for e in entries] == [NOW] * 3  # each reading kept, at receipt time
+    assert [(e.kind, e.time_ms) for e in entries] == [("state", NOW)] * 3 + [("quota", NOW)] * 3  # each kept
     assert metrics.sample("telecare_gateway_clock_behind") == 1
     assert metrics.sample("telecare_hubs_median_clock_skew_seconds") == 420
     assert any("the gateway's clock looks 420 s behind" in r.getMessage() for r in caplog.records)
@@ -158,3 +165,46 @@ def test_the_warning_ends_once_the_gateways_clock_is_set_right(tmp_path: Path) -
     run(ingest, journal, [(t, orjson.dumps({"temperature": 20, "last_seen": clock.ms})) for t in hubs])
     assert metrics.sample("telecare_gateway_clock_behind") == 0
     assert metrics.sample("telecare_hub_clock_skew_seconds", {"home": "h0"}) == 0
+
+
+def test_a_hub_running_fast_is_reported_to_device_health_once_an_hour(tmp_path: Path) -> None:
+    ingest, journal, _ = make(tmp_path)
+    clock = ingest.clock
+    assert isinstance(clock, FixedClock)
+
+    def fast(n: int) -> list[tuple[str, bytes]]:
+        return [("telecare/h1/pir", orjson.dumps({"occupancy": True, "last_seen": clock.ms + SIX_MIN}))] * n
+
+    first = run(ingest, journal, fast(3))
+    assert [e.kind for e in first] == ["state"] * 3 + ["quota"]
+    clock.ms += 59 * 60_000
+    assert [e.kind for e in run(ingest, journal, fast(2))[len(first):]] == ["state"] * 2  # reported already
+    clock.ms += 60_000
+    assert [e.kind for e in run(ingest, journal, fast(1))[len(first) + 2:]] == ["state", "quota"]  # an hour on
+
+
+def test_a_batch_that_fails_to_commit_reports_again_when_retried(tmp_path: Path) -> None:
+    ingest, journal, _ = make(tmp_path)
+    ingest.offer(1, 1, "telecare/h1/pir", orjson.dumps({"occupancy": True, "last_seen": NOW + SIX_MIN}))
+    append = journal.append
+
+    def failing(entries: object) -> None:
+        raise OSError("disk full")
+
+    journal.append = failing  # type: ignore[method-assign]
+    with pytest.raises(OSError):
+        ingest.step()
+    journal.append = append  # type: ignore[method-assign]
+    assert ingest.step() == 1
+    assert [e.kind for e in journal.read("t", 10)] == ["state", "quota"]
+
+
+def test_the_report_raises_one_hub_misbehaving_alert_in_the_homes_detectors(tmp_path: Path) -> None:
+    ingest, journal, _ = make(tmp_path)
+    pressed = orjson.dumps({"action": "single", "last_seen": NOW + SIX_MIN})
+    report = run(ingest, journal, [("telecare/h1/pendant", pressed)])[-1]
+    detector = HomeDetector("h1", ZoneInfo("Europe/London"))
+    [raised] = detector.hub_misbehaving(report.time_ms, report.body["what"])  # as gateway.detect feeds it
+    assert (raised.action, raised.kind, raised.subject) == (Action.RAISE, AlertKind.HUB_MISBEHAVING, "hub")
+    assert raised.kind in DEVICE_HEALTH
+    assert raised.message.startswith("Hub misbehaving: its clock runs 6 min ahead of the gateway's")
