@@ -45,6 +45,13 @@ class Settings(BaseSettings):
         900, ge=60, description="How long a high or emergency priority message is retried before the chain moves on")
     delivery_deadline_s: int = Field(4 * 3600, ge=60, description="How long any other message is retried")
     delivery_concurrency: int = Field(4, ge=1, le=32, description="Messages sent at once (one per recipient)")
+    # The watchdog (gateway.watchdog): operators told out of band when the safety path falls behind.
+    operator_pushover_user: str | None = Field(
+        None, description="Pushover user or group key of the operators, told when the gateway falls behind")
+    healthcheck_url: str | None = Field(
+        None, description="Pinged every minute (GET url, or url/fail when something is wrong): a dead man's switch")
+    watchdog_min_free_gib: float = Field(2.0, ge=0, description="Less free disk than this is an operators' alarm")
+    watchdog_lag_s: float = Field(300.0, gt=0, description="Journal or dispatcher this far behind: an alarm")
     db_url: str | None = Field(None, description="Operational database; default a SQLite file in data_dir")
     spool_dir: Path | None = Field(None, description="The journal (durable hand-off and spool); default data_dir")
     spool_max_entries: int = Field(5_000_000, ge=1000, description="Past this, the gateway stops acknowledging")

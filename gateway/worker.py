@@ -38,6 +38,7 @@ from gateway.metrics import WorkerMetrics
 from gateway.registry import DeviceRegistry
 from gateway.retention import DeadLetterLimits, DeadLetterRetention
 from gateway.stores.readings.base import ReadingStore
+from gateway.watchdog import build_watchdog
 from gateway.writer import StoreWriter
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,9 @@ CONSUMERS = ("store", "registry", "detect")
 TICK_S = 1.0  # wall seconds between telling the detectors the time when nothing arrives
 SUMMARIES_S = 5.0  # wall seconds between writes of closed days' summaries
 RETENTION_S = 60.0  # wall seconds between dead-letter purges
+WATCHDOG_S = 60.0  # wall seconds between the watchdog's checks
+# What each journal consumer is, for an operator reading the watchdog's message.
+CONSUMER_WORDS = {"store": "readings-store writer", "registry": "device registry", "detect": "detectors"}
 PR_SET_PDEATHSIG = 1
 
 
@@ -106,6 +110,8 @@ class Worker:
             self.detect,
         ]
         assert tuple(c.name for c in self.consumers) == CONSUMERS
+        self.watchdog = build_watchdog(settings, self.journal, self.sessions, self.clock,
+                                       [(c, CONSUMER_WORDS[c]) for c in CONSUMERS])
         self.retention = DeadLetterRetention(
             self.sessions, self.clock, DeadLetterLimits(max_age_days=settings.dead_letter_max_age_days,
                                                         max_rows=settings.dead_letter_max_rows,
@@ -142,6 +148,8 @@ class Worker:
         threads.append(threading.Thread(target=self.write_summaries, name="summaries", daemon=True, args=(stop,)))
         threads.append(threading.Thread(target=self.retention.run, name="retention", daemon=True,
                                         args=(stop, RETENTION_S)))
+        threads.append(threading.Thread(target=self.watchdog.run, name="watchdog", daemon=True,
+                                        args=(stop, WATCHDOG_S)))
         if not self.simulated:  # simulated time reaches the detectors as journal entries
             threads.append(threading.Thread(target=self.tick_detectors, name="tick", daemon=True, args=(stop,)))
         for t in threads:
