@@ -20,6 +20,7 @@ from analytics.devices import FIELDS, META_FIELDS, ValueType, infer_kind
 CLOCK_TOPIC = "telecare-sim/clock"  # outside every home's namespace; only the simulator may write it
 HOME_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 EPOCH_2000_MS = 946_684_800_000
+YEAR_10000_MS = 253_402_300_800_000  # as far as ISO 8601 (and Python's datetime) goes
 # What a dead letter keeps of a message: a flood of huge topics or payloads must not be stored whole.
 DEAD_LETTER_TOPIC_BYTES = 256
 DEAD_LETTER_PAYLOAD_BYTES = 512
@@ -316,8 +317,8 @@ def _last_seen_ms(last_seen: Any) -> int:
     if isinstance(last_seen, bool):
         raise _Reject(Reason.BAD_TIMESTAMP, "last_seen must be a time, not a boolean")
     if isinstance(last_seen, int | float):
-        if not math.isfinite(last_seen):
-            raise _Reject(Reason.BAD_TIMESTAMP, "last_seen is not a finite number")
+        if not (0 <= last_seen < YEAR_10000_MS):  # NaN too. A skew is journaled: it must fit in 64 bits
+            raise _Reject(Reason.BAD_TIMESTAMP, "last_seen is not a time between 1970 and 9999")
         ms = int(last_seen)
     elif isinstance(last_seen, str):
         try:

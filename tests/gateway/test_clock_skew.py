@@ -77,7 +77,8 @@ def test_a_normal_reading_keeps_its_event_time_and_shows_the_hubs_skew(tmp_path:
     assert metrics.sample("telecare_readings_retimed_total", {"reason": "future_timestamp"}) is None
 
 
-@pytest.mark.parametrize("last_seen", [0, "yesterday", NOW + 100 * 365 * 86_400_000, "2025-01-15T09:41:07"])
+@pytest.mark.parametrize("last_seen", [0, "yesterday", NOW + 100 * 365 * 86_400_000, "2025-01-15T09:41:07",
+                                       1e300, -1e300, 2**63 - 1])
 def test_a_button_with_an_absurd_timestamp_still_goes_through(tmp_path: Path, last_seen: object) -> None:
     ingest, journal, metrics = make(tmp_path)
     entries = run(ingest, journal, [("telecare/h1/pendant", orjson.dumps({"action": "hold", "last_seen": last_seen}))])

@@ -352,6 +352,7 @@ def test_a_normal_reading_records_the_hubs_skew_without_changing_its_time() -> N
     ("yesterday", False), ("2025-01-15T09:41:07", False), (True, False), ({"ts": 1}, False), (0, True),
     (946_684_799_999, True), (1_736_934_067, True), ("1999-12-31T23:59:59Z", True),
     (4_102_444_800_000, True), ("2100-01-01T00:00:00Z", True),  # 2100
+    (1e300, False), (-1e300, False), (2**63 - 1, False), (-1, False),  # its skew would not fit the journal's 64 bits
 ])
 def test_a_button_action_is_never_dropped_for_its_timestamp(last_seen: Any, readable: bool) -> None:
     m = state(p("pendant", {"action": "double", "last_seen": last_seen}))
