@@ -139,6 +139,7 @@ class Ingest:
         self.metrics.journaled.inc(len(entries))
         self.metrics.journal_entries.set(self.journal.kept())
         self.clock_watch.take(skews, now_ms)
+        self.quotas.committed()  # the quotas' reports are journaled: not to be given again
         return len(taken)
 
     def _tick(self, time_ms: int, speed: float) -> None:

@@ -101,6 +101,10 @@ class HomeQuotas:
         # Homes pushed out of the LRU, whose known devices are read back (load_known) if they return. A home never
         # seen before is not looked up: nothing is stored for it, and a flood of new home ids must cost no queries.
         self._evicted: OrderedDict[str, None] = OrderedDict()
+        # Homes reported in a batch not yet committed, with when they were reported before: a batch that fails to
+        # commit is parsed again and must report again (retract). Its admissions stand: a device let in is let in
+        # again, and a dead letter counted twice only shrinks that hour's allowance.
+        self._unconfirmed: dict[str, int | None] = {}
 
     def seed(self, home: str, devices: Iterable[str]) -> None:
         """The devices already stored for ``home`` (at start): they are known, and count against its cap."""
@@ -156,6 +160,18 @@ class HomeQuotas:
             return Refused(refused.quota, key)  # no home to tell: counted, and logged here
         return refused
 
+    def confirm(self) -> None:
+        """The reports given so far are committed (journaled)."""
+        self._unconfirmed.clear()
+
+    def retract(self) -> None:
+        """The reports given since the last :meth:`confirm` were not committed: give them again."""
+        for home, reported_ms in self._unconfirmed.items():
+            state = self._homes.get(home)
+            if state is not None:
+                state.reported_ms = reported_ms
+        self._unconfirmed.clear()
+
     # --- Inside -----------------------------------------------------------------------------------------------
 
     def _refuse(self, state: _Home, home: str, quota: Quota, now_ms: int, what: str) -> Refused:
@@ -163,6 +179,7 @@ class HomeQuotas:
         if state.reported_ms is not None and now_ms - state.reported_ms < REPORT_EVERY_MS:
             return Refused(quota, home)
         earlier = state.refused - 1
+        self._unconfirmed.setdefault(home, state.reported_ms)
         state.reported_ms, state.refused = now_ms, 0
         return Refused(quota, home, what, earlier)
 
@@ -222,8 +239,18 @@ class QuotaGate:
     def __init__(self, quotas: HomeQuotas, dropped: _Counter) -> None:
         self.quotas = quotas
         self.dropped = dropped
+        self._batch: list[NewEntry] | None = None  # the batch being judged, until committed
+
+    def committed(self) -> None:
+        """The batch judged since the last call is in the journal, its reports with it."""
+        self._batch = None
+        self.quotas.confirm()
 
     def judge(self, parsed: Parsed, entries: list[NewEntry]) -> Parsed | None:
+        if entries is not self._batch:  # a new batch: if the last one was not committed, its reports are lost
+            if self._batch is not None:
+                self.quotas.retract()
+            self._batch = entries
         if type(parsed) is Rejected:
             return self._judged(self.quotas.admit_dead_letter(parsed.home, parsed.received_ms), parsed, entries)
         if type(parsed) is not Message or parsed.home is None:

@@ -153,3 +153,25 @@ def test_the_hubs_device_list_is_cut_to_the_quota_and_the_report_journaled_once(
     assert [d["friendly_name"] for d in entries[1].body] == [f"d{i}" for i in range(50)]
     assert entries[2].body == entries[1].body, "the devices let in keep being listed"
     assert metrics.sample("telecare_quota_dropped_total", {"quota": "new_devices"}) == 2 * 450
+
+
+def test_a_batch_that_fails_to_commit_gives_its_report_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    journal = Journal(tmp_path / "j.sqlite3")
+    journal.register("t")
+    ingest = Ingest(journal, HandClock(), IngestMetrics(), quotas=HomeQuotas(), batch_max=1000)
+    for i in range(60):
+        ingest.offer(i + 1, 1, f"telecare/{HOSTILE}/fake_{i}", b'{"temperature": 21.5}')
+    append = journal.append
+    failures = iter([True])
+
+    def fail_once(entries: list[object]) -> int:
+        if next(failures, False):
+            raise OSError("disk full")
+        return append(entries)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(journal, "append", fail_once)
+    with pytest.raises(OSError):
+        ingest.step()
+    drain(ingest)
+    entries = journal.read("t", 100)
+    assert [e.kind for e in entries].count("quota") == 1 and len(entries) == 51
