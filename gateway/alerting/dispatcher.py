@@ -329,7 +329,7 @@ class Dispatcher(ReceiptFollower):
 
     def _deliver(self, outgoing: Outgoing) -> _Delivery:
         """On a pool thread: send through the notifier, or through the fallback while the token is refused."""
-        refused = "Pushover refused the application token earlier"
+        refused = "as it did earlier; not asked again yet"
         if not self._token.skip_pushover():
             try:
                 return _Delivery(receipt=self.notifier.send(outgoing), via=self.notifier.name)
@@ -349,7 +349,7 @@ class Dispatcher(ReceiptFollower):
         if delivery.token_refused is not None:
             self._token.refused(delivery.token_refused)
             self.metrics.pushover_token_invalid.set(1)
-        elif delivery.error is None or isinstance(delivery.error, Retry):
+        elif delivery.error is None or isinstance(delivery.error, GiveUp):  # Pushover took the token
             self._token.accepted()
             self.metrics.pushover_token_invalid.set(0)
         error = delivery.error

@@ -16,8 +16,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from analytics.alerts import AlertKind
 from gateway.alerting import people
-from gateway.alerting.dispatcher import Dispatcher
+from gateway.alerting.dispatcher import Dispatcher, dispatcher_options
 from gateway.alerting.notifiers import LogNotifier
+from gateway.config import ConfigError, load_settings
 from gateway.db.models import Home
 from gateway.db.session import make_engine, make_session_factory
 from tests.alerting.conftest import ANNE_KEY, BOB_KEY, COUNCIL_KEY, T0, Clock, World
@@ -277,3 +278,17 @@ def _eventually(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
         time.sleep(0.02)
     raise AssertionError("condition not met in time")
 
+
+
+def test_deadlines_and_concurrency_come_from_the_settings(
+        sessions: sessionmaker[Session], clock: Clock, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TELECARE_DELIVERY_DEADLINE_URGENT_S", "600")
+    monkeypatch.setenv("TELECARE_DELIVERY_DEADLINE_S", "7200")
+    monkeypatch.setenv("TELECARE_DELIVERY_CONCURRENCY", "2")
+    d = Dispatcher(sessions, LogNotifier(io.StringIO()), clock, **dispatcher_options(load_settings()))
+    assert d.retry_deadline_urgent == timedelta(minutes=10) and d.retry_deadline == timedelta(hours=2)
+    assert d.max_concurrent_sends == 2
+    monkeypatch.setenv("TELECARE_DELIVERY_CONCURRENCY", "0")
+    with pytest.raises(ConfigError, match="TELECARE_DELIVERY_CONCURRENCY"):
+        load_settings()
