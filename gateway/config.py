@@ -26,7 +26,8 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(Path("var"), description="Where the embedded stores live by default")
     mqtt_url: str = Field("mqtt://127.0.0.1:1883", description="mqtt://user:pass@host:port, mqtts:// for TLS")
-    mqtt_client_id: str = Field("telecare-gateway", description="Fixed, so the broker keeps our session")
+    mqtt_client_id: str = Field(
+        "telecare-gateway", description="Fixed, so the broker keeps our session (shipped Mosquitto: the user)")
     mqtt_ca_file: Path | None = Field(None, description="CA certificate for mqtts:// (default: the system's)")
     mqtt_topic_root: str = "telecare"
     mqtt_protocol: Literal["5", "3.1.1"] = Field("5", description="MQTT 5; 3.1.1 for brokers without it")

@@ -107,8 +107,8 @@ class Health:
     def advance(self, home: HomeState, t: int) -> None:
         if self.misbehaving_ms is not None and t >= self.misbehaving_ms + QUOTA_CLEAR_MS:
             last, self.misbehaving_ms = self.misbehaving_ms, None
-            home.clear(AlertKind.HUB_MISBEHAVING, last + QUOTA_CLEAR_MS, "The hub has kept within its quotas for "
-                       f"over an hour: nothing refused since {home.clock(last, t)}.", subject=HUB_SUBJECT)
+            home.clear(AlertKind.HUB_MISBEHAVING, last + QUOTA_CLEAR_MS, "The hub has behaved for over an hour: "
+                       f"nothing refused or re-timed since {home.clock(last, t)}.", subject=HUB_SUBJECT)
         newly = self.silence.advance(t)
         for s in newly:
             if self.hub_offline_ms is None and self.cant_see_ms is None:
