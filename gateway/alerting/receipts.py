@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -28,10 +29,11 @@ from gateway.alerting.outbox import (
     timeline,
 )
 from gateway.db.models import Alert, Notification, Recipient
-from gateway.notify.errors import GiveUp, Retry
+from gateway.notify.errors import DeliveryError, GiveUp, Retry
 
 log = logging.getLogger("telecare.alerting")
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 class ReceiptFollower:
@@ -40,6 +42,7 @@ class ReceiptFollower:
 
     notifier: Notifier
     poll_receipts_every: timedelta
+    max_concurrent_sends: int
     _token: TokenAlarm
 
     def _tx(self, fn: Callable[..., T], *args: Any) -> T:
@@ -57,44 +60,57 @@ class ReceiptFollower:
             query = query.join(Alert, Alert.id == Notification.alert_id).where(Alert.state.in_(UNACKNOWLEDGED))
         return [(i, r) for i, r in s.execute(query.order_by(Notification.id)) if r]
 
+    def _ask_all(self, ask: Callable[[str], R], due: list[tuple[int, str]]) -> list[tuple[int, R | DeliveryError]]:
+        """``ask(receipt)`` for each due receipt, a few at once (as sends are): one slow answer holds up nobody
+        else's. Pushover's refusals come back as values; anything else (a bug) rises."""
+        def one(receipt: str) -> R | DeliveryError:
+            try:
+                return ask(receipt)
+            except DeliveryError as e:
+                return e
+
+        if len(due) <= 1:
+            return [(i, one(r)) for i, r in due]
+        with ThreadPoolExecutor(min(len(due), self.max_concurrent_sends), thread_name_prefix="receipt") as pool:
+            return list(zip((i for i, _ in due), pool.map(one, (r for _, r in due)), strict=True))
+
     def _cancel_receipts(self) -> None:
         now = self._now()
-        for notification_id, receipt in self._tx(self._due_receipts, R_CANCEL, now):
-            try:
-                self.notifier.cancel(receipt)
-            except Retry as e:
-                log.warning("alerting: cannot cancel receipt of notification %s yet: %s", notification_id, e)
+        due = self._tx(self._due_receipts, R_CANCEL, now)
+        for notification_id, outcome in self._ask_all(self.notifier.cancel, due):
+            if isinstance(outcome, Retry):
+                log.warning("alerting: cannot cancel receipt of notification %s yet: %s", notification_id, outcome)
                 self._tx(self._checked, notification_id, now, None, "")
                 continue
-            except GiveUp as e:
-                if "token" in e.invalid:
-                    self._token.refused(e.reason)
+            if isinstance(outcome, GiveUp):
+                if "token" in outcome.invalid:
+                    self._token.refused(outcome.reason)
                     self._tx(self._checked, notification_id, now, None, "")
                     continue
-                log.info("alerting: receipt of notification %s is gone: %s", notification_id, e)
+                log.info("alerting: receipt of notification %s is gone: %s", notification_id, outcome)
             self._tx(self._checked, notification_id, now, R_CANCELLED, "emergency message stopped repeating")
 
     def _poll_receipts(self) -> None:
         now = self._now()
-        for notification_id, receipt in self._tx(self._due_receipts, R_OPEN, now):
-            try:
-                status = self.notifier.receipt(receipt)
-            except Retry as e:
-                log.warning("alerting: cannot poll receipt of notification %s: %s", notification_id, e)
+        due = self._tx(self._due_receipts, R_OPEN, now)
+        for notification_id, status in self._ask_all(self.notifier.receipt, due):
+            if isinstance(status, Retry):
+                log.warning("alerting: cannot poll receipt of notification %s: %s", notification_id, status)
                 self._tx(self._checked, notification_id, now, None, "")
-            except GiveUp as e:
-                if "token" in e.invalid:  # not the receipt's fault: ask again once the token is fixed
-                    self._token.refused(e.reason)
+            elif isinstance(status, GiveUp):
+                if "token" in status.invalid:  # not the receipt's fault: ask again once the token is fixed
+                    self._token.refused(status.reason)
                     self._tx(self._checked, notification_id, now, None, "")
                 else:
-                    self._tx(self._checked, notification_id, now, R_GONE, e.reason)
+                    self._tx(self._checked, notification_id, now, R_GONE, status.reason)
+            elif isinstance(status, DeliveryError):  # neither: treat as "try again later"
+                self._tx(self._checked, notification_id, now, None, "")
+            elif status.acknowledged:
+                self._tx(self._acknowledged, notification_id, now)
+            elif status.expired:
+                self._tx(self._checked, notification_id, now, R_EXPIRED, "emergency message expired unanswered")
             else:
-                if status.acknowledged:
-                    self._tx(self._acknowledged, notification_id, now)
-                elif status.expired:
-                    self._tx(self._checked, notification_id, now, R_EXPIRED, "emergency message expired unanswered")
-                else:
-                    self._tx(self._checked, notification_id, now, None, "")
+                self._tx(self._checked, notification_id, now, None, "")
 
     def _checked(self, s: Session, notification_id: int, now: datetime, receipt_state: str | None,
                  detail: str) -> None:

@@ -223,6 +223,22 @@ def test_a_recipients_messages_keep_their_order(
     assert ids == sorted(ids)
 
 
+def test_receipts_are_polled_a_few_at_once(
+        sessions: sessionmaker[Session], clock: Clock, world: World, pushover: PushoverServer) -> None:
+    d = pushover_dispatcher(sessions, pushover, clock)
+    apply(sessions, clock, *(event(clock=clock, subject=f"room {i}") for i in range(3)))
+    d.run_once()
+    assert len(pushover.receipts) == 3
+    pushover.delay_s = 1.0  # every answer takes a second
+    clock.advance(seconds=10)  # the three receipts are due for a poll
+    before = len(pushover.requests)
+    started = time.monotonic()
+    d.run_once()
+    assert [p for _, p in pushover.requests[before:]].count("/1/messages.json") == 0
+    assert len(pushover.requests) - before == 3
+    assert time.monotonic() - started < 2.5  # not a second per receipt in turn
+
+
 # --- clock jumps ------------------------------------------------------------------------------------------------
 
 
