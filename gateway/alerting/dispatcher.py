@@ -334,7 +334,7 @@ class Dispatcher(ReceiptFollower):
             try:
                 return _Delivery(receipt=self.notifier.send(outgoing), via=self.notifier.name)
             except GiveUp as e:
-                if "token" not in e.invalid:
+                if not e.token_refused:
                     return _Delivery(error=e)
                 refused = e.reason
             except Exception as e:  # classified on the dispatcher's thread

@@ -83,7 +83,7 @@ class ReceiptFollower:
                 self._tx(self._checked, notification_id, now, None, "")
                 continue
             if isinstance(outcome, GiveUp):
-                if "token" in outcome.invalid:
+                if outcome.token_refused:
                     self._token.refused(outcome.reason)
                     self._tx(self._checked, notification_id, now, None, "")
                     continue
@@ -98,7 +98,7 @@ class ReceiptFollower:
                 log.warning("alerting: cannot poll receipt of notification %s: %s", notification_id, status)
                 self._tx(self._checked, notification_id, now, None, "")
             elif isinstance(status, GiveUp):
-                if "token" in status.invalid:  # not the receipt's fault: ask again once the token is fixed
+                if status.token_refused:  # not the receipt's fault: ask again once the token is fixed
                     self._token.refused(status.reason)
                     self._tx(self._checked, notification_id, now, None, "")
                 else:

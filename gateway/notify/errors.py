@@ -46,3 +46,9 @@ class GiveUp(DeliveryError):
         super().__init__(reason, status=status)
         self.errors = errors or []
         self.invalid = invalid
+
+    @property
+    def token_refused(self) -> bool:
+        """Pushover refused the application token: no message can be sent, whoever it is for (not the
+        recipient's fault; the dispatcher falls back to the console and alarms operators)."""
+        return "token" in self.invalid

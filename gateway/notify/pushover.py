@@ -186,7 +186,7 @@ class PushoverClient:
         try:
             self._call(lambda api: api.validate(user_key))
         except GiveUp as e:
-            if "token" not in e.invalid and ("user" in e.invalid or any("user" in err for err in e.errors)):
+            if not e.token_refused and ("user" in e.invalid or any("user" in err for err in e.errors)):
                 return False
             raise
         return True

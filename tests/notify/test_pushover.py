@@ -88,6 +88,13 @@ def test_invalid_token_gives_up(pushover: PushoverServer) -> None:
     with pytest.raises(GiveUp, match="application token is invalid") as e:
         PushoverClient(pushover.url, "b" * 30).send(USER, "hello", "t", 0)
     assert e.value.invalid == {"token"}
+    assert e.value.token_refused  # the application's fault, not the recipient's
+
+
+def test_an_invalid_user_key_is_not_a_refused_token(pushover: PushoverServer) -> None:
+    with pytest.raises(GiveUp, match="user identifier is invalid") as e:
+        PushoverClient(pushover.url, TOKEN).send("x" * 30, "hello", "t", 0)
+    assert e.value.invalid == {"user"} and not e.value.token_refused
 
 
 def test_app_limit_reached_is_retry(pushover: PushoverServer) -> None:
