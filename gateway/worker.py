@@ -24,7 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from analytics.alerts import AlertEvent
-from gateway.alerting.dispatcher import Dispatcher
+from gateway.alerting.dispatcher import Dispatcher, dispatcher_options
 from gateway.alerting.notifiers import make_notifier
 from gateway.clock import Clock, SimulatedClock, WallClock
 from gateway.config import Settings
@@ -48,6 +48,10 @@ TICK_S = 1.0  # wall seconds between telling the detectors the time when nothing
 SUMMARIES_S = 5.0  # wall seconds between writes of closed days' summaries
 RETENTION_S = 60.0  # wall seconds between dead-letter purges
 WATCHDOG_S = 60.0  # wall seconds between the watchdog's checks
+# Consumers whose cost per batch grows with the homes and devices it touches (a detector checkpoint per home, a row
+# per device) take larger batches when behind: a backlog costs them fewer checkpoints and rows per reading. Caught
+# up, a batch is what arrived since the last, so this adds no latency (docs/benchmarks.md, Ingest).
+PER_HOME_BATCHES = {"registry": 4, "detect": 4}
 # What each journal consumer is, for an operator reading the watchdog's message.
 CONSUMER_WORDS = {"store": "readings-store writer", "registry": "device registry", "detect": "detectors"}
 PR_SET_PDEATHSIG = 1
@@ -102,7 +106,8 @@ class Worker:
         self.store = make_reading_store(settings)
         # Pushover's emergency retry/expire run on wall time: not in accelerated runs.
         self.dispatcher = Dispatcher(self.sessions, make_notifier(settings), self.clock,
-                                     emergency_allowed=not self.simulated)
+                                     emergency_allowed=not self.simulated, metrics=self.metrics,
+                                     **dispatcher_options(settings))
         self.detect = DetectorConsumer(self.sessions, self.clock, on_alerts=self._alerted)
         self.consumers: list[Consumer] = [
             StoreWriter(self.store, self.journal, self.metrics, self.clock, device_tags_loader(self.sessions)),
@@ -141,9 +146,11 @@ class Worker:
                 log.warning("daily summaries not written (%s); retrying", e)
 
     def run(self, stop: threading.Event) -> None:
+        batch_max = self.settings.batch_max
         threads = [threading.Thread(target=run_consumer, name=c.name, daemon=True,
                                     args=(self.journal, c, self.clock, self.metrics, stop),
-                                    kwargs={"batch_max": self.settings.batch_max}) for c in self.consumers]
+                                    kwargs={"batch_max": batch_max * PER_HOME_BATCHES.get(c.name, 1)})
+                   for c in self.consumers]
         threads.append(threading.Thread(target=self.dispatcher.run, name="dispatcher", daemon=True, args=(stop,)))
         threads.append(threading.Thread(target=self.write_summaries, name="summaries", daemon=True, args=(stop,)))
         threads.append(threading.Thread(target=self.retention.run, name="retention", daemon=True,
@@ -158,9 +165,7 @@ class Worker:
         rounds = 0
         while not stop.wait(0.25):
             rounds += 1
-            if rounds % 20 == 0:  # every 5 s: a database count
-                with contextlib.suppress(Exception):
-                    self.metrics.notifications_pending.set(self.dispatcher.pending_count())
+            if rounds % 20 == 0:  # every 5 s: the journal's size on disk
                 self.metrics.journal_bytes.set(self.journal.file_bytes() + self.journal.wal_bytes())
             self.metrics.write_textfile(textfile)
         for t in threads:

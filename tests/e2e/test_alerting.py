@@ -145,7 +145,8 @@ def test_a_fall_is_alerted_escalated_across_a_restart_and_stopped_by_acknowledge
     gw2 = start_gateway(gw.settings)
     try:
         hub.quiet(20)
-        wait_for(lambda: len(sent_to(pushover, BOB)) == 1, 20, "Bob to be alerted after Anne's 15 minutes")
+        # A restarted gateway's processes and the escalation step: generous on a loaded machine (returns at once).
+        wait_for(lambda: len(sent_to(pushover, BOB)) == 1, 60, "Bob to be alerted after Anne's 15 minutes")
         [second] = sent_to(pushover, BOB)
         assert "Anne" in second["message"], "the next in the chain is told who was tried"
         assert len(sent_to(pushover, ANNE)) == 1, "nobody is alerted twice across the restart"
@@ -157,9 +158,14 @@ def test_a_fall_is_alerted_escalated_across_a_restart_and_stopped_by_acknowledge
             s.commit()
         before = len(pushover.messages)
         hub.quiet(60)
-        acked = [m for m in pushover.messages[before:] if "acknowledged" in (m["message"] + m.get("title", "")).lower()]
+
+        def told_acknowledged(m: dict[str, str]) -> bool:
+            return "acknowledged" in (m["message"] + m.get("title", "")).lower()
+
         wait_for(lambda: all(a.state == "acknowledged" for a in alerts(gw2)), 10, "the acknowledgement")
-        alert_messages = [m for m in pushover.messages[before:] if m not in acked]
+        wait_for(lambda: any(told_acknowledged(m) for m in pushover.messages[before:]), 20,
+                 "the acknowledgement told")  # collected only once sent: a late one is not an alert message
+        alert_messages = [m for m in pushover.messages[before:] if not told_acknowledged(m)]
         assert alert_messages == [], "acknowledgement stops the chain for everyone"
 
         hub.send("kitchen_pir", {"occupancy": True, "battery": 90})  # she is up again
