@@ -45,6 +45,10 @@ class SimulatedClock:
     def now_ms(self) -> int:
         return self._now_ms if self._now_ms is not None else time.time_ns() // 1_000_000
 
+    def ticked(self) -> bool:
+        """Whether a tick has come: before it, the time read is the wall clock's, not the simulation's."""
+        return self._now_ms is not None
+
     def wait(self, stop: threading.Event, seconds: float) -> bool:
         until = self.now_ms() + seconds * 1000
         while self.now_ms() < until:

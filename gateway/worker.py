@@ -48,6 +48,7 @@ TICK_S = 1.0  # wall seconds between telling the detectors the time when nothing
 SUMMARIES_S = 5.0  # wall seconds between writes of closed days' summaries
 RETENTION_S = 60.0  # wall seconds between dead-letter purges
 WATCHDOG_S = 60.0  # wall seconds between the watchdog's checks
+SIMULATED_RETRY_DEADLINE_S = 7 * 24 * 3600.0  # on a simulated clock, a retry deadline would be measured in its time
 # Consumers whose cost per batch grows with the homes and devices it touches (a detector checkpoint per home, a row
 # per device) take larger batches when behind: a backlog costs them fewer checkpoints and rows per reading. Caught
 # up, a batch is what arrived since the last, so this adds no latency (docs/benchmarks.md, Ingest).
@@ -104,10 +105,14 @@ class Worker:
         self.journal = Journal(settings.journal_path, max_entries=settings.spool_max_entries)
         self.sessions = make_session_factory(make_engine(settings.database_url))
         self.store = make_reading_store(settings)
-        # Pushover's emergency retry/expire run on wall time: not in accelerated runs.
+        # Pushover's emergency retry/expire run on wall time: not in accelerated runs. Nor retry deadlines: sends
+        # take wall seconds while simulated minutes race by, and a message would expire before its first try.
+        delivery = dispatcher_options(settings)
+        if self.simulated:
+            delivery |= {"retry_deadline_urgent_s": SIMULATED_RETRY_DEADLINE_S,
+                         "retry_deadline_s": SIMULATED_RETRY_DEADLINE_S}
         self.dispatcher = Dispatcher(self.sessions, make_notifier(settings), self.clock,
-                                     emergency_allowed=not self.simulated, metrics=self.metrics,
-                                     **dispatcher_options(settings))
+                                     emergency_allowed=not self.simulated, metrics=self.metrics, **delivery)
         self.detect = DetectorConsumer(self.sessions, self.clock, on_alerts=self._alerted)
         self.consumers: list[Consumer] = [
             StoreWriter(self.store, self.journal, self.metrics, self.clock, device_tags_loader(self.sessions)),
@@ -137,6 +142,15 @@ class Worker:
             except Exception:
                 log.exception("detectors: tick failed; trying again")
 
+    def dispatch(self, stop: threading.Event) -> None:
+        """The dispatcher, once the clock's time is known: a simulated clock reads the wall clock until the first
+        tick, months from the simulation's time, which would expire or escalate every open message at once."""
+        if isinstance(self.clock, SimulatedClock):
+            while not self.clock.ticked():
+                if stop.wait(0.05):
+                    return
+        self.dispatcher.run(stop)
+
     def write_summaries(self, stop: threading.Event) -> None:
         """Days the detectors closed → the readings store, for the API; retried while the store is away."""
         while not stop.wait(SUMMARIES_S):
@@ -151,7 +165,7 @@ class Worker:
                                     args=(self.journal, c, self.clock, self.metrics, stop),
                                     kwargs={"batch_max": batch_max * PER_HOME_BATCHES.get(c.name, 1)})
                    for c in self.consumers]
-        threads.append(threading.Thread(target=self.dispatcher.run, name="dispatcher", daemon=True, args=(stop,)))
+        threads.append(threading.Thread(target=self.dispatch, name="dispatcher", daemon=True, args=(stop,)))
         threads.append(threading.Thread(target=self.write_summaries, name="summaries", daemon=True, args=(stop,)))
         threads.append(threading.Thread(target=self.retention.run, name="retention", daemon=True,
                                         args=(stop, RETENTION_S)))
