@@ -14,6 +14,7 @@ readings must be seen before "now"). Under a simulated clock, ticks are journal 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import threading
@@ -21,9 +22,10 @@ import time
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from analytics.alerts import Action, AlertEvent, AlertKind, Outcome
@@ -46,6 +48,7 @@ log = logging.getLogger(__name__)
 CHECKPOINT_VERSION = 2
 REFRESH_S = 60.0  # how often devices' rooms and roles, and planned absences, are read again
 OUTCOMES_S = 10.0  # how often carers' new outcomes are looked for (an indexed query for the few not yet learned)
+CHUNK = 500  # homes per IN (...) query: well under SQLite's bound-parameter limit
 
 
 def to_datetime(ms: int) -> datetime:
@@ -73,6 +76,7 @@ class DetectorConsumer:
         self.on_alerts = on_alerts  # after commit: wakes the dispatcher, counts them
         self.detectors: dict[str, HomeDetector] = {}
         self.seen_seq: dict[str, int] = {}
+        self._written: dict[str, tuple[int, bytes]] = {}  # home -> (seq, state digest) its checkpoint row holds
         self.skipped = 0  # readings or wake-ups a detector failed on (logged with the reading)
         self._devices: dict[tuple[str, str], tuple[str | None, str | None, str | None]] = {}
         self._refreshed_at = -REFRESH_S
@@ -244,8 +248,13 @@ class DetectorConsumer:
         if not events and not touched:
             return
         now = to_datetime(self.clock.now_ms())
-        for home in sorted({e.home for e in events} | touched):
-            if session.get(Home, home) is None:
+        # Pickled before the first statement of a transaction that begins it: SQLite's BEGIN IMMEDIATE holds the
+        # write lock from there to the commit, and the dispatcher's sends wait for it.
+        states = self._states(sorted(touched))
+        homes = sorted({e.home for e in events} | touched)
+        known = _existing_homes(session, homes)  # one query per CHUNK homes, not one per home
+        for home in homes:
+            if home not in known:
                 session.add(Home(id=home, first_seen=now))
         session.flush()
         if events:
@@ -253,24 +262,123 @@ class DetectorConsumer:
             for e in events:
                 if e.kind is AlertKind.RETURNED and "absence_start" in e.details:
                     _end_returned(session, e.home, e.details["absence_start"], e.at_ms)
-        for home in touched:
-            blob = dump_detector(self.detectors[home])
-            row = session.get(DetectorCheckpoint, home)
-            renewed = row is None or row.version != CHECKPOINT_VERSION  # learning started again: show it now
-            if row is None:
-                row = DetectorCheckpoint(home_id=home, journal_seq=self.seen_seq.get(home, 0),
-                                         version=CHECKPOINT_VERSION, state=blob, saved_at=now)
-                session.add(row)
-            else:
-                row.journal_seq, row.version, row.state, row.saved_at = (
-                    self.seen_seq.get(home, 0), CHECKPOINT_VERSION, blob, now)
-            store_baseline(row, self.detectors[home], force=renewed)
+        written = self._checkpoint(session, states, now)
         session.commit()
+        self._written.update(written)  # only once committed: a failed commit leaves them to be written again
         if events:
             log.info("%d alert event(s): %s", len(events),
                      "; ".join(f"{e.home} {e.action} {e.kind}" for e in events[:5]))
             if self.on_alerts is not None:
                 self.on_alerts(events)
+
+    def _states(self, homes: list[str]) -> dict[str, tuple[bytes, tuple[int, bytes]]]:
+        """Each home's checkpoint: its detector's state, compressed, and (journal seq, digest of that state)."""
+        states = {}
+        for home in homes:
+            state = zlib.compress(self.detectors[home].dump(), 1)  # deterministic: the same state, the same bytes
+            digest = hashlib.blake2b(state, digest_size=16).digest()  # of the compressed bytes: 20x fewer
+            states[home] = (state, (self.seen_seq.get(home, 0), digest))
+        return states
+
+    def _checkpoint(self, session: Session, states: dict[str, tuple[bytes, tuple[int, bytes]]], now: datetime
+                    ) -> dict[str, tuple[int, bytes]]:
+        """Each home's detector and the journal position it has seen, in the caller's transaction; a home whose
+        state and position are what its row already holds is not written again. Returns what was written (home ->
+        (journal seq, digest of the state)) for the caller to keep once committed.
+
+        Rows are read (without their state) and written in a few statements per batch, not a query per home: with
+        a thousand homes touched by every batch, per-home ORM loads (each flushing the previous home's update)
+        were most of the detectors' time (docs/benchmarks.md, Ingest)."""
+        saved = _saved_checkpoints(session, list(states))
+        table = DetectorCheckpoint.__table__
+        inserts: list[dict[str, Any]] = []
+        updates: dict[bool, list[dict[str, Any]]] = {False: [], True: []}  # by whether the baseline is written
+        written: dict[str, tuple[int, bytes]] = {}
+        for home, (state, mark) in states.items():
+            detector, seq = self.detectors[home], mark[0]
+            row = saved.get(home)
+            if row is not None and row.version == CHECKPOINT_VERSION and self._written.get(home) == mark:
+                continue  # unchanged since this process wrote it
+            renewed = row is None or row.version != CHECKPOINT_VERSION  # learning started again: show it now
+            row = row or _SavedCheckpoint(home, CHECKPOINT_VERSION, None, False)
+            store_baseline(row, detector, force=renewed)
+            values = {"b_home": home, "b_seq": seq, "b_version": CHECKPOINT_VERSION,
+                      "b_state": state, "b_saved_at": now}
+            if home not in saved:
+                inserts.append({"home_id": home, "journal_seq": seq, "version": CHECKPOINT_VERSION,
+                                "state": values["b_state"], "saved_at": now, "baseline": row.new_baseline,
+                                "baseline_at": row.baseline_at})
+            elif row.baseline_changed:
+                updates[True].append({**values, "b_baseline": row.new_baseline, "b_baseline_at": row.baseline_at})
+            else:
+                updates[False].append({**values, "b_baseline_at": row.baseline_at})
+            written[home] = mark
+        if inserts:
+            session.execute(table.insert(), inserts)
+        for with_baseline, params in updates.items():
+            if params:
+                columns = {"journal_seq": bindparam("b_seq"), "version": bindparam("b_version"),
+                           "state": bindparam("b_state"), "saved_at": bindparam("b_saved_at"),
+                           "baseline_at": bindparam("b_baseline_at")}
+                if with_baseline:
+                    columns["baseline"] = bindparam("b_baseline")
+                session.execute(table.update().where(table.c.home_id == bindparam("b_home")).values(columns), params)
+        return written
+
+
+class _Unread:
+    """A saved baseline not read back: not None, and equal to no new baseline, which is therefore written."""
+
+    def __eq__(self, other: object) -> bool:
+        return other is self
+
+    __hash__ = object.__hash__
+
+
+UNREAD = _Unread()
+
+
+class _SavedCheckpoint:
+    """What :func:`store_baseline` reads and writes of a checkpoint row, read without the pickled state or the
+    baseline's JSON: a baseline taken (at most once per hour of a home's time) is written without comparing it
+    with the saved one, which would cost a query per home when the hour turns for all of them at once."""
+
+    def __init__(self, home_id: str, version: int, baseline_at: datetime | None, has_baseline: bool) -> None:
+        self.home_id = home_id
+        self.version = version
+        self.baseline_at = baseline_at
+        self.baseline_changed = False
+        self.has_baseline = has_baseline
+        self._baseline: dict[str, Any] | None = None
+
+    @property
+    def baseline(self) -> dict[str, Any] | _Unread | None:
+        return UNREAD if self.has_baseline and not self.baseline_changed else self._baseline
+
+    @baseline.setter
+    def baseline(self, value: dict[str, Any] | None) -> None:
+        self._baseline, self.baseline_changed = value, True
+
+    @property
+    def new_baseline(self) -> dict[str, Any] | None:
+        return self._baseline
+
+
+def _existing_homes(session: Session, homes: list[str]) -> set[str]:
+    found: set[str] = set()
+    for i in range(0, len(homes), CHUNK):
+        found.update(session.scalars(select(Home.id).where(Home.id.in_(homes[i:i + CHUNK]))))
+    return found
+
+
+def _saved_checkpoints(session: Session, homes: list[str]) -> dict[str, _SavedCheckpoint]:
+    c = DetectorCheckpoint
+    saved: dict[str, _SavedCheckpoint] = {}
+    for i in range(0, len(homes), CHUNK):
+        rows = session.execute(select(c.home_id, c.version, c.baseline_at, c.baseline.is_not(None))
+                               .where(c.home_id.in_(homes[i:i + CHUNK])))
+        saved.update((h, _SavedCheckpoint(h, v, at, bool(has))) for h, v, at, has in rows)
+    return saved
 
 
 def warm_baselines(sessions: sessionmaker[Session], observations: Iterable[ObservationLike], *,
@@ -310,7 +418,7 @@ def warm_baselines(sessions: sessionmaker[Session], observations: Iterable[Obser
 BASELINE_EVERY_MS = 3_600_000
 
 
-def store_baseline(row: DetectorCheckpoint, detector: HomeDetector, *, force: bool = False) -> None:
+def store_baseline(row: DetectorCheckpoint | _SavedCheckpoint, detector: HomeDetector, *, force: bool = False) -> None:
     """Keep the checkpoint's readable baseline (JSON, what the API shows) up to date, cheaply.
 
     ``detector.baseline()`` is taken at most once per hour of the detector's (event) time, which also catches each
@@ -320,7 +428,7 @@ def store_baseline(row: DetectorCheckpoint, detector: HomeDetector, *, force: bo
     taken = row.baseline_at
     same_hour = now_ms is None or (taken is not None and now_ms // BASELINE_EVERY_MS
                                    == int(taken.timestamp() * 1000) // BASELINE_EVERY_MS)
-    if not force and row.baseline is not None and same_hour:
+    if not force and same_hour and row.baseline is not None:  # the JSON is looked at only when the hour is not
         return
     try:
         baseline = _plain_json(detector.baseline())
