@@ -21,8 +21,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from analytics.alerts import AlertKind, Outcome, Severity
-from analytics.elapsed import BED, CHAIR, CONTEXTS, SLOTS, ElapsedModel
-from analytics.localtime import duration, iso
+from analytics.elapsed import BED, CHAIR, CONTEXTS, SLOT_MS, SLOTS, ElapsedModel
+from analytics.localtime import MINUTE_MS, duration, iso
 from analytics.place_elapsed import PlaceElapsed
 from analytics.watch.base import STILLNESS, Day, DetectorConfig, HomeState, Reading
 
@@ -38,6 +38,10 @@ def default_limits(has_bed_pad: bool) -> np.ndarray:
     bed = np.where(night, 12 * 60.0, 4 * 60.0)
     chair = np.where(night, 8 * 60.0, 4 * 60.0)
     return np.stack([up, bed, chair])
+
+
+def _half_hour(slot: int) -> str:
+    return f"{slot // 2:02d}:{30 * (slot % 2):02d}"
 
 
 class Stillness:
@@ -87,11 +91,11 @@ class Stillness:
         before = self.limit(home, context, raised_at_ms, place)
         self.places.widen(context, place, home.local.local_ms(raised_at_ms), narrow=retract)
         after = self.limit(home, context, raised_at_ms, place)
-        slot = (home.local.local_ms(raised_at_ms) // (24 * 3_600_000 // SLOTS)) % SLOTS
+        slot = (home.local.local_ms(raised_at_ms) // SLOT_MS) % SLOTS
         around = [(slot + k) % SLOTS for k in range(-self.places.widen_slots, self.places.widen_slots + 1)]
         self.feedback = [*self.feedback, {
             "at": iso(raised_at_ms), "alert_id": alert_id, "kind": str(kind), "context": CONTEXTS[context],
-            "room": place, "half_hours": [f"{h // 2:02d}:{30 * (h % 2):02d}" for h in around],
+            "room": place, "half_hours": [_half_hour(h) for h in around],
             "limit_before_min": round(before, 1), "limit_after_min": round(after, 1)}][-self.feedback_kept:]
         self._deadline = None
 
@@ -108,7 +112,7 @@ class Stillness:
         return {
             "days_learned": int(model.days_learned),
             "feedback": list(self.feedback),
-            "half_hours": [f"{h // 2:02d}:{30 * (h % 2):02d}" for h in range(SLOTS)],
+            "half_hours": [_half_hour(h) for h in range(SLOTS)],
             "stillness": {
                 name: {"limit_min": [round(float(v), 1) for v in model.limits_min[i]],
                        "usual_min": [None if np.isnan(v) else round(float(v), 1) for v in model.usual_min[i]]}
@@ -149,7 +153,7 @@ class Stillness:
         where = {BED: " The bed pad says in bed.", CHAIR: " The chair pad says in the chair."}.get(context, "")
         usual_text = (f" Usually there is activity within {duration(usual)} at this time of day."
                       if usual is not None else " No usual pattern learned yet at this time of day.")
-        details: dict[str, Any] = {"since": since, "limit_min": round(self.limit(home, context, due, place)),
+        details: dict[str, Any] = {"since": since, "limit_min": round((due - since) / MINUTE_MS),
                                    "usual_min": usual, "context": CONTEXTS[context], "room": home.last_room,
                                    "place": place}
         still = f"No activity since {home.clock(since, due)}{home.room_text()}.{where}"
