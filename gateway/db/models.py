@@ -368,6 +368,7 @@ TOKEN_HASH_LEN = 64  # sha256, hex
 KEY_PREFIX_LEN = 16
 AUDIT_ACTION_LEN = 32
 AUDIT_RESOURCE_LEN = 64
+CLIENT_ADDRESS_LEN = 64  # an IPv6 address with a zone fits
 
 
 class User(Base):
@@ -415,6 +416,9 @@ class ApiKey(Base):
     prefix: Mapped[str] = mapped_column(String(KEY_PREFIX_LEN))  # to recognise a key in lists, not to find it
     key_hash: Mapped[str] = mapped_column(String(TOKEN_HASH_LEN), unique=True)
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    # The active admin answerable for the key: its creator until reassigned. The key works only while its owner
+    # is an active admin of the organisation (a key must not outlive the person who vouched for it).
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
     created_at: Mapped[datetime]
     last_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
@@ -443,3 +447,7 @@ class AuditEntry(Base):
     resource: Mapped[str] = mapped_column(String(AUDIT_RESOURCE_LEN))
     resident_id: Mapped[int | None] = mapped_column(Integer)
     detail: Mapped[str] = mapped_column(Text, default="")
+    # The address the request came from (as resolved behind trusted proxies); None for rows older than it.
+    client_address: Mapped[str | None] = mapped_column(String(CLIENT_ADDRESS_LEN))
+    # How many events the row stands for: repeated denials and failed logins within a minute share one row.
+    occurrences: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
