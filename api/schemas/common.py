@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
-__all__ = ["INT32_MAX", "DbId", "In", "Name", "Note", "Out", "UtcDatetime", "no_control", "text"]
+__all__ = ["INT32_MAX", "DbId", "In", "Name", "Note", "Out", "UtcDatetime", "no_control", "printable", "text"]
 
 # NUL and lone surrogates cannot be stored (PostgreSQL refuses NUL; UTF-8 has no surrogates).
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
@@ -21,10 +21,39 @@ def no_control(value: str) -> str:
     return value
 
 
-def text(max_length: int, min_length: int = 1) -> object:
-    """A stripped string of ``min_length`` to ``max_length`` characters, storable on every backend."""
+# What people type into names and notes never needs these, and they do harm where the text is shown: ESC starts a
+# terminal escape sequence (the CLI, the logs), BEL rings, C1 controls are escapes too, and the bidi overrides and
+# isolates (U+202A-U+202E, U+2066-U+2069) make text read differently from what it holds ("Trojan Source").
+_BIDI_AND_C1 = "\x7f-\x9f\u202a-\u202e\u2066-\u2069"
+_CONTROL_IN_LINE = re.compile(f"[\x00-\x1f{_BIDI_AND_C1}]")
+_CONTROL_IN_PROSE = re.compile(f"[\x00-\x08\x0b\x0c\x0e-\x1f{_BIDI_AND_C1}]")  # tab, LF, CR allowed
+
+
+def printable(value: str, *, multiline: bool = False) -> str:
+    """``value`` if it holds no control character (a note may hold tabs and line breaks), else a ValueError that
+    the 422 names the field with."""
+    no_control(value)
+    found = (_CONTROL_IN_PROSE if multiline else _CONTROL_IN_LINE).search(value)
+    if found:
+        refused = ("only tabs and line breaks are allowed, not escapes, bells or text-direction overrides"
+                   if multiline else "no tabs, line breaks, escapes, bells or text-direction overrides")
+        raise ValueError(f"must not contain control characters (found U+{ord(found.group()):04X}): {refused}")
+    return value
+
+
+def _single_line(value: str) -> str:
+    return printable(value)
+
+
+def _multiline(value: str) -> str:
+    return printable(value, multiline=True)
+
+
+def text(max_length: int, min_length: int = 1, *, multiline: bool = False) -> object:
+    """A stripped string of ``min_length`` to ``max_length`` characters, storable on every backend and free of
+    control characters (``multiline``: tabs and line breaks allowed, for notes)."""
     return Annotated[str, StringConstraints(strip_whitespace=True, min_length=min_length, max_length=max_length),
-                     AfterValidator(no_control)]
+                     AfterValidator(_multiline if multiline else _single_line)]
 
 
 def _utc(value: datetime) -> datetime:
@@ -53,4 +82,4 @@ class Out(BaseModel):
 
 
 Name = text(200)
-Note = text(2000)
+Note = text(2000, multiline=True)

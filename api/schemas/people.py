@@ -12,7 +12,7 @@ from api.schemas.common import DbId, In, Name, Out, UtcDatetime, no_control, tex
 from gateway.alerting.people import MAX_WAIT_MIN
 
 HomeId = text(64)
-Notes = text(10_000, min_length=0)
+Notes = text(10_000, min_length=0, multiline=True)
 PushoverKey = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9]{30}$"),
                         AfterValidator(no_control)]
 PushoverDevice = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9_-]{1,25}$")]
