@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api import dashboard
 from api.errors import install_error_handlers
+from api.limits import ApiLimits, RequestLimits
 from api.routers import activity, alerts, audit, auth, dead_letters, devices, homes, recipients, residents, users
 from api.throttle import LoginThrottle
 from gateway.config import Settings
@@ -64,6 +65,7 @@ def create_app(settings: Settings, *, sessions: sessionmaker[Session] | None = N
     app.state.sessions = sessions
     app.state.store = store  # None: created at first use (api.deps.get_store)
     app.state.now = lambda: datetime.now(UTC)
+    app.state.limits = limits = ApiLimits()
     app.state.login_throttle = LoginThrottle()
     install_error_handlers(app)
     for module in (auth, users, residents, homes, recipients, alerts, devices, dead_letters, audit):
@@ -71,4 +73,5 @@ def create_app(settings: Settings, *, sessions: sessionmaker[Session] | None = N
     app.include_router(users.keys_router)
     app.include_router(activity.router)
     dashboard.install(app)
+    app.add_middleware(RequestLimits, limits=limits)  # a 413 before the body is read; the client address
     return app
