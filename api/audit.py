@@ -111,9 +111,10 @@ def remember_request(session: Session, request: Request) -> None:
     session.info[_ADDRESS] = client_address(request)
 
 
-def remember_principal(session: Session, principal: Principal) -> None:
+def remember_principal(session: Session, principal: Principal) -> Principal:
     """Called once the caller is known, so a denial of this request can be recorded against them."""
     session.info[_PRINCIPAL] = principal
+    return principal
 
 
 def mask_secret(secret: str | None) -> str:

@@ -18,7 +18,7 @@ from fastapi.security import APIKeyCookie, APIKeyHeader, OAuth2PasswordBearer
 from sqlalchemy import Select, exists, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.audit import audit, audit_many
+from api.audit import audit, audit_many, keep_failure_rows, remember_principal, remember_request, write_deferred
 from api.errors import Forbidden, NotFound, Unauthorized
 from api.schemas.common import INT32_MAX
 from api.security import TOKEN_COOKIE, api_key_for, sha256
@@ -80,11 +80,15 @@ def get_session(request: Request) -> Iterator[Session]:
     """One session (one transaction) per request: committed when the route succeeds, rolled back otherwise."""
     sessions: sessionmaker[Session] = request.app.state.sessions
     with sessions() as session:
+        remember_request(session, request)  # its audit rows carry the client address
         try:
             yield session
+            write_deferred(session)
             session.commit()
-        except BaseException:
+        except BaseException as e:
             session.rollback()
+            # Failed logins and denied attempts are recorded although the request failed.
+            keep_failure_rows(session, request, e, now(request))
             raise
 
 
@@ -111,15 +115,17 @@ def get_principal(
 ) -> Principal:
     """The caller, from ``Authorization: Bearer``, ``X-API-Key`` or the dashboard's cookie, in that order."""
     if token or (cookie and not api_key):
-        return _from_token(session, token or cookie or "", at)
+        return remember_principal(session, _from_token(session, token or cookie or "", at))
     if api_key:
         key = api_key_for(session, api_key)
         if key is None:
-            raise Unauthorized("the API key is unknown or revoked: ask an admin of your organisation for one")
+            raise Unauthorized("the API key is unknown or revoked, or its owner is no longer an active admin: "
+                               "ask an admin of your organisation (POST /api-keys/{id}/reassign)")
         if key.last_used_at is None or at - key.last_used_at >= API_KEY_TOUCH:
             key.last_used_at = at
-        return Principal(user_id=None, api_key_id=key.id, organisation_id=key.organisation_id, role=key.role,
-                         recipient_id=None, name=f"API key {key.name}"[:NAME_LEN])
+        return remember_principal(session, Principal(
+            user_id=None, api_key_id=key.id, organisation_id=key.organisation_id, role=key.role, recipient_id=None,
+            name=f"API key {key.name}"[:NAME_LEN]))
     raise Unauthorized("log in first: POST /auth/token with your email and password, then send "
                        "'Authorization: Bearer <token>' (or an 'X-API-Key' header)")
 

@@ -103,4 +103,9 @@ def new_api_key() -> NewApiKey:
 
 
 def api_key_for(session: Session, key: str) -> ApiKey | None:
-    return session.scalar(select(ApiKey).where(ApiKey.key_hash == sha256(key), ApiKey.revoked_at.is_(None)))
+    """The key, if it is live: not revoked, and its owner (the admin answerable for it: its creator until
+    reassigned) still an active admin of the key's organisation. A key dies with its owner's deactivation, removal
+    or demotion, so an integration cannot outlive the person who vouched for it (an admin reassigns it)."""
+    return session.scalar(select(ApiKey).join(User, User.id == ApiKey.owner_id).where(
+        ApiKey.key_hash == sha256(key), ApiKey.revoked_at.is_(None), User.active.is_(True),
+        User.role == "admin", User.organisation_id == ApiKey.organisation_id))
