@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from analytics.watch.pendant import setting_up_needed, setting_up_urgency, unconfirmed_button
-from api.audit import UPDATE, audit
+from api.audit import CLAIM, RELEASE, UPDATE, audit
 from api.deps import PathId, Principal, SessionDep, Staff
 from api.errors import Conflict, NotFound
 from api.pagination import Page, PageDep, paginate
@@ -67,6 +67,7 @@ def claim(home_id: HomeIdPath, principal: Staff, session: SessionDep) -> HomeOut
         raise NotFound(f"no unassigned home {home_id!r} (GET /homes/unassigned lists them)")
     home.organisation_id = principal.organisation_id
     session.flush()
+    audit(session, principal, CLAIM, "home", None, f"home {home.id!r} ({home.name or 'no name'})")
     return _out(session, home)
 
 
@@ -77,6 +78,7 @@ def release(home_id: HomeIdPath, principal: Staff, session: SessionDep) -> HomeO
         raise Conflict(f"home {home_id!r} has a resident: remove the resident first")
     home.organisation_id = None
     session.flush()
+    audit(session, principal, RELEASE, "home", None, f"home {home.id!r} ({home.name or 'no name'})")
     return _out(session, home)
 
 

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request, Response, status
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from api.audit import CREATE, DELETE, UPDATE, audit, mask_secret
 from api.deps import PathId, Principal, SessionDep, Staff
 from api.errors import Conflict, Invalid, NotFound, Unavailable
 from api.pagination import Page, PageDep, paginate
@@ -72,6 +73,8 @@ def create_recipient(body: RecipientIn, principal: Staff, session: SessionDep, r
     validate_with_pushover(request.app.state.settings, session, body.pushover_user_key)
     recipient = people.add_recipient(session, body.name, body.pushover_user_key, body.pushover_device,
                                      organisation_id=principal.organisation_id)
+    audit(session, principal, CREATE, "recipient", None,
+          f"recipient {recipient.id} {recipient.name!r}, Pushover key {mask_secret(recipient.pushover_user_key)}")
     return _out(session, recipient)
 
 
@@ -89,13 +92,35 @@ def update_recipient(recipient_id: PathId, body: RecipientUpdate, principal: Sta
     if key is not None and key != recipient.pushover_user_key:
         validate_with_pushover(request.app.state.settings, session, key)
         recipient = _recipient(principal, session, recipient_id)  # a new transaction: read it again
+    said = _changes(recipient, key, changes)
+    key_changed = key is not None and key != recipient.pushover_user_key
+    if key_changed:
         recipient.pushover_user_key = key
     if changes.get("name") is not None:
         recipient.name = changes["name"]
     if "pushover_device" in changes:
         recipient.pushover_device = changes["pushover_device"]
     session.flush()
-    return _out(session, recipient)
+    out = _out(session, recipient)
+    if said:
+        # A new key redirects the alerts of every resident whose chain names this recipient: the trail shows
+        # which key (masked) replaced which, and whose alerts it carries.
+        whose = f"; alerts of resident(s) {', '.join(map(str, out.residents))}" if key_changed and out.residents else ""
+        audit(session, principal, UPDATE, "recipient", None,
+              f"recipient {recipient.id} {recipient.name!r}: {'; '.join(said)}{whose}")
+    return out
+
+
+def _changes(recipient: Recipient, key: str | None, changes: dict[str, object]) -> list[str]:
+    """What the update changes, secrets masked."""
+    said = []
+    if key is not None and key != recipient.pushover_user_key:
+        said.append(f"Pushover key {mask_secret(recipient.pushover_user_key)} → {mask_secret(key)}")
+    if changes.get("name") is not None and changes["name"] != recipient.name:
+        said.append(f"name {recipient.name!r} → {changes['name']!r}")
+    if "pushover_device" in changes and changes["pushover_device"] != recipient.pushover_device:
+        said.append(f"device {recipient.pushover_device!r} → {changes['pushover_device']!r}")
+    return said
 
 
 @router.delete("/{recipient_id}", status_code=status.HTTP_204_NO_CONTENT,
@@ -107,5 +132,7 @@ def delete_recipient(recipient_id: PathId, principal: Staff, session: SessionDep
     if residents:
         raise Conflict(f"{recipient.name} is in the escalation chain of resident(s) "
                        f"{', '.join(map(str, residents))}: change those chains first (PUT /residents/{{id}}/chain)")
+    audit(session, principal, DELETE, "recipient", None,
+          f"recipient {recipient.id} {recipient.name!r}, Pushover key {mask_secret(recipient.pushover_user_key)}")
     session.delete(recipient)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
