@@ -10,6 +10,7 @@ from fastapi.security import OAuth2PasswordRequestForm
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
+from api.audit import LOGOUT, audit
 from api.deps import Clock, CurrentUser, SessionDep
 from api.errors import BadRequest, Unauthorized
 from api.schemas.auth import MeOut, PasswordChange, TokenOut
@@ -58,6 +59,7 @@ def logout(principal: CurrentUser, session: SessionDep, at: Clock) -> Response:
     if principal.token_hash is None:
         raise BadRequest("an API key is not logged out: an admin revokes it with DELETE /api-keys/{id}")
     session.execute(update(AuthToken).where(AuthToken.token_hash == principal.token_hash).values(revoked_at=at))
+    audit(session, principal, LOGOUT, "account", None, at=at)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
