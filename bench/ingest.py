@@ -138,17 +138,18 @@ def paho_session(broker: Mosquitto, *, keep: bool) -> mqtt.Client:
     client.max_inflight_messages_set(0)
     props = Properties(PacketTypes.CONNECT)
     props.SessionExpiryInterval = 3600 if keep else 0
-    subscribed = threading.Event()
-    client.on_subscribe = lambda *_: subscribed.set()
     client.connect(broker.host, broker.port, clean_start=not keep, properties=props)
     return client
 
 
 def paho_register(broker: Mosquitto) -> None:
     client = paho_session(broker, keep=True)
+    subscribed = threading.Event()
+    client.on_subscribe = lambda *_: subscribed.set()
     client.loop_start()
     client.subscribe("telecare/#", qos=1)
-    time.sleep(0.5)  # the SUBACK: the session now holds the subscription
+    if not subscribed.wait(10):  # the SUBACK: from here the session holds the subscription
+        raise SystemExit("the paho ceiling client's subscription was not acknowledged")
     client.disconnect()
     client.loop_stop()
 
