@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api import dashboard
 from api.errors import install_error_handlers
+from api.headers import SecurityHeaders
 from api.limits import ApiLimits, RequestLimits
 from api.routers import activity, alerts, audit, auth, dead_letters, devices, homes, recipients, residents, users
 from api.throttle import LoginThrottle
@@ -74,4 +75,6 @@ def create_app(settings: Settings, *, sessions: sessionmaker[Session] | None = N
     app.include_router(activity.router)
     dashboard.install(app)
     app.add_middleware(RequestLimits, limits=limits)  # a 413 before the body is read; the client address
+    # Added last, so outermost: every answer of the app (a 413 or 429 of another middleware too) gets the headers.
+    app.add_middleware(SecurityHeaders)
     return app

@@ -14,14 +14,14 @@ from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
-from fastapi.security import APIKeyCookie, APIKeyHeader, OAuth2PasswordBearer
+from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
 from sqlalchemy import Select, exists, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.audit import audit, audit_many, keep_failure_rows, remember_principal, remember_request, write_deferred
 from api.errors import Forbidden, NotFound, Unauthorized
 from api.schemas.common import INT32_MAX
-from api.security import TOKEN_COOKIE, api_key_for, sha256
+from api.security import api_key_for, sha256
 from gateway.db.models import NAME_LEN, AuthToken, EscalationStep, Home, Resident, User
 from gateway.stores.readings.base import ReadingStore
 
@@ -43,6 +43,7 @@ __all__ = [
     "get_principal",
     "get_session",
     "get_store",
+    "principal_from_token",
     "require_role",
     "resident_for",
     "visible_residents",
@@ -56,12 +57,12 @@ API_KEY_TOUCH = timedelta(minutes=1)  # last_used_at is written at most this oft
 _bearer = OAuth2PasswordBearer(tokenUrl="/auth/token", auto_error=False,
                                description="A token from POST /auth/token (email and password)")
 _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key created by an admin")
-_cookie = APIKeyCookie(name=TOKEN_COOKIE, auto_error=False, description="The dashboard's login cookie")
 
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling: a user (by token or cookie) or an API key, always within one organisation."""
+    """Who is calling: a user (by token, or the dashboard's cookie on its pages) or an API key, always within one
+    organisation."""
 
     user_id: int | None
     api_key_id: int | None
@@ -111,11 +112,14 @@ def get_principal(
     at: Clock,
     token: Annotated[str | None, Depends(_bearer)],
     api_key: Annotated[str | None, Depends(_api_key)],
-    cookie: Annotated[str | None, Depends(_cookie)],
 ) -> Principal:
-    """The caller, from ``Authorization: Bearer``, ``X-API-Key`` or the dashboard's cookie, in that order."""
-    if token or (cookie and not api_key):
-        return remember_principal(session, _from_token(session, token or cookie or "", at))
+    """The caller, from ``Authorization: Bearer`` or ``X-API-Key``, in that order.
+
+    Never from the dashboard's cookie: a browser attaches it to any request, another site's included, so a JSON
+    route that took it could be driven cross-site without the dashboard's CSRF checks. The dashboard's pages
+    read the cookie themselves (``api.dashboard.pages.page_principal``)."""
+    if token:
+        return remember_principal(session, principal_from_token(session, token, at))
     if api_key:
         key = api_key_for(session, api_key)
         if key is None:
@@ -130,7 +134,8 @@ def get_principal(
                        "'Authorization: Bearer <token>' (or an 'X-API-Key' header)")
 
 
-def _from_token(session: Session, token: str, at: datetime) -> Principal:
+def principal_from_token(session: Session, token: str, at: datetime) -> Principal:
+    """The user whose live token this is (401 if unknown, revoked, expired or deactivated)."""
     token_hash = sha256(token)
     row = session.execute(select(AuthToken, User).join(User, User.id == AuthToken.user_id)
                           .where(AuthToken.token_hash == token_hash)).one_or_none()

@@ -3,7 +3,10 @@
 Who needs attention comes first: residents with open alerts, most severe first, then homes that can't be seen.
 Devices nobody has said what they are for are noted on the caseload and listed on the resident's page, a button
 not set up first (its presses are raised as possible pendant presses until it is given the role pendant).
-Logging in issues the API's own token, kept in an HttpOnly cookie; acknowledging, resolving (with what was found)
+Logging in issues the API's own token, kept in an HttpOnly cookie that only these pages accept (the JSON API takes
+bearer tokens and API keys only); every form carries a CSRF token and must come from this origin (``csrf.py``).
+Notices after an action are named by a short code (``?notice=resolved``) from a fixed set, never text from the
+query string; ids beyond the database's range are a 422. Acknowledging, resolving (with what was found)
 and recording the outcome of an alert that cleared by itself call the same services (and write the same audit rows)
 as ``POST /alerts/{id}/acknowledge``, ``/resolve`` and ``/outcome``. The baseline page reads the same stored JSON
 as ``GET /residents/{id}/baseline``, and shows what carers' false-alarm feedback changed.
@@ -11,6 +14,7 @@ as ``GET /residents/{id}/baseline``, and shows what carers' false-alarm feedback
 
 from __future__ import annotations
 
+import hmac
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,6 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -25,10 +30,21 @@ from sqlalchemy.orm import Session
 from analytics.activity import ActivityTracker, activity_value
 from analytics.alerts import DEVICE_HEALTH, AlertKind, Outcome
 from analytics.watch.pendant import setting_up_needed, setting_up_urgency
-from api.audit import OUTCOME, RESOLVE, VIEW
+from api.audit import OUTCOME, RESOLVE, VIEW, remember_principal
 from api.dashboard.charts import Mark, daily_bars, day_timeline
-from api.deps import Clock, Principal, SessionDep, audit, get_principal, get_store, resident_for, visible_residents
-from api.errors import ApiError, NotFound
+from api.dashboard.csrf import LOGIN_CSRF_COOKIE, new_login_token, same_origin, session_token_matches, token_for_session
+from api.deps import (
+    Clock,
+    PathId,
+    Principal,
+    SessionDep,
+    audit,
+    get_store,
+    principal_from_token,
+    resident_for,
+    visible_residents,
+)
+from api.errors import ApiError, Forbidden, NotFound
 from api.routers.activity import baseline_out
 from api.routers.alerts import alert_for
 from api.routers.auth import checked_login
@@ -41,7 +57,16 @@ from gateway.errors import StoreUnavailable
 from gateway.stores.readings.base import ReadingStore
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
-templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+STATIC = Path(__file__).parent / "static"
+
+
+def _csrf_context(request: Request) -> dict[str, Any]:
+    """Every page's forms carry the session's CSRF token (none signed out: the login form has its own)."""
+    token = request.cookies.get(TOKEN_COOKIE)
+    return {"csrf": token_for_session(token) if token else ""}
+
+
+templates = Jinja2Templates(directory=Path(__file__).parent / "templates", context_processors=[_csrf_context])
 CHART_DAYS = 28
 UNSEEN = frozenset({AlertKind.HUB_OFFLINE, AlertKind.CANT_SEE})
 KIND_LABELS = {"inactivity": "no activity", "not_up": "not up", "night_exit": "out at night",
@@ -49,6 +74,18 @@ KIND_LABELS = {"inactivity": "no activity", "not_up": "not up", "night_exit": "o
                "cold_home": "cold", "pendant": "pendant", "hub_offline": "hub offline", "cant_see": "can't see",
                "sensor_silent": "sensor silent", "low_battery": "battery low"}
 OUTCOME_CHOICES = [(o.value, outcomes.label(o)) for o in Outcome]
+# What a page may say after an action, by code: the query string names one, it never supplies the words (a link
+# to a real page saying "call 0800 ..." would be believed).
+NOTICES = {
+    "acknowledged": "Acknowledged: the others in the chain are told you are dealing with it.",
+    "resolved": "Resolved: everyone alerted is told.",
+    "not_resolved": "Not resolved: choose what was found from the list.",
+    "not_recorded": "Not recorded: choose what was found from the list.",
+    **{f"recorded_{o.value}": f"Recorded: {outcomes.label(o)}." for o in Outcome},
+}
+LOGIN_CSRF_TTL = 3600  # seconds a login form stays usable
+FORGED = ("the form was not sent from this dashboard's own page (its CSRF token is missing or wrong, or the "
+          "request came from another site): reload the page and try again")
 
 
 class _LoggedOut(Exception):
@@ -61,7 +98,8 @@ def page_principal(request: Request, session: SessionDep, at: Clock) -> Principa
     if not token:
         raise _LoggedOut
     try:
-        return get_principal(session, at, token=None, api_key=None, cookie=token)
+        # Remembered, so a denial on a page (another organisation's resident, a forged form) is recorded as theirs.
+        return remember_principal(session, principal_from_token(session, token, at))
     except ApiError:
         raise _LoggedOut from None
 
@@ -69,40 +107,69 @@ def page_principal(request: Request, session: SessionDep, at: Clock) -> Principa
 PagePrincipal = Annotated[Principal, Depends(page_principal)]
 
 
+def form_principal(request: Request, principal: PagePrincipal, csrf: Annotated[str, Form(max_length=128)] = "",
+                   ) -> Principal:
+    """The signed-in user of a form post: only from this origin, with the session's CSRF token (else 403)."""
+    if not same_origin(request) or not session_token_matches(request.cookies.get(TOKEN_COOKIE, ""), csrf):
+        raise Forbidden(FORGED)
+    return principal
+
+
+FormPrincipal = Annotated[Principal, Depends(form_principal)]
+
+
 def login_redirect(_request: Request, _exc: Exception) -> Response:
     return RedirectResponse("/dashboard/login", status_code=303)
 
 
+def _login_page(request: Request, *, status_code: int = 200, username: str | None = None, error: str | None = None,
+                headers: dict[str, str] | None = None) -> Response:
+    """The login form, with a fresh double-submit token: in the form, and in a cookie only this form's post gets."""
+    token = new_login_token()
+    response = templates.TemplateResponse(
+        request, "login.html", {"who": None, "username": username, "error": error, "login_csrf": token},
+        status_code=status_code, headers=headers)
+    response.set_cookie(LOGIN_CSRF_COOKIE, token, max_age=LOGIN_CSRF_TTL, path="/dashboard/login", httponly=True,
+                        samesite="strict", secure=request.url.scheme == "https")
+    return response
+
+
 @router.get("/login", response_class=HTMLResponse)
 def login_form(request: Request) -> Response:
-    return templates.TemplateResponse(request, "login.html", {"who": None})
+    return _login_page(request)
 
 
 @router.post("/login", response_class=HTMLResponse)
-def login(request: Request, session: SessionDep, at: Clock, username: Annotated[str, Form()],
-          password: Annotated[str, Form()]) -> Response:
+def login(request: Request, session: SessionDep, at: Clock, username: Annotated[str, Form(max_length=320)],
+          password: Annotated[str, Form(max_length=1024)], csrf: Annotated[str, Form(max_length=128)] = "") -> Response:
+    expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    if not same_origin(request) or not expected or not csrf.isascii() or not hmac.compare_digest(expected, csrf):
+        # No password is checked: a forged login would sign the victim in as someone else.
+        return _login_page(request, status_code=403, username=username,
+                           error="This sign-in form had expired or came from another site: please sign in again.")
     try:
         user = checked_login(request, session, username, password, at)
     except TooManyLogins as e:
-        return templates.TemplateResponse(request, "login.html", {"who": None, "username": username,
-                                                                  "error": e.message[0].upper() + e.message[1:] + "."},
-                                          status_code=429, headers=e.headers)
+        return _login_page(request, status_code=429, username=username,
+                           error=e.message[0].upper() + e.message[1:] + ".", headers=e.headers)
     if user is None:
-        return templates.TemplateResponse(
-            request, "login.html", {"who": None, "username": username,
-                                    "error": "That email and password do not match an account."},
-            status_code=401)
+        return _login_page(request, status_code=401, username=username,
+                           error="That email and password do not match an account.")
     token, _ = issue_token(session, user, at)
     response = RedirectResponse("/dashboard", status_code=303)
+    response.delete_cookie(LOGIN_CSRF_COOKIE, path="/dashboard/login")
     response.set_cookie(TOKEN_COOKIE, token, max_age=int(TOKEN_TTL.total_seconds()), httponly=True,
                         samesite="lax", secure=request.url.scheme == "https")
     return response
 
 
 @router.post("/logout")
-def logout(request: Request, session: SessionDep, at: Clock) -> Response:
+def logout(request: Request, session: SessionDep, at: Clock,
+           csrf: Annotated[str, Form(max_length=128)] = "") -> Response:
     token = request.cookies.get(TOKEN_COOKIE)
     if token:
+        if not same_origin(request) or not session_token_matches(token, csrf):
+            raise Forbidden(FORGED)  # another site may not sign a carer out in the middle of an emergency
         revoke_token(session, token, at)
     response = RedirectResponse("/dashboard/login", status_code=303)
     response.delete_cookie(TOKEN_COOKIE)
@@ -144,7 +211,7 @@ def caseload(request: Request, principal: PagePrincipal, session: SessionDep, at
 
 
 @router.get("/residents/{resident_id}", response_class=HTMLResponse)
-def resident_page(request: Request, resident_id: int, principal: PagePrincipal, session: SessionDep, at: Clock,
+def resident_page(request: Request, resident_id: PathId, principal: PagePrincipal, session: SessionDep, at: Clock,
                   notice: str | None = None) -> Response:
     resident = resident_for(principal, session, resident_id)
     home = session.get(Home, resident.home_id)
@@ -155,7 +222,7 @@ def resident_page(request: Request, resident_id: int, principal: PagePrincipal, 
     store: ReadingStore = get_store(request)
     local_today = at.astimezone(zone).date()
     context: dict[str, Any] = {
-        "who": principal.name, "notice": notice, "days": CHART_DAYS,
+        "who": principal.name, "notice": NOTICES.get(notice or ""), "days": CHART_DAYS,
         "resident": {"id": resident.id, "name": resident.name, "home": resident.home_id, "timezone": str(zone)},
         "open_alerts": [_alert_view(a, zone, at) for a in open_alerts],
         "history": [_alert_view(a, zone, at) for a in alerts if a.state == RESOLVED][:20],
@@ -173,46 +240,46 @@ def resident_page(request: Request, resident_id: int, principal: PagePrincipal, 
 
 
 @router.post("/alerts/{alert_id}/acknowledge")
-def acknowledge(alert_id: int, principal: PagePrincipal, session: SessionDep, at: Clock) -> Response:
+def acknowledge(alert_id: PathId, principal: FormPrincipal, session: SessionDep, at: Clock) -> Response:
     alert = alert_for(principal, session, alert_id)
     service.acknowledge(session, alert.id, principal.name, None, at, recipient_id=principal.recipient_id)
     audit(session, principal, "acknowledge", "alert", alert.resident_id, f"alert {alert.id}", at=at)
-    return _back(alert, "Acknowledged: the others in the chain are told you are dealing with it.")
+    return _back(alert, "acknowledged")
 
 
 @router.post("/alerts/{alert_id}/resolve")
-def resolve(alert_id: int, principal: PagePrincipal, session: SessionDep, at: Clock,
+def resolve(alert_id: PathId, principal: FormPrincipal, session: SessionDep, at: Clock,
             note: Annotated[str, Form(min_length=1, max_length=2000)],
             outcome: Annotated[str, Form(max_length=32)] = "") -> Response:
     alert = alert_for(principal, session, alert_id)
     try:
         found = outcomes.parse_outcome(outcome) if outcome.strip() else None
-    except ValueError as e:
-        return _back(alert, f"Not resolved: {e}.")
+    except ValueError:
+        return _back(alert, "not_resolved")
     service.resolve(session, alert.id, principal.name, note.strip() or "resolved", at, outcome=found,
                     recipient_id=principal.recipient_id)
     audit(session, principal, RESOLVE, "alert", alert.resident_id,
           f"alert {alert.id}" + (f": {found.value}" if found else ""), at=at)
-    return _back(alert, "Resolved: everyone alerted is told.")
+    return _back(alert, "resolved")
 
 
 @router.post("/alerts/{alert_id}/outcome")
-def record_outcome(alert_id: int, principal: PagePrincipal, session: SessionDep, at: Clock,
+def record_outcome(alert_id: PathId, principal: FormPrincipal, session: SessionDep, at: Clock,
                    outcome: Annotated[str, Form(max_length=32)],
                    note: Annotated[str, Form(max_length=2000)] = "") -> Response:
     """What was found, on an alert that cleared by itself (or a correction)."""
     alert = alert_for(principal, session, alert_id)
     try:
         found = outcomes.parse_outcome(outcome)
-    except ValueError as e:
-        return _back(alert, f"Not recorded: {e}.")
+    except ValueError:
+        return _back(alert, "not_recorded")
     service.record_outcome(session, alert.id, found, principal.name, note.strip() or None, at)
     audit(session, principal, OUTCOME, "alert", alert.resident_id, f"alert {alert.id}: {found.value}", at=at)
-    return _back(alert, f"Recorded: {outcomes.label(found)}.")
+    return _back(alert, f"recorded_{found.value}")
 
 
 @router.get("/residents/{resident_id}/baseline", response_class=HTMLResponse)
-def baseline_page(request: Request, resident_id: int, principal: PagePrincipal, session: SessionDep,
+def baseline_page(request: Request, resident_id: PathId, principal: PagePrincipal, session: SessionDep,
                   at: Clock) -> Response:
     resident = resident_for(principal, session, resident_id)
     zone = _zone(session.get(Home, resident.home_id))
@@ -273,6 +340,8 @@ def _not_set_up(session: Session, home_ids: list[str]) -> dict[str, list[dict[st
 
 
 def _back(alert: Alert, notice: str) -> Response:
+    """Back to the resident's page, saying what happened (a code of :data:`NOTICES`)."""
+    assert notice in NOTICES, notice
     target = f"/dashboard/residents/{alert.resident_id}" if alert.resident_id else "/dashboard"
     return RedirectResponse(f"{target}?notice={notice}", status_code=303)
 
@@ -343,5 +412,7 @@ def _zone(home: Home | None) -> ZoneInfo:
 def install(app: Any) -> None:
     """Mount the pages and send signed-out visitors to the login form."""
     app.include_router(router)
+    # Served by the app (not a CDN): the CSP allows styles from this origin only, and no inline ones.
+    app.mount("/dashboard/static", StaticFiles(directory=STATIC), name="dashboard-static")
     app.add_exception_handler(_LoggedOut, login_redirect)
 

@@ -8,10 +8,12 @@ import re
 from datetime import timedelta
 
 from fastapi.testclient import TestClient
+from httpx import Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from analytics.alerts import Action, AlertEvent, AlertKind, Outcome, Severity
+from api.dashboard.csrf import token_for_session
 from gateway.alerting.record import apply_events
 from gateway.db.models import Alert, AuditEntry
 from tests.api.conftest import T0, World, raise_alerts
@@ -20,6 +22,12 @@ from tests.api.conftest import T0, World, raise_alerts
 def signed_in(client: TestClient, world: World, who: str = "anne") -> TestClient:
     client.cookies.set("telecare_token", world.tokens[who])
     return client
+
+
+def post(client: TestClient, url: str, data: dict[str, str], *, follow_redirects: bool = True) -> Response:
+    """A form post as the page's form sends it: with the signed-in session's CSRF token."""
+    csrf = token_for_session(client.cookies["telecare_token"])
+    return client.post(url, data={**data, "csrf": csrf}, follow_redirects=follow_redirects)
 
 
 def stored(sessions: sessionmaker[Session], alert_id: int) -> Alert:
@@ -38,7 +46,7 @@ def test_the_resolve_form_offers_every_outcome_and_records_the_one_chosen(
     form = form[:form.index("</form>")]
     assert re.findall(r'<option value="(\w+)">', form) == [o.value for o in Outcome]
     assert '<select name="outcome" required' in form
-    r = client.post(f"/dashboard/alerts/{alert_id}/resolve", data={"note": "Asleep in the chair",
+    r = post(client, f"/dashboard/alerts/{alert_id}/resolve", data={"note": "Asleep in the chair",
                                                                   "outcome": "false_alarm"}, follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"].startswith(f"/dashboard/residents/{resident}?notice=")
     alert = stored(sessions, alert_id)
@@ -65,12 +73,12 @@ def test_an_alert_that_cleared_by_itself_is_given_its_outcome(client: TestClient
     row = row[:row.index("</tr>")]
     assert "(cleared by itself)" in row and "Record what was found" in row
     assert f'action="/dashboard/alerts/{alert_id}/outcome"' in row
-    r = client.post(f"/dashboard/alerts/{alert_id}/outcome", data={"outcome": "false_alarm", "note": "Reading"},
+    r = post(client, f"/dashboard/alerts/{alert_id}/outcome", data={"outcome": "false_alarm", "note": "Reading"},
                     follow_redirects=False)
-    assert r.status_code == 303 and "Recorded" in r.headers["location"]
+    assert r.status_code == 303 and r.headers["location"].endswith("?notice=recorded_false_alarm")
     alert = stored(sessions, alert_id)
     assert (alert.resolved_by, alert.outcome, alert.outcome_note) == ("auto", "false_alarm", "Reading")
-    r = client.post(f"/dashboard/alerts/{alert_id}/outcome", data={"outcome": "unwell"}, follow_redirects=True)
+    r = post(client, f"/dashboard/alerts/{alert_id}/outcome", data={"outcome": "unwell"}, follow_redirects=True)
     assert r.status_code == 200 and "Recorded: Unwell." in r.text
     assert (stored(sessions, alert_id).outcome, stored(sessions, alert_id).outcome_note) == ("unwell", None)
 
@@ -80,15 +88,15 @@ def test_a_bad_outcome_from_the_form_says_so_and_changes_nothing(client: TestCli
     open_id, done_id = raise_alerts(sessions, ("h1", AlertKind.INACTIVITY, Severity.URGENT, ""),
                                     ("h1", AlertKind.NOT_UP, Severity.WARNING, ""))
     signed_in(client, world)
-    r = client.post(f"/dashboard/alerts/{open_id}/resolve", data={"note": "x", "outcome": "fine"})
-    assert r.status_code == 200 and "Not resolved: unknown outcome &#39;fine&#39;" in r.text
+    r = post(client, f"/dashboard/alerts/{open_id}/resolve", data={"note": "x", "outcome": "fine"})
+    assert r.status_code == 200 and "Not resolved: choose what was found from the list." in r.text
     assert stored(sessions, open_id).state == "raised"
-    client.post(f"/dashboard/alerts/{done_id}/resolve", data={"note": "seen"})  # no outcome: still resolves
+    post(client, f"/dashboard/alerts/{done_id}/resolve", data={"note": "seen"})  # no outcome: still resolves
     assert (stored(sessions, done_id).state, stored(sessions, done_id).outcome) == ("resolved", None)
-    r = client.post(f"/dashboard/alerts/{done_id}/outcome", data={"outcome": "earthquake"})
-    assert "Not recorded: unknown outcome" in r.text and stored(sessions, done_id).outcome is None
-    r = client.post(f"/dashboard/alerts/{open_id}/outcome", data={"outcome": "fall"})
+    r = post(client, f"/dashboard/alerts/{done_id}/outcome", data={"outcome": "earthquake"})
+    assert "Not recorded: choose what was found from the list." in r.text and stored(sessions, done_id).outcome is None
+    r = post(client, f"/dashboard/alerts/{open_id}/outcome", data={"outcome": "fall"})
     assert r.status_code == 409 and "still open" in r.json()["error"]["message"]
     # Not one of Anne's residents: as on the API, not found.
     other, = raise_alerts(sessions, ("h2", AlertKind.INACTIVITY, Severity.URGENT, ""))
-    assert client.post(f"/dashboard/alerts/{other}/resolve", data={"note": "x", "outcome": "fall"}).status_code == 404
+    assert post(client, f"/dashboard/alerts/{other}/resolve", data={"note": "x", "outcome": "fall"}).status_code == 404
