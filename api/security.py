@@ -13,7 +13,9 @@ the ``telecare_token`` cookie.
 from __future__ import annotations
 
 import hashlib
+import os
 import secrets
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -37,13 +39,20 @@ _hasher = PasswordHash.recommended()
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 
 
+# Hashes computed at once: argon2 takes a core (and 64 MiB) for about 120 ms, so a login flood hashing on every
+# core would leave none for the requests that care (alerts); the rest wait here, holding no database connection.
+_HASHING = threading.BoundedSemaphore(max(1, (os.cpu_count() or 2) // 2))
+
+
 def hash_password(password: str) -> str:
-    return _hasher.hash(password)
+    with _HASHING:
+        return _hasher.hash(password)
 
 
 def verify_password(password: str, password_hash: str) -> tuple[bool, str | None]:
     """(matches, a new hash to store when the stored one used older parameters)."""
-    return _hasher.verify_and_update(password, password_hash)
+    with _HASHING:
+        return _hasher.verify_and_update(password, password_hash)
 
 
 def sha256(secret: str) -> str:
@@ -55,16 +64,29 @@ def normalise_email(email: str) -> str:
 
 
 def authenticate(session: Session, email: str, password: str) -> User | None:
-    """The active user with this email and password, else None (the caller says 401 without saying which)."""
+    """The active user with this email and password, else None (the caller says 401 without saying which).
+
+    The password is checked with no connection held: argon2 takes about 120 ms, and on SQLite the API has one
+    pooled connection (and one writer), so a login that held it through the hash made every other request
+    (and the gateway's dispatcher) wait behind a login flood. The user's row is read, the session's transaction
+    ended (its connection back in the pool), the hash checked, and the user read again in a new, short
+    transaction for the caller to record the login in. Ends any transaction the session had open (committed)."""
     email = normalise_email(email)
     # A NUL cannot be in a stored email, and PostgreSQL refuses it in a query.
-    user = None if "\x00" in email else session.scalar(select(User).where(User.email == email))
-    if user is None:
-        _hasher.verify(password, _DUMMY_HASH)
+    found = None if "\x00" in email else session.execute(
+        select(User.id, User.password_hash, User.active).where(User.email == email)).one_or_none()
+    session.commit()  # releases the connection before the slow part
+    if found is None:
+        with _HASHING:
+            _hasher.verify(password, _DUMMY_HASH)
         return None
-    ok, new_hash = verify_password(password, user.password_hash)
-    if not ok or not user.active:
+    user_id, password_hash, active = found
+    ok, new_hash = verify_password(password, password_hash)
+    if not ok or not active:
         return None
+    user = session.get(User, user_id)
+    if user is None or not user.active or user.password_hash != password_hash:
+        return None  # deactivated or given a new password while we were hashing
     if new_hash is not None:
         user.password_hash = new_hash
     return user

@@ -1,51 +1,200 @@
-"""Failed logins slow an account down: after a few wrong passwords, that account's logins wait a while.
+"""Failed logins slow guessing down, by client address and account together, without letting anyone lock the
+owner out (issue 12, finding 2: five requests from anywhere used to lock any account for 15 minutes).
 
-Health data sits behind these passwords, so guessing must not be cheap. Kept per account (the email, as
-normalised) in the API process's memory: a restart forgets it, which costs an attacker little time to gain.
+Three counts, each answering 429 with ``Retry-After`` (never a lockout that outlasts its back-off):
+
+* **(address, account)**: the first ``free_failures`` wrong passwords cost nothing; after that each one doubles
+  the wait before the next attempt from that address for that account (``base_delay``, ``2 * base_delay`` ...,
+  at most ``max_delay``). A success clears it.
+* **address**: past ``address_failures`` failures within ``window``, across accounts (password spraying), the
+  address waits for the window to turn, except for accounts it has logged in to before.
+* **account**: past ``account_failures`` failures within ``window`` from all addresses (a distributed attack),
+  an address that has never logged in to the account waits ``account_interval`` after each of its failures. An
+  address that has (``trusted_for``: the carer's phone, the office) is never held up by other addresses'
+  failures, and no address is ever blocked for longer than its own back-off: an attacker elsewhere slows the
+  guessing, not the carer.
+
+A right password does not jump the queue: if it did, a 429 for a wrong guess and a 200 for the right one would
+tell the attacker which guess was right, and the throttle would slow nothing.
+
+The state is kept in the API process (``/auth/token``, the dashboard's login and ``/auth/password`` share it):
+bounded (``max_entries`` per count, least recently used evicted first) and expiring (a count is dropped once its
+window and back-off are over, a known address after ``trusted_for``). A restart forgets it, and several API
+processes each keep their own: the allowance is per process (docs/api.md).
 """
 
 from __future__ import annotations
 
+import math
 import threading
-from collections import deque
+from collections import OrderedDict
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Generic, TypeVar
 
 from api.errors import ApiError
+
+__all__ = ["LoginThrottle", "TooManyLogins"]
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 class TooManyLogins(ApiError):
     status, code = 429, "too_many_requests"
 
 
+@dataclass(slots=True)
+class _Pair:
+    """One address's record for one account."""
+
+    failures: int = 0
+    last_failure: datetime | None = None
+    succeeded_at: datetime | None = None
+
+
+@dataclass(slots=True)
+class _Window:
+    """Failures counted in a fixed window (constant memory, unlike a list of times)."""
+
+    start: datetime
+    count: int = 0
+
+
+class _Lru(Generic[K, V]):
+    """A dict bounded to ``cap`` entries: the least recently used goes first."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.entries: OrderedDict[K, V] = OrderedDict()
+
+    def get(self, key: K) -> V | None:
+        value = self.entries.get(key)
+        if value is not None:
+            self.entries.move_to_end(key)
+        return value
+
+    def put(self, key: K, value: V) -> None:
+        self.entries[key] = value
+        self.entries.move_to_end(key)
+        while len(self.entries) > self.cap:
+            self.entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+
 class LoginThrottle:
-    def __init__(self, *, failures: int = 5, window: timedelta = timedelta(minutes=15)) -> None:
-        self.failures = failures
+    def __init__(self, *, free_failures: int = 5, base_delay: timedelta = timedelta(seconds=15),
+                 max_delay: timedelta = timedelta(minutes=10), window: timedelta = timedelta(minutes=15),
+                 address_failures: int = 50, account_failures: int = 10,
+                 account_interval: timedelta = timedelta(minutes=1), trusted_for: timedelta = timedelta(days=90),
+                 max_entries: int = 100_000) -> None:
+        self.free_failures = free_failures
+        self.base_delay = base_delay
+        self.max_delay = max_delay
         self.window = window
-        self._failed: dict[str, deque[datetime]] = {}
+        self.address_failures = address_failures
+        self.account_failures = account_failures
+        self.account_interval = account_interval
+        self.trusted_for = trusted_for
+        self._pairs: _Lru[tuple[str, str], _Pair] = _Lru(max_entries)
+        self._addresses: _Lru[str, _Window] = _Lru(max_entries)
+        self._accounts: _Lru[str, _Window] = _Lru(max_entries)
         self._lock = threading.Lock()
 
-    def check(self, email: str, at: datetime) -> None:
-        """Raise :class:`TooManyLogins` while this account has had too many recent failures."""
+    def check(self, address: str, account: str, at: datetime) -> None:
+        """Raise :class:`TooManyLogins` while this address must wait before trying this account again."""
         with self._lock:
-            recent = self._recent(email, at)
-            if len(recent) < self.failures:
-                return
-            wait = recent[0] + self.window - at
-        seconds = max(1, int(wait.total_seconds()) + 1)
-        raise TooManyLogins(f"too many failed logins for this account: try again in {seconds // 60 + 1} minutes "
-                            "(or ask an admin of your organisation to reset the password)",
-                            headers={"Retry-After": str(seconds)})
+            wait = self._wait(address, account, at)
+        if wait <= timedelta(0):
+            return
+        seconds = max(1, math.ceil(wait.total_seconds()))
+        when = f"{seconds} seconds" if seconds < 120 else f"{math.ceil(seconds / 60)} minutes"
+        raise TooManyLogins(f"too many failed logins: try again in {when} (or ask an admin of your organisation to "
+                            "reset the password)", headers={"Retry-After": str(seconds)})
 
-    def failed(self, email: str, at: datetime) -> None:
+    def failed(self, address: str, account: str, at: datetime) -> None:
         with self._lock:
-            self._recent(email, at).append(at)
+            self._evict_expired(at)
+            pair = self._pair(address, account)
+            if pair.last_failure is not None and at - pair.last_failure >= max(self.window, self.max_delay):
+                pair.failures = 0  # an old run of failures, its back-off long over: this one starts afresh
+            pair.failures += 1
+            pair.last_failure = at
+            self._count(self._addresses, address, at)
+            self._count(self._accounts, account, at)
 
-    def succeeded(self, email: str) -> None:
+    def succeeded(self, address: str, account: str, at: datetime) -> None:
+        """The address is known for the account from now on; its own back-off is cleared."""
         with self._lock:
-            self._failed.pop(email, None)
+            self._evict_expired(at)
+            pair = self._pair(address, account)
+            pair.failures, pair.last_failure, pair.succeeded_at = 0, None, at
 
-    def _recent(self, email: str, at: datetime) -> deque[datetime]:
-        recent = self._failed.setdefault(email, deque())
-        while recent and recent[0] <= at - self.window:
-            recent.popleft()
-        return recent
+    def __len__(self) -> int:
+        """Entries kept (bounded by ``3 * max_entries``)."""
+        return len(self._pairs) + len(self._addresses) + len(self._accounts)
+
+    # --- internals (called under the lock) --------------------------------------------------------------------
+
+    def _wait(self, address: str, account: str, at: datetime) -> timedelta:
+        pair = self._pairs.get((address, account))
+        known = pair is not None and pair.succeeded_at is not None and at - pair.succeeded_at < self.trusted_for
+        until = at
+        if pair is not None and pair.last_failure is not None and pair.failures >= self.free_failures:
+            until = max(until, pair.last_failure + self._backoff(pair.failures))
+        if not known:
+            by_address = self._current(self._addresses.get(address), at)
+            if by_address is not None and by_address.count >= self.address_failures:
+                until = max(until, by_address.start + self.window)
+            by_account = self._current(self._accounts.get(account), at)
+            if (by_account is not None and by_account.count >= self.account_failures and pair is not None
+                    and pair.last_failure is not None):
+                until = max(until, pair.last_failure + self.account_interval)
+        return until - at
+
+    def _backoff(self, failures: int) -> timedelta:
+        doublings = min(failures - self.free_failures, 20)  # bounded: 2**20 base delays is past any max_delay
+        return min(self.max_delay, self.base_delay * (2 ** doublings))
+
+    def _current(self, window: _Window | None, at: datetime) -> _Window | None:
+        return window if window is not None and at - window.start < self.window else None
+
+    def _count(self, table: _Lru[str, _Window], key: str, at: datetime) -> None:
+        window = self._current(table.get(key), at)
+        if window is None:
+            window = _Window(start=at)
+            table.put(key, window)
+        window.count += 1
+
+    def _pair(self, address: str, account: str) -> _Pair:
+        pair = self._pairs.get((address, account))
+        if pair is None:
+            pair = _Pair()
+            self._pairs.put((address, account), pair)
+        return pair
+
+    def _expired_pair(self, pair: _Pair, at: datetime) -> bool:
+        failing = pair.last_failure is not None and at - pair.last_failure < max(self.window, self.max_delay)
+        trusted = pair.succeeded_at is not None and at - pair.succeeded_at < self.trusted_for
+        return not failing and not trusted
+
+    def _evict_expired(self, at: datetime, budget: int = 4) -> None:
+        """Drop a few stale entries from the least recently used end: amortised, so a table never fills with
+        entries that no longer count (a cap alone would evict live ones first under a flood of new keys)."""
+        for _ in range(budget):
+            if not self._pairs.entries:
+                break
+            key, pair = next(iter(self._pairs.entries.items()))
+            if not self._expired_pair(pair, at):
+                break
+            del self._pairs.entries[key]
+        for table in (self._addresses, self._accounts):
+            for _ in range(budget):
+                if not table.entries:
+                    break
+                key2, window = next(iter(table.entries.items()))
+                if self._current(window, at) is not None:
+                    break
+                del table.entries[key2]
