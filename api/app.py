@@ -18,7 +18,7 @@ from api.errors import install_error_handlers
 from api.headers import SecurityHeaders
 from api.limits import ApiLimits, RequestLimits
 from api.routers import activity, alerts, audit, auth, dead_letters, devices, homes, recipients, residents, users
-from api.throttle import LoginThrottle
+from api.throttle import login_throttle_for
 from gateway.config import Settings
 from gateway.db.session import make_engine, make_session_factory, normalise_url
 from gateway.stores.readings.base import ReadingStore
@@ -67,7 +67,7 @@ def create_app(settings: Settings, *, sessions: sessionmaker[Session] | None = N
     app.state.store = store  # None: created at first use (api.deps.get_store)
     app.state.now = lambda: datetime.now(UTC)
     app.state.limits = limits = ApiLimits()
-    app.state.login_throttle = LoginThrottle()
+    app.state.login_throttle = login_throttle_for(sessions)  # in the database on PostgreSQL
     install_error_handlers(app)
     for module in (auth, users, residents, homes, recipients, alerts, devices, dead_letters, audit):
         app.include_router(module.router)

@@ -17,24 +17,32 @@ Three counts, each answering 429 with ``Retry-After`` (never a lockout that outl
 A right password does not jump the queue: if it did, a 429 for a wrong guess and a 200 for the right one would
 tell the attacker which guess was right, and the throttle would slow nothing.
 
-The state is kept in the API process (``/auth/token``, the dashboard's login and ``/auth/password`` share it):
-bounded (``max_entries`` per count, least recently used evicted first) and expiring (a count is dropped once its
-window and back-off are over, a known address after ``trusted_for``). A restart forgets it, and several API
-processes each keep their own: the allowance is per process (docs/api.md).
+``/auth/token``, the dashboard's login and ``/auth/password`` share the state. It is bounded (``max_entries``
+per count, least recently used evicted first) and expiring (a count is dropped once its window and back-off are
+over, a known address after ``trusted_for``). On PostgreSQL, where several API processes may share the database,
+it is kept there (:class:`SharedLoginThrottle`, table ``login_throttle``), so the allowances hold across processes
+and restarts. On SQLite (one API process, one pooled connection that the login's own request may hold) it is
+kept in the process: a restart forgets it (:func:`login_throttle_for`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import delete, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, sessionmaker
 
 from api.errors import ApiError
+from gateway.db.models import LoginThrottleEntry
 
-__all__ = ["LoginThrottle", "TooManyLogins"]
+__all__ = ["LoginThrottle", "SharedLoginThrottle", "TooManyLogins", "login_throttle_for"]
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -101,7 +109,8 @@ class LoginThrottle:
         self._pairs: _Lru[tuple[str, str], _Pair] = _Lru(max_entries)
         self._addresses: _Lru[str, _Window] = _Lru(max_entries)
         self._accounts: _Lru[str, _Window] = _Lru(max_entries)
-        self._lock = threading.Lock()
+        self.max_entries = max_entries
+        self._lock = threading.RLock()
 
     def check(self, address: str, account: str, at: datetime) -> None:
         """Raise :class:`TooManyLogins` while this address must wait before trying this account again."""
@@ -198,3 +207,102 @@ class LoginThrottle:
                 if self._current(window, at) is not None:
                     break
                 del table.entries[key2]
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
+
+
+class SharedLoginThrottle(LoginThrottle):
+    """The same throttle, its counts kept in the database (table ``login_throttle``) for every API process.
+
+    Each call reads the three counts it needs into the in-memory tables, applies :class:`LoginThrottle`'s rules,
+    and writes back what changed, in its own short transaction (the request's may be rolled back: a failed login
+    is an error answer, and must still count). Two processes recording at the same instant may lose a count (the
+    attacker gains a guess, not a lockout). Expired rows are deleted every ``SWEEP_EVERY`` writes, and past
+    ``max_entries`` rows the soonest to expire go first."""
+
+    SWEEP_EVERY = 64
+
+    def __init__(self, sessions: sessionmaker[Session], **limits: Any) -> None:
+        super().__init__(**limits)
+        self._sessions = sessions
+        self._writes = 0
+
+    def check(self, address: str, account: str, at: datetime) -> None:
+        with self._lock:
+            self._load(address, account)
+            super().check(address, account, at)
+
+    def failed(self, address: str, account: str, at: datetime) -> None:
+        with self._lock:
+            self._load(address, account)
+            super().failed(address, account, at)
+            self._save(address, account, at)
+
+    def succeeded(self, address: str, account: str, at: datetime) -> None:
+        with self._lock:
+            self._load(address, account)
+            super().succeeded(address, account, at)
+            self._save(address, account, at, pair_only=True)
+
+    def _keys(self, address: str, account: str) -> tuple[str, str, str]:
+        return _digest("pair", address, account), _digest("address", address), _digest("account", account)
+
+    def _load(self, address: str, account: str) -> None:
+        pair_key, address_key, account_key = self._keys(address, account)
+        with self._sessions() as session:
+            rows = {row.key: row for row in session.scalars(
+                select(LoginThrottleEntry).where(LoginThrottleEntry.key.in_([pair_key, address_key, account_key])))}
+        for table in (self._pairs, self._addresses, self._accounts):
+            table.entries.clear()
+        if (row := rows.get(pair_key)) is not None:
+            self._pairs.put((address, account), _Pair(row.count, row.last_failure, row.succeeded_at))
+        if (row := rows.get(address_key)) is not None:
+            self._addresses.put(address, _Window(row.started_at, row.count))
+        if (row := rows.get(account_key)) is not None:
+            self._accounts.put(account, _Window(row.started_at, row.count))
+
+    def _save(self, address: str, account: str, at: datetime, *, pair_only: bool = False) -> None:
+        pair_key, address_key, account_key = self._keys(address, account)
+        values: list[dict[str, Any]] = []
+        pair = self._pairs.get((address, account))
+        if pair is not None:
+            ends = [at]
+            if pair.last_failure is not None:
+                ends.append(pair.last_failure + max(self.window, self.max_delay))
+            if pair.succeeded_at is not None:
+                ends.append(pair.succeeded_at + self.trusted_for)
+            values.append({"key": pair_key, "count": pair.failures, "started_at": at,
+                           "last_failure": pair.last_failure, "succeeded_at": pair.succeeded_at,
+                           "expires_at": max(ends)})
+        if not pair_only:
+            windows = ((address_key, self._addresses.get(address)), (account_key, self._accounts.get(account)))
+            for key, window in windows:
+                if window is not None:
+                    values.append({"key": key, "count": window.count, "started_at": window.start,
+                                   "last_failure": at, "succeeded_at": None, "expires_at": window.start + self.window})
+        with self._sessions.begin() as session:
+            dialect = session.get_bind().dialect.name
+            insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+            for row in values:
+                stmt = insert(LoginThrottleEntry).values(**row)
+                session.execute(stmt.on_conflict_do_update(
+                    index_elements=[LoginThrottleEntry.key],
+                    set_={name: stmt.excluded[name] for name in row if name != "key"}))
+            self._writes += 1
+            if self._writes % self.SWEEP_EVERY == 0:
+                self._sweep(session, at)
+
+    def _sweep(self, session: Session, at: datetime) -> None:
+        session.execute(delete(LoginThrottleEntry).where(LoginThrottleEntry.expires_at <= at))
+        keep = select(LoginThrottleEntry.key).order_by(LoginThrottleEntry.expires_at.desc()).limit(self.max_entries)
+        session.execute(delete(LoginThrottleEntry).where(LoginThrottleEntry.key.not_in(keep)))
+
+
+def login_throttle_for(sessions: sessionmaker[Session]) -> LoginThrottle:
+    """Shared in the database on PostgreSQL; in the process on SQLite (see the module's docstring)."""
+    bind = sessions.kw.get("bind")
+    if bind is not None and bind.dialect.name == "postgresql":
+        return SharedLoginThrottle(sessions)
+    return LoginThrottle()

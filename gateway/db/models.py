@@ -451,3 +451,20 @@ class AuditEntry(Base):
     client_address: Mapped[str | None] = mapped_column(String(CLIENT_ADDRESS_LEN))
     # How many events the row stands for: repeated denials and failed logins within a minute share one row.
     occurrences: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+
+
+class LoginThrottleEntry(Base):
+    """One count of the login throttle (``api/throttle.py``), shared by the API processes of one database.
+
+    ``key`` is the sha256 of what is counted (an address and account pair, an address, an account): bounded, and
+    no email or address in clear. Rows past ``expires_at`` count for nothing and are deleted as new ones come.
+    """
+
+    __tablename__ = "login_throttle"
+
+    key: Mapped[str] = mapped_column(String(TOKEN_HASH_LEN), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[datetime]  # the start of the counting window (address and account counts)
+    last_failure: Mapped[datetime | None]
+    succeeded_at: Mapped[datetime | None]  # the address logged in to the account (pair counts)
+    expires_at: Mapped[datetime] = mapped_column(index=True)

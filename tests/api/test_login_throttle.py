@@ -13,10 +13,12 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from httpx import Response
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.app import create_app
-from api.throttle import LoginThrottle
+from api.throttle import LoginThrottle, SharedLoginThrottle, TooManyLogins
+from gateway.db.models import LoginThrottleEntry
 from tests.api.conftest import PASSWORD, T0, Clock, World, settings_for
 
 OWNER, ATTACKER, ELSEWHERE = "198.51.100.10", "203.0.113.66", "192.0.2.44"
@@ -128,3 +130,41 @@ def test_the_state_is_bounded_and_expires() -> None:
     for _ in range(20):
         known.failed(ATTACKER, "cora@example.org", T0)
     known.check(OWNER, "cora@example.org", T0)  # a known address is not held up by others' failures
+
+
+def test_on_postgresql_the_state_is_shared_by_api_processes(tmp_path: Path, db_url: str, world: World,
+                                                            clock: Clock) -> None:
+    apps = [create_app(settings_for(tmp_path, db_url=db_url)) for _ in range(2)]  # two API processes
+    if not db_url.startswith("postgresql"):
+        assert all(type(app.state.login_throttle) is LoginThrottle for app in apps), "SQLite: in the process"
+        return
+    assert all(isinstance(app.state.login_throttle, SharedLoginThrottle) for app in apps)
+    cora = world.emails["cora"]
+    with TestClient(apps[0], client=("127.0.0.1", 1)) as first, TestClient(apps[1], client=("127.0.0.1", 2)) as second:
+        for app in apps:
+            app.state.now = clock
+        for c in (first, second, first, second, first):
+            assert login(c, cora, "guess", address=ATTACKER).status_code == 401
+        r = login(second, cora, "guess", address=ATTACKER)
+        assert r.status_code == 429 and int(r.headers["retry-after"]) == 15, "five failures across both processes"
+        assert login(first, cora, address=OWNER).status_code == 200
+
+
+def test_the_shared_state_is_bounded_and_expires(sessions: sessionmaker[Session]) -> None:
+    throttle = SharedLoginThrottle(sessions, max_entries=20)
+    throttle.SWEEP_EVERY = 10
+    for i in range(60):
+        throttle.failed(f"10.0.0.{i}", "cora@example.org", T0)
+    with sessions() as s:
+        assert s.scalar(select(func.count()).select_from(LoginThrottleEntry)) <= 20 + 3 * 10
+        assert "cora" not in " ".join(s.scalars(select(LoginThrottleEntry.key))), "no email in clear"
+    for i in range(10):
+        throttle.failed("192.0.2.1", "ada@example.org", T0 + timedelta(hours=2, seconds=i))
+    with sessions() as s:
+        assert s.scalar(select(func.count()).select_from(LoginThrottleEntry)) <= 3, "expired rows are deleted"
+    throttle.succeeded(OWNER, "cora@example.org", T0)
+    for _ in range(20):
+        throttle.failed(ATTACKER, "cora@example.org", T0)
+    throttle.check(OWNER, "cora@example.org", T0)
+    with pytest.raises(TooManyLogins):
+        SharedLoginThrottle(sessions).check(ATTACKER, "cora@example.org", T0)  # another process sees it
