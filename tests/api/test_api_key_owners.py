@@ -4,10 +4,12 @@ reassigned) is no longer an active admin (issue 12, finding 6)."""
 from __future__ import annotations
 
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from gateway.db.migrate import upgrade
 from gateway.db.models import AuditEntry
+from gateway.db.session import make_engine
 from tests.api.conftest import PASSWORD, World
 
 
@@ -99,3 +101,23 @@ def test_keys_are_created_revoked_and_reassigned_on_the_record(client: TestClien
     assert all(r.user_id == world.users["ada"] and r.organisation_id == world.org_a for r in rows)
     assert str(created["key"]) not in " ".join(r.detail for r in rows)
     assert f"key {created['id']} 'council CRM'" in rows[0].detail
+
+
+def test_existing_keys_are_owned_by_their_creator_after_the_migration(db_url: str) -> None:
+    upgrade(db_url, "0004")
+    engine = make_engine(db_url)
+    try:
+        with engine.begin() as c:
+            c.execute(text("INSERT INTO organisations (id, name, created_at) VALUES (1, 'A', CURRENT_TIMESTAMP)"))
+            c.execute(text("INSERT INTO users (id, organisation_id, email, name, role, password_hash, active, "
+                           "created_at) VALUES (7, 1, 'a@example.org', 'A', 'admin', 'x', true, CURRENT_TIMESTAMP)"))
+            for key_id, creator in ((1, 7), (2, None)):
+                c.execute(text("INSERT INTO api_keys (id, organisation_id, name, role, prefix, key_hash, created_by, "
+                               "created_at) VALUES (:id, 1, 'k', 'admin', 'tck_', :hash, :creator, "
+                               "CURRENT_TIMESTAMP)"), {"id": key_id, "hash": f"h{key_id}", "creator": creator})
+        upgrade(db_url)
+        with engine.connect() as c:
+            owners = dict(c.execute(text("SELECT id, owner_id FROM api_keys ORDER BY id")).all())
+        assert owners == {1: 7, 2: None}, "a key whose creator is gone has no owner: it waits to be reassigned"
+    finally:
+        engine.dispose()
