@@ -98,9 +98,9 @@ _PRINCIPAL = "principal"  # session.info key: the caller, once known (api.deps.g
 
 
 def client_address(request: Request) -> str | None:
-    """The address the request came from, as the server resolved it (``request.client``: uvicorn sets it from
-    ``X-Forwarded-For`` only for its ``--forwarded-allow-ips``)."""
-    resolved = getattr(request.state, "client_address", None)  # a proxy-aware resolver may have set it
+    """The address the request came from: as :class:`api.limits.RequestLimits` resolved it behind the trusted
+    proxies (the same address the login throttle keys on), else the peer's."""
+    resolved = getattr(request.state, "client_address", None)
     if isinstance(resolved, str):
         return resolved[:CLIENT_ADDRESS_LEN]
     return request.client.host[:CLIENT_ADDRESS_LEN] if request.client else None
