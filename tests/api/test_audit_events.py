@@ -5,13 +5,15 @@ and failed logins are folded into one row a minute per kind."""
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from api.app import create_app
 from gateway.db.models import AuditEntry
-from tests.api.conftest import KEY, PASSWORD, Clock, World
+from tests.api.conftest import KEY, PASSWORD, Clock, World, settings_for
 
 ADDRESS = "testclient"  # the TestClient's peer address
 
@@ -169,3 +171,16 @@ def test_the_trail_lists_the_address_and_occurrences(client: TestClient, world: 
     client.get(f"/residents/{world.residents['brown']}", headers=world.auth("cora"))
     items = client.get("/audit", params={"action": "denied"}, headers=world.auth("ada")).json()["items"]
     assert [(i["client_address"], i["occurrences"]) for i in items] == [(ADDRESS, 1)]
+
+
+def test_the_address_is_the_clients_behind_a_trusted_proxy(tmp_path: Path, sessions: sessionmaker[Session],
+                                                           world: World, clock: Clock) -> None:
+    app = create_app(settings_for(tmp_path), sessions=sessions)
+    app.state.now = clock
+    with TestClient(app, client=("127.0.0.1", 50000)) as proxied:  # 127.0.0.1: the default trusted proxy
+        r = proxied.post("/auth/token", data={"username": world.emails["cora"], "password": PASSWORD},
+                         headers={"X-Forwarded-For": "198.51.100.7, 203.0.113.9"})
+        assert r.status_code == 200
+        proxied.get(f"/residents/{world.residents['brown']}", headers=world.auth("cora"))
+    assert [(r.action, r.client_address) for r in rows(sessions, "login", "denied")] == [
+        ("login", "203.0.113.9"), ("denied", "127.0.0.1")]
