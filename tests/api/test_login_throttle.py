@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.app import create_app
 from api.throttle import LoginThrottle, SharedLoginThrottle, TooManyLogins
-from gateway.db.models import LoginThrottleEntry
+from gateway.db.models import AuditEntry, LoginThrottleEntry
 from tests.api.conftest import PASSWORD, T0, Clock, World, settings_for
 
 OWNER, ATTACKER, ELSEWHERE = "198.51.100.10", "203.0.113.66", "192.0.2.44"
@@ -168,3 +168,13 @@ def test_the_shared_state_is_bounded_and_expires(sessions: sessionmaker[Session]
     throttle.check(OWNER, "cora@example.org", T0)
     with pytest.raises(TooManyLogins):
         SharedLoginThrottle(sessions).check(ATTACKER, "cora@example.org", T0)  # another process sees it
+
+
+def test_the_audit_trail_records_the_resolved_address(proxied: TestClient, world: World,
+                                                      sessions: sessionmaker[Session]) -> None:
+    assert login(proxied, world.emails["cora"], address=f"6.6.6.6, {OWNER}").status_code == 200
+    assert login(proxied, world.emails["cora"], "guess", address=ATTACKER).status_code == 401
+    with sessions() as s:
+        rows = s.execute(select(AuditEntry.action, AuditEntry.client_address)
+                         .where(AuditEntry.user_id == world.users["cora"]).order_by(AuditEntry.id)).all()
+    assert [tuple(row) for row in rows] == [("login", OWNER), ("login_failed", ATTACKER)]
