@@ -14,13 +14,14 @@ readings must be seen before "now"). Under a simulated clock, ticks are journal 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import math
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -87,56 +88,74 @@ class DetectorConsumer:
 
     def handle(self, entries: Sequence[Entry]) -> None:
         with self._lock, self.sessions() as session:
-            self._refresh(session, entries)
-            events: list[AlertEvent] = []
             touched: set[str] = set()
-            self._learn_outcomes(session, touched)
-            for entry in entries:
-                if entry.kind == Kind.CLOCK:
-                    tick = getattr(self.clock, "tick", None)
-                    if tick is not None:
-                        tick(entry.time_ms, float(entry.body.get("speed", 1.0)))
-                    events += self._advance_all(entry.time_ms, touched)
-                    continue
-                if entry.home is None or entry.kind not in (Kind.STATE, Kind.BRIDGE_STATE, Kind.AVAILABILITY,
-                                                            Kind.QUOTA):
-                    continue
-                detector = self._detector(session, entry.home)
-                if entry.seq <= self.seen_seq.get(entry.home, 0):
-                    continue  # covered by the checkpoint: this batch was handed out again after a crash
-                try:
-                    if entry.kind == Kind.AVAILABILITY:  # a device on or off line, as the hub sees it
-                        events += detector.availability(entry.time_ms, entry.device or "",
-                                                        bool(entry.body.get("online")))
-                    elif entry.kind == Kind.QUOTA:  # the ingest refused some of the hub's messages (gateway.quotas)
-                        events += detector.hub_misbehaving(entry.time_ms, str(entry.body.get("what", "")))
-                    else:
-                        events += self._feed(detector, entry)
-                except Exception:  # one reading a detector cannot take must not stop every home's watch
-                    self.skipped += 1
-                    log.exception("home %s: reading %d (%s) not taken by the detectors", entry.home, entry.seq,
-                                  entry.device)
-                self.seen_seq[entry.home] = entry.seq
-                touched.add(entry.home)
-            self._commit(session, events, touched)
+            with self._forgotten_on_failure(touched):
+                self._refresh(session, entries)
+                events: list[AlertEvent] = []
+                self._learn_outcomes(session, touched)
+                for entry in entries:
+                    if entry.kind == Kind.CLOCK:
+                        tick = getattr(self.clock, "tick", None)
+                        if tick is not None:
+                            tick(entry.time_ms, float(entry.body.get("speed", 1.0)))
+                        events += self._advance_all(entry.time_ms, touched)
+                        continue
+                    if entry.home is None or entry.kind not in (Kind.STATE, Kind.BRIDGE_STATE, Kind.AVAILABILITY,
+                                                                Kind.QUOTA):
+                        continue
+                    detector = self._detector(session, entry.home)
+                    if entry.seq <= self.seen_seq.get(entry.home, 0):
+                        continue  # covered by the checkpoint: this batch was handed out again after a crash
+                    touched.add(entry.home)
+                    events += self._take(detector, entry)
+                    self.seen_seq[entry.home] = entry.seq
+                self._commit(session, events, touched)
 
     def tick(self, now_ms: int) -> int:
         """Tell the detectors the time (call only when caught up with the journal); returns alerts raised."""
         with self._lock, self.sessions() as session:
             touched: set[str] = set()
-            self._learn_outcomes(session, touched)
-            events = self._advance_all(now_ms, touched)
-            self._commit(session, events, touched)
+            with self._forgotten_on_failure(touched):
+                self._learn_outcomes(session, touched)
+                events = self._advance_all(now_ms, touched)
+                self._commit(session, events, touched)
             return sum(1 for e in events if e.action is Action.RAISE)
+
+    @contextlib.contextmanager
+    def _forgotten_on_failure(self, touched: set[str]) -> Iterator[None]:
+        """What the detectors of ``touched`` homes learned in a transaction that did not commit is forgotten: they
+        are read again from their checkpoints when the batch comes again, so its readings are neither skipped
+        (their positions were moved in memory) nor counted twice, and its alerts are raised once."""
+        try:
+            yield
+        except BaseException:
+            for home in touched:
+                self.detectors.pop(home, None)
+                self.seen_seq.pop(home, None)
+            raise
+
+    def _take(self, detector: HomeDetector, entry: Entry) -> list[AlertEvent]:
+        """One journal entry into its home's detectors."""
+        try:
+            if entry.kind == Kind.AVAILABILITY:  # a device on or off line, as the hub sees it
+                return detector.availability(entry.time_ms, entry.device or "", bool(entry.body.get("online")))
+            if entry.kind == Kind.QUOTA:  # the ingest refused some of the hub's messages (gateway.quotas)
+                return detector.hub_misbehaving(entry.time_ms, str(entry.body.get("what", "")))
+            return self._feed(detector, entry)
+        except Exception:  # one reading a detector cannot take must not stop every home's watch
+            self.skipped += 1
+            log.exception("home %s: reading %d (%s) not taken by the detectors", entry.home, entry.seq, entry.device)
+            return []
 
     def learn_outcomes(self) -> int:
         """Hand carers' new outcomes to the detectors now (they are otherwise looked for every OUTCOMES_S);
         returns how many were handed over."""
         with self._lock, self.sessions() as session:
             touched: set[str] = set()
-            self._outcomes_at = -OUTCOMES_S
-            learned = self._learn_outcomes(session, touched)
-            self._commit(session, [], touched)
+            with self._forgotten_on_failure(touched):
+                self._outcomes_at = -OUTCOMES_S
+                learned = self._learn_outcomes(session, touched)
+                self._commit(session, [], touched)
             return learned
 
     def _learn_outcomes(self, session: Session, touched: set[str]) -> int:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from analytics.alerts import Outcome
@@ -220,3 +221,38 @@ def test_a_carers_false_alarm_reaches_the_detector_once_and_a_correction_takes_i
     assert restarted.learn_outcomes() == 1
     widened, taken_back = restarted.detectors[HOME].baseline()["feedback"]
     assert taken_back["limit_after_min"] == widened["limit_before_min"]
+
+
+class FailingCommits:
+    """Sessions whose next ``failures`` commits fail, as SQLite's "database is locked" does under load."""
+
+    def __init__(self, sessions: sessionmaker[Session], failures: int) -> None:
+        self.sessions = sessions
+        self.failures = failures
+
+    def __call__(self) -> Session:
+        session = self.sessions()
+        if self.failures > 0:
+            self.failures -= 1
+
+            def fail() -> None:
+                raise OperationalError("COMMIT", {}, Exception("database is locked"))
+
+            session.commit = fail  # type: ignore[method-assign]
+        return session
+
+
+def test_a_batch_whose_commit_failed_is_taken_again_whole_and_its_alert_recorded_once(
+        sessions: sessionmaker[Session]) -> None:
+    stream = Stream()
+    batch = [stream.motion("kitchen_pir", T0), *stream.quiet(T0, 5 * 60)]
+    flaky = FailingCommits(sessions, failures=1)
+    detect = DetectorConsumer(flaky, consumer(sessions).clock)  # type: ignore[arg-type]
+    with pytest.raises(OperationalError):
+        detect.handle(batch)
+    assert alerts(sessions) == [], "nothing committed"
+    detect.handle(batch)  # the consumer loop hands the same batch out again
+    [alert] = alerts(sessions)
+    assert alert.kind == "inactivity" and "No activity since 13:00" in alert.message
+    with sessions() as s:
+        assert s.get(DetectorCheckpoint, HOME).journal_seq == batch[-1].seq  # type: ignore[union-attr]
