@@ -14,6 +14,7 @@ as ``GET /residents/{id}/baseline``, and shows what carers' false-alarm feedback
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -30,7 +31,7 @@ from sqlalchemy.orm import Session
 from analytics.activity import ActivityTracker, activity_value
 from analytics.alerts import DEVICE_HEALTH, AlertKind, Outcome
 from analytics.watch.pendant import setting_up_needed, setting_up_urgency
-from api.audit import OUTCOME, RESOLVE, VIEW, remember_principal
+from api.audit import LOGOUT, OUTCOME, RESOLVE, VIEW, remember_principal
 from api.dashboard.charts import Mark, daily_bars, day_timeline
 from api.dashboard.csrf import LOGIN_CSRF_COOKIE, new_login_token, same_origin, session_token_matches, token_for_session
 from api.deps import (
@@ -170,6 +171,8 @@ def logout(request: Request, session: SessionDep, at: Clock,
     if token:
         if not same_origin(request) or not session_token_matches(token, csrf):
             raise Forbidden(FORGED)  # another site may not sign a carer out in the middle of an emergency
+        with contextlib.suppress(ApiError):  # a token already dead: nobody to name in the trail
+            audit(session, principal_from_token(session, token, at), LOGOUT, "account", None, at=at)
         revoke_token(session, token, at)
     response = RedirectResponse("/dashboard/login", status_code=303)
     response.delete_cookie(TOKEN_COOKIE)

@@ -22,7 +22,7 @@ from analytics.alerts import AlertKind, Severity
 from api.app import create_app
 from api.dashboard.csrf import LOGIN_CSRF_COOKIE, token_for_session
 from api.headers import STRICT_CSP
-from gateway.db.models import Alert, AuthToken
+from gateway.db.models import Alert, AuditEntry, AuthToken
 from tests.api.conftest import PASSWORD, Clock, World, raise_alerts, settings_for
 from tests.services import free_port
 
@@ -174,6 +174,7 @@ def test_signing_out_needs_the_token(client: TestClient, world: World, sessions:
     with sessions() as s:
         assert s.query(AuthToken).filter(AuthToken.user_id == world.users["cora"],
                                          AuthToken.revoked_at.is_not(None)).count() == 1
+        assert s.query(AuditEntry).filter(AuditEntry.action == "logout").count() == 1, "signing out is audited"
 
 
 def test_the_login_form_is_double_submitted_and_from_this_origin(client: TestClient, world: World) -> None:
