@@ -9,6 +9,9 @@ Passwords are hashed once per session: argon2 is slow on purpose.
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -16,6 +19,8 @@ from functools import cache
 from pathlib import Path
 
 import pytest
+import uvicorn
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -28,6 +33,7 @@ from gateway.config import Settings
 from gateway.db.migrate import upgrade
 from gateway.db.models import Device, Home, Organisation, User
 from gateway.db.session import make_engine, make_session_factory
+from tests.services import free_port
 
 PASSWORD = "correct horse battery"
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -139,3 +145,20 @@ def raise_alerts(sessions: sessionmaker[Session], *events: tuple[str, AlertKind,
                                              subject=subject, details={"since": ms})
                                   for home, kind, severity, subject in events], at)
         return [a.id for a in alerts]
+
+
+@contextlib.contextmanager
+def serving(app: FastAPI) -> Iterator[str]:
+    """``app`` under a real uvicorn on a free loopback port (what a browser or a raw socket talks to)."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)

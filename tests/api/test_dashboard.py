@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy.orm import Session, sessionmaker
 
 from analytics.alerts import Action, AlertEvent, AlertKind, Severity
@@ -28,7 +25,7 @@ from gateway.homes import import_homes, parse_description
 from gateway.stores.readings.base import DailySummary, Point
 from gateway.stores.readings.sqlite import SqliteReadingStore
 from sensors_sim.scenario import default_home, to_home_description
-from tests.services import free_port
+from tests.api.conftest import serving
 
 CHROMIUM = os.environ.get("TELECARE_CHROMIUM", "/usr/bin/chromium")
 playwright = pytest.importorskip("playwright.sync_api")
@@ -74,18 +71,10 @@ def served(tmp_path: Path) -> Iterator[str]:
     app = create_app(settings, sessions=sessions, store=store)
     app.state.now = lambda: NOW
 
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
     try:
-        yield f"http://127.0.0.1:{port}"
+        with serving(app) as url:
+            yield url
     finally:
-        server.should_exit = True
-        thread.join(10)
         store.close()
         engine.dispose()
 

@@ -7,14 +7,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -23,8 +20,7 @@ from api.app import create_app
 from api.dashboard.csrf import LOGIN_CSRF_COOKIE, token_for_session
 from api.headers import STRICT_CSP
 from gateway.db.models import Alert, AuditEntry, AuthToken
-from tests.api.conftest import PASSWORD, Clock, World, raise_alerts, settings_for
-from tests.services import free_port
+from tests.api.conftest import PASSWORD, Clock, World, raise_alerts, serving, settings_for
 
 HUGE_ID = "9" * 20  # beyond 64 bits, let alone PostgreSQL's 32-bit ids
 
@@ -234,18 +230,8 @@ def served(tmp_path: Path, sessions: sessionmaker[Session], world: World, clock:
     """The app under uvicorn, as deployed (the connection reset happened there, not in the test client)."""
     app = create_app(settings_for(tmp_path), sessions=sessions)
     app.state.now = clock
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    with serving(app) as url:
+        yield url
 
 
 def test_over_http_a_huge_id_is_answered_and_a_proxy_saying_https_gets_hsts(served: str, world: World) -> None:
