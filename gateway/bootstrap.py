@@ -59,7 +59,7 @@ class Gateway:
 
     def start(self) -> None:
         if self.settings.metrics_port is not None:
-            self.metrics_port = self.metrics.serve(self.settings.metrics_port)
+            self.metrics_port = self.metrics.serve(self.settings.metrics_port, self.settings.metrics_host)
             log.info("metrics on http://0.0.0.0:%d/metrics", self.metrics_port)
         self.worker.start()
         self._spawn("ingest", self.ingest.run, self.stop_event)

@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     spool_dir: Path | None = Field(None, description="The journal (durable hand-off and spool); default data_dir")
     spool_max_entries: int = Field(5_000_000, ge=1000, description="Past this, the gateway stops acknowledging")
     metrics_port: int | None = Field(None, ge=0, le=65535)
+    metrics_host: str = Field("127.0.0.1", description="Where /metrics listens: loopback unless a scraper elsewhere "
+                              "needs it (then a firewall or a proxy with authentication in front)")
     max_payload_bytes: int = Field(64 * 1024, ge=256)
     max_future_s: int = Field(300, ge=0, description="How far ahead of the clock an event time may be")
     batch_max: int = Field(5000, ge=1, description="Most messages committed to the journal at once")

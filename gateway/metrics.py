@@ -102,7 +102,7 @@ class IngestMetrics:
                 problems[name] = problem
         return problems
 
-    def serve(self, port: int, addr: str = "0.0.0.0") -> int:
+    def serve(self, port: int, addr: str = "127.0.0.1") -> int:
         """Serve /metrics and /healthz; returns the port (useful with port 0)."""
         metrics_app = make_wsgi_app(self.registry)
 

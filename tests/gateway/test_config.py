@@ -36,3 +36,19 @@ def test_a_wrong_value_is_named_with_its_variable(monkeypatch: pytest.MonkeyPatc
     with pytest.raises(ConfigError) as e:
         load_settings()
     assert message in str(e.value)
+
+
+def test_metrics_listen_on_loopback_unless_told_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    from gateway.metrics import IngestMetrics
+
+    assert load_settings().metrics_host == "127.0.0.1", "metrics name homes: not on every interface by default"
+    monkeypatch.setenv("TELECARE_METRICS_HOST", "0.0.0.0")
+    assert load_settings().metrics_host == "0.0.0.0"
+    port = IngestMetrics().serve(0)  # the default address
+    with socket.create_connection(("127.0.0.1", port), timeout=2):
+        pass
+    listening = [line.split()[1] for line in Path("/proc/net/tcp").read_text().splitlines()[1:]
+                 if line.split()[3] == "0A" and int(line.split()[1].split(":")[1], 16) == port]
+    assert listening == [f"0100007F:{port:04X}"], "bound to 127.0.0.1 only"
