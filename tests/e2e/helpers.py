@@ -83,3 +83,23 @@ def settings_env(settings: Settings) -> dict[str, str]:
             value = value.get_secret_value()
         env[f"TELECARE_{name.upper()}"] = str(value)
     return env
+
+
+def home_with_a_carer(settings: Settings, home: str, carer_key: str) -> None:
+    """The gateway's database, migrated, holding ``home`` described as the simulator's default flat, its resident
+    Mary Jones, and a one-step chain to Anne (``carer_key``)."""
+    from gateway.alerting import people
+    from gateway.db.migrate import upgrade
+    from gateway.db.session import make_engine, make_session_factory
+    from gateway.homes import import_homes, parse_description
+    from sensors_sim.scenario import default_home, to_home_description
+
+    upgrade(settings.database_url)
+    engine = make_engine(settings.database_url)
+    with make_session_factory(engine)() as s:
+        import_homes(s, parse_description(to_home_description(default_home(home))))
+        people.add_resident(s, home, "Mary Jones")
+        anne = people.add_recipient(s, "Anne (daughter)", carer_key)
+        people.set_chain(s, home, [(anne.id, 15)])
+        s.commit()
+    engine.dispose()

@@ -12,14 +12,10 @@ import orjson
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway.alerting import people
-from gateway.db.migrate import upgrade
 from gateway.db.models import Alert, DeadLetter
 from gateway.db.session import make_engine, make_session_factory
-from gateway.homes import import_homes, parse_description
-from sensors_sim.scenario import default_home, to_home_description
 from sensors_sim.sensors import iso_ms
-from tests.e2e.helpers import gateway_settings, publish, start_gateway, wait_for
+from tests.e2e.helpers import gateway_settings, home_with_a_carer, publish, start_gateway, wait_for
 from tests.pushover_server import PushoverServer
 from tests.services import Mosquitto
 
@@ -34,14 +30,8 @@ def test_a_pendant_press_from_a_hub_six_minutes_fast_reaches_a_person(
         tmp_path: Path, mosquitto: Mosquitto, pushover: PushoverServer) -> None:
     pushover.users |= {ANNE}
     settings = gateway_settings(tmp_path, mosquitto, None, pushover_url=pushover.url, pushover_token="a" * 30)
-    upgrade(settings.database_url)
+    home_with_a_carer(settings, HOME, ANNE)
     sessions = make_session_factory(make_engine(settings.database_url))
-    with sessions() as s:
-        import_homes(s, parse_description(to_home_description(default_home(HOME))))
-        people.add_resident(s, HOME, "Mary Jones")
-        anne = people.add_recipient(s, "Anne (daughter)", ANNE)
-        people.set_chain(s, HOME, [(anne.id, 15)])
-        s.commit()
     gw = start_gateway(settings)
     try:
         pressed_ms = int(time.time() * 1000)

@@ -12,14 +12,10 @@ import orjson
 import pytest
 from sqlalchemy import func, select
 
-from gateway.alerting import people
-from gateway.db.migrate import upgrade
 from gateway.db.models import Alert, DeadLetter, Device
 from gateway.db.session import make_engine, make_session_factory
-from gateway.homes import import_homes, parse_description
-from sensors_sim.scenario import default_home, to_home_description
 from sensors_sim.sensors import iso_ms
-from tests.e2e.helpers import gateway_settings, publish, start_gateway, wait_for
+from tests.e2e.helpers import gateway_settings, home_with_a_carer, publish, start_gateway, wait_for
 from tests.pushover_server import PushoverServer
 from tests.services import Mosquitto
 
@@ -39,14 +35,8 @@ def test_a_flood_from_one_hub_does_not_hold_up_another_homes_pendant(
         tmp_path: Path, mosquitto: Mosquitto, pushover: PushoverServer) -> None:
     pushover.users.add(ANNE)
     settings = gateway_settings(tmp_path, mosquitto, None, pushover_url=pushover.url, pushover_token="a" * 30)
-    upgrade(settings.database_url)
+    home_with_a_carer(settings, VICTIM, ANNE)
     sessions = make_session_factory(make_engine(settings.database_url))
-    with sessions() as s:
-        import_homes(s, parse_description(to_home_description(default_home(VICTIM))))
-        people.add_resident(s, VICTIM, "Mary Jones")
-        anne = people.add_recipient(s, "Anne (daughter)", ANNE)
-        people.set_chain(s, VICTIM, [(anne.id, 15)])
-        s.commit()
     gw = start_gateway(settings)
     try:
         before = size(settings.data_dir)
