@@ -40,6 +40,7 @@ SHORT_LEN = 32
 ROOM_LEN = 64
 TIMEZONE_LEN = 64
 DEFAULT_TIMEZONE = "Europe/London"
+CLAIM_CODE_HASH_LEN = 64  # sha256, hex
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -112,10 +113,32 @@ class Home(Base):
     last_seen: Mapped[datetime | None]
     hub_online: Mapped[bool | None] = mapped_column(Boolean)
     hub_changed_at: Mapped[datetime | None]
+    # The hash of the code that proves a claim (api.security's key hashing); None: only an operator can assign it.
+    claim_code_hash: Mapped[str | None] = mapped_column(String(CLAIM_CODE_HASH_LEN))
+    # Bumped whenever the person cared for changes (a claim, a release, a resident created or removed): the
+    # detectors discard a routine learned under another epoch rather than judge a new person by it.
+    care_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     organisation: Mapped[Organisation | None] = relationship(back_populates="homes")
     devices: Mapped[list[Device]] = relationship(back_populates="home", cascade="all, delete-orphan",
                                                  passive_deletes=True, order_by="Device.name")
+
+
+class HomeClaim(Base):
+    """A period during which an organisation cared for a home: its data of that period are that organisation's.
+
+    ``released_at`` None: the current claim. Rows are kept after release so the old organisation keeps reading its
+    own history and the new one sees nothing from before its claim.
+    """
+
+    __tablename__ = "home_claims"
+    __table_args__ = (Index("ix_home_claims_home_id_claimed_at", "home_id", "claimed_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    home_id: Mapped[str] = mapped_column(ForeignKey("homes.id", ondelete="CASCADE"))
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), index=True)
+    claimed_at: Mapped[datetime]
+    released_at: Mapped[datetime | None]
 
 
 class Device(Base):
@@ -265,6 +288,10 @@ class Alert(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     home_id: Mapped[str] = mapped_column(ForeignKey("homes.id", ondelete="CASCADE"))
     resident_id: Mapped[int | None] = mapped_column(ForeignKey("residents.id", ondelete="SET NULL"), index=True)
+    # The organisation that cared for the home when the alert was raised: its alert for good, whoever claims the
+    # home later. None: raised while the home was unassigned.
+    organisation_id: Mapped[int | None] = mapped_column(
+        ForeignKey("organisations.id", ondelete="SET NULL"), index=True)
     kind: Mapped[str] = mapped_column(String(ALERT_KIND_LEN))
     subject: Mapped[str] = mapped_column(String(DEVICE_NAME_LEN), default="")
     severity: Mapped[int] = mapped_column(Integer)
@@ -357,6 +384,8 @@ class DetectorCheckpoint(Base):
     saved_at: Mapped[datetime]
     baseline: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
     baseline_at: Mapped[datetime | None]
+    # The home's care_epoch when this state was learned: a different epoch means another person's routine.
+    care_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 # --- The API: people who log in, their tokens and API keys, the audit log --------------------------------------------

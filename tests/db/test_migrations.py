@@ -11,16 +11,16 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, inspect, select
+from sqlalchemy import Engine, inspect, select, text
 from sqlalchemy.exc import IntegrityError, StatementError
 
 from gateway.db.migrate import alembic_config, current_revision, head_revision, upgrade
-from gateway.db.models import Base, Device, Home
+from gateway.db.models import Alert, Base, Device, Home, HomeClaim
 from gateway.db.session import make_engine, make_session_factory, normalise_url
 
 TABLES = {"organisations", "homes", "devices", "dead_letters", "residents", "absences", "recipients",
           "escalation_steps", "alerts", "alert_log", "notifications", "detector_checkpoints",
-          "users", "auth_tokens", "api_keys", "audit_log", "login_throttle"}
+          "users", "auth_tokens", "api_keys", "audit_log", "login_throttle", "home_claims"}
 
 
 @pytest.fixture
@@ -161,3 +161,25 @@ def test_postgresql_urls_mean_psycopg(url: str) -> None:
 
 def test_other_urls_are_kept() -> None:
     assert normalise_url("sqlite:///var/telecare.db").drivername == "sqlite"
+
+
+def test_claims_migration_backfills_claims_and_alert_owners(engine: Engine, db_url: str) -> None:
+    """0007: a home that had an organisation has a current claim from its first sighting, and its alerts are that
+    organisation's (the only one known)."""
+    command.downgrade(alembic_config(engine), "0006")
+    seen = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
+    with engine.begin() as c:
+        c.execute(text("INSERT INTO organisations (id, name, created_at) VALUES (1, 'A', :t)"), {"t": seen})
+        c.execute(text("INSERT INTO homes (id, organisation_id, timezone, first_seen) "
+                       "VALUES ('h1', 1, 'UTC', :t), ('h2', NULL, 'UTC', :t), ('h3', 1, 'UTC', NULL)"), {"t": seen})
+        c.execute(text("INSERT INTO alerts (home_id, kind, subject, severity, state, message, details, raised_at, "
+                       "updated_at, repeat_count, escalation_step) "
+                       "VALUES ('h1', 'k', '', 1, 'open', 'm', '{}', :t, :t, 0, 0)"), {"t": seen})
+    upgrade(db_url)
+    with make_session_factory(engine)() as s:
+        claims = {c.home_id: c for c in s.scalars(select(HomeClaim))}
+        assert set(claims) == {"h1", "h3"}
+        assert claims["h1"].claimed_at == seen and claims["h1"].released_at is None
+        assert claims["h3"].claimed_at < seen
+        assert s.scalar(select(Alert.organisation_id)) == 1
+        assert s.scalar(select(Home.care_epoch).where(Home.id == "h1")) == 0
