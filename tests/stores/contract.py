@@ -239,6 +239,39 @@ class ReadingStoreContract:
         start = (day - date(1970, 1, 1)).days * 24 * HOUR
         assert store.timeline(home, start - HOUR, start + 24 * HOUR) == []
 
+    # --- deletes (retention, erasure) ----------------------------------------------------------
+    def test_delete_range_removes_that_homes_period_only(self, store: ReadingStore) -> None:
+        home, other = new_home(), new_home()
+        store.write([reading(home, "d", T0 + i * MINUTE, n=i) for i in range(6)]
+                    + [Point("availability", {"home": home, "device": "d"}, {"online": True}, T0 + 2 * MINUTE),
+                       reading(other, "d", T0 + 2 * MINUTE, n=9)])
+        store.delete_range(home, T0 + 2 * MINUTE, T0 + 4 * MINUTE)  # start included, end excluded
+        assert [p.fields["n"] for p in store.timeline(home, T0, T0 + HOUR)] == [0.0, 1.0, 4.0, 5.0]
+        assert [p.fields["n"] for p in store.timeline(other, T0, T0 + HOUR)] == [9.0]
+
+    def test_delete_range_keeps_the_millisecond_either_side(self, store: ReadingStore) -> None:
+        home = new_home()
+        start, end = T0 + 10 * MINUTE, T0 + 20 * MINUTE
+        store.write([reading(home, "d", t, n=t - T0) for t in (start - 1, start, end - 1, end)])
+        store.delete_range(home, start, end)
+        assert [p.time_ms for p in store.timeline(home, T0, T0 + HOUR)] == [start - 1, end]
+
+    def test_delete_range_removes_the_days_whose_midnight_is_in_it(self, store: ReadingStore) -> None:
+        home, other = new_home(), new_home()
+        days = [TODAY - timedelta(days=n) for n in range(4, 0, -1)]
+        store.write_daily_summaries([DailySummary(home, day, {"meals": i}) for i, day in enumerate(days)]
+                                    + [DailySummary(other, days[1], {"meals": 7})])
+        midnight = (days[1] - date(1970, 1, 1)).days * 24 * HOUR
+        store.delete_range(home, midnight, midnight + 2 * 24 * HOUR)  # days[1] and days[2]
+        assert [s.day for s in store.daily_summaries(home, days[0], days[-1])] == [days[0], days[3]]
+        assert [s.day for s in store.daily_summaries(other, days[0], days[-1])] == [days[1]]
+
+    def test_deleting_an_empty_period_is_no_error(self, store: ReadingStore) -> None:
+        home = new_home()
+        store.delete_range(home, T0, T0 + HOUR)
+        store.delete_range(home, T0 + HOUR, T0)  # an empty range deletes nothing
+        assert store.timeline(home, T0, T0 + HOUR) == []
+
     # --- threads -------------------------------------------------------------------------------
     def test_reads_from_other_threads_while_writing(self, store: ReadingStore) -> None:
         home = new_home()

@@ -161,6 +161,17 @@ def test_a_line_the_server_cannot_take_is_rejected(
     assert victoria.count("reading_v") == 1
 
 
+def test_a_delete_is_reported_unavailable_where_the_server_has_no_delete_api(
+        store: InfluxReadingStore, victoria: VictoriaMetrics) -> None:
+    """VictoriaMetrics does not implement /api/v2/delete: a purge or an erasure must hear that the points are still
+    there (and try again, or tell the operator), never take it for done."""
+    store.write([Point("reading", {"home": "h-del", "device": "d"}, {"v": 1.0}, T)])
+    victoria.flush()
+    with pytest.raises(StoreUnavailable, match="delete"):
+        store.delete_range("h-del", T - 1000, T + 1000)
+    assert victoria.count("reading_v") == 1
+
+
 class ReadOnlyVictoriaMetrics(VictoriaMetrics):
     """A VictoriaMetrics that believes its disk is full: it answers every write with HTTP 503."""
 

@@ -12,6 +12,9 @@ behavioural tests (``tests/stores/contract.py``), so what is written here holds 
   Booleans stay booleans and texts stay texts. Non-finite floats (NaN, infinities) are not stored.
 * Tags with an empty value are not stored (InfluxDB has no empty tag). A point without fields is skipped.
 * Daily summaries are keyed by (home, day); writing one again overwrites it value by value.
+* :meth:`ReadingStore.delete_range` removes everything of one home stamped in a period: its points of every
+  measurement, and its daily summaries, a summary being stamped at midnight UTC of its day (as InfluxDB keeps
+  it). Retention and erasure use it (``gateway/purge.py``); deleting a period already empty is no error.
 """
 
 from __future__ import annotations
@@ -73,6 +76,15 @@ class ReadingStore(Protocol):
 
     def daily_summaries(self, home: str, first_day: date, last_day: date) -> list[DailySummary]:
         """The home's summaries from ``first_day`` to ``last_day``, both included, ordered by day."""
+        ...
+
+    def delete_range(self, home: str, start_ms: int, end_ms: int) -> None:
+        """Delete every point of ``home`` with ``start_ms <= time_ms < end_ms`` (readings, availability, hub) and
+        its daily summaries whose day starts (midnight UTC) in that period. Other homes are untouched.
+
+        Raises :class:`gateway.errors.StoreUnavailable` when the store cannot be reached (nothing is assumed
+        deleted: the caller tries again later).
+        """
         ...
 
     def close(self) -> None:

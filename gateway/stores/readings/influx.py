@@ -18,6 +18,10 @@ of each table's group key, so a point comes back with exactly the tags and field
 
 Daily summaries are points of measurement ``daily_summary``, tagged by home, one field per value, stamped at
 midnight UTC of their calendar day.
+
+Deletes (retention, erasure) go through the v2 delete API (``/api/v2/delete``, the client's DeleteApi) with a
+predicate on the home tag. VictoriaMetrics does not implement that API: there, data leaves by the server's own
+retention period (``-retentionPeriod``), see docs/production.md.
 """
 
 from __future__ import annotations
@@ -75,6 +79,12 @@ def _day_ms(day: date) -> int:
     return (day - date(1970, 1, 1)).days * 86_400_000
 
 
+def _predicate_text(value: str) -> str:
+    """A value inside a delete predicate's double quotes (home ids hold neither, but a predicate must not be
+    built from text that could end the string)."""
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
 def _retry_after(exc: ApiException) -> float | None:
     value = getattr(exc, "retry_after", None)
     if value is None and exc.headers is not None:
@@ -109,6 +119,7 @@ class InfluxReadingStore:
                                       retries=False)
         self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
         self._query_api = self._client.query_api()
+        self._delete_api = self._client.delete_api()
 
     # --- writes -------------------------------------------------------------------------------
     def write(self, points: Sequence[Point]) -> None:
@@ -177,6 +188,22 @@ class InfluxReadingStore:
             by_day.setdefault(day, {}).update(
                 (k, float(v)) for k, v in point.fields.items() if not isinstance(v, str))
         return [DailySummary(home, day, by_day[day]) for day in sorted(by_day)]
+
+    # --- deletes ------------------------------------------------------------------------------
+    def delete_range(self, home: str, start_ms: int, end_ms: int) -> None:
+        if end_ms <= start_ms:
+            return
+        # Points are stored at millisecond precision, so the last instant of [start, end) is end - 1 ms; the stop
+        # is set just below end, which deletes that point whether InfluxDB reads the stop as inclusive or not.
+        stop = _to_datetime(end_ms - 1) + timedelta(microseconds=999)
+        try:
+            self._delete_api.delete(_to_datetime(start_ms), stop, predicate=f'home="{_predicate_text(home)}"',
+                                    bucket=self.bucket, org=self.org)
+        except ApiException as e:
+            error = _api_error(e, f"delete of home {home}'s points")
+            raise (StoreUnavailable(str(error)) if isinstance(error, PointsRejected) else error) from e
+        except (urllib3.exceptions.HTTPError, OSError) as e:
+            raise StoreUnavailable(f"InfluxDB at {self.url} unreachable: {type(e).__name__}: {e}") from e
 
     def close(self) -> None:
         self._write_api.close()

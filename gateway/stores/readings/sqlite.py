@@ -20,7 +20,7 @@ import contextlib
 import sqlite3
 import threading
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import orjson
@@ -37,6 +37,8 @@ from gateway.stores.readings.base import (
 __all__ = ["SqliteReadingStore"]
 
 SCHEMA_VERSION = 1
+_DAY_MS = 86_400_000
+_EPOCH_DAY = date(1970, 1, 1)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS points (
     home        TEXT    NOT NULL,
@@ -68,6 +70,10 @@ _TIMELINE = (
     " WHERE home = ? AND measurement = 'reading' AND time_ms >= ? AND time_ms < ?{device}"
     " ORDER BY time_ms, device LIMIT ?"
 )
+_DELETE_POINTS = "DELETE FROM points WHERE home = ? AND time_ms >= ? AND time_ms < ?"
+# A summary's day is stamped at midnight UTC, as the InfluxDB adapter stores it: a day is in the period when its
+# midnight is (ISO dates compare as text).
+_DELETE_SUMMARIES = "DELETE FROM daily_summaries WHERE home = ? AND day >= ? AND day < ?"
 _SUMMARIES = "SELECT day, fields FROM daily_summaries WHERE home = ? AND day >= ? AND day <= ? ORDER BY day"
 
 
@@ -120,11 +126,16 @@ class SqliteReadingStore:
     def _write_rows(self, sql: str, rows: list[tuple]) -> None:
         if not rows:
             return
+        self._transaction([(sql, rows)])
+
+    def _transaction(self, statements: list[tuple[str, list[tuple]]]) -> None:
+        """Run each statement over its rows in one write transaction."""
         conn = self._conn()
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.executemany(sql, rows)
+                for sql, rows in statements:
+                    conn.executemany(sql, rows)
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
@@ -190,6 +201,16 @@ class SqliteReadingStore:
             raise StoreUnavailable(f"readings store {self.path}: {e}") from e
         return [DailySummary(home, date.fromisoformat(day), orjson.loads(values)) for day, values in rows]
 
+    def delete_range(self, home: str, start_ms: int, end_ms: int) -> None:
+        if end_ms <= start_ms:
+            return
+        # Days whose midnight UTC is in [start, end): from the first midnight at or after start, to the first at
+        # or after end (excluded).
+        first_day = _day_at_or_after(int(start_ms)).isoformat()
+        end_day = _day_at_or_after(int(end_ms)).isoformat()
+        self._transaction([(_DELETE_POINTS, [(home, int(start_ms), int(end_ms))]),
+                           (_DELETE_SUMMARIES, [(home, first_day, end_day)])])
+
     def close(self) -> None:
         self._closed = True
         with self._lock:
@@ -202,3 +223,9 @@ class SqliteReadingStore:
 
     def __repr__(self) -> str:
         return f"<SqliteReadingStore {self.path}>"
+
+
+def _day_at_or_after(time_ms: int) -> date:
+    """The day whose midnight UTC is the first at or after ``time_ms``."""
+    days, rest = divmod(time_ms, _DAY_MS)
+    return _EPOCH_DAY + timedelta(days=days + (1 if rest else 0))
