@@ -86,14 +86,29 @@ class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime()}
 
 
+# Retention defaults (docs/production.md, "Retention and privacy"): UK councils commonly keep care records 8 years
+# after care ends; the audit trail is kept as long. 8 years of 365.25 days.
+CARE_RECORD_RETENTION_DAYS = 2922
+AUDIT_RETENTION_DAYS = 2922
+
+
 class Organisation(Base):
-    """A care provider. Minimal for now: the API adds users, recipients and claims."""
+    """A care provider, and how long it keeps what it is answerable for (``gateway/purge.py`` applies it)."""
 
     __tablename__ = "organisations"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(NAME_LEN))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Alerts (with their notifications and timelines) and readings are kept this long after care ended: the
+    # organisation's claim on the home released, or the resident erased.
+    care_record_retention_days: Mapped[int] = mapped_column(
+        Integer, default=CARE_RECORD_RETENTION_DAYS, server_default=str(CARE_RECORD_RETENTION_DAYS))
+    audit_retention_days: Mapped[int] = mapped_column(
+        Integer, default=AUDIT_RETENTION_DAYS, server_default=str(AUDIT_RETENTION_DAYS))
+    # Dead letters of the organisation's homes; None: the gateway's global setting (dead_letter_max_age_days),
+    # which also applies when this is longer (an organisation may shorten it, not lengthen it).
+    dead_letter_retention_days: Mapped[int | None] = mapped_column(Integer)
 
     homes: Mapped[list[Home]] = relationship(back_populates="organisation")
 
