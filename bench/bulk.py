@@ -53,7 +53,7 @@ from gateway.db.models import (
     Resident,
     User,
 )
-from gateway.detect import CHECKPOINT_VERSION, dump_detector, store_baseline
+from gateway.detector_checkpoints import CHECKPOINT_VERSION, dump_detector, store_baseline
 from gateway.stores.readings.base import DailySummary, Point, ReadingStore
 from sensors_sim.generate import Simulation
 from sensors_sim.scenario import default_home

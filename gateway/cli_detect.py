@@ -72,7 +72,7 @@ def warm(
     baseline. Run it with the gateway stopped: it replaces what the gateway had learned for those homes."""
     from gateway.cli_db import db_url_from_env, require_head
     from gateway.db.session import make_engine, make_session_factory
-    from gateway.detect import warm_baselines
+    from gateway.detector_checkpoints import warm_baselines
 
     url = db_url_from_env()
     require_head(url)

@@ -37,7 +37,7 @@ from gateway.db.migrate import upgrade
 from gateway.db.models import Alert
 from gateway.db.session import make_engine, make_session_factory
 from gateway.demo_servers import ApiServer, EmbeddedBroker, free_port
-from gateway.detect import warm_baselines
+from gateway.detector_checkpoints import warm_baselines
 from gateway.homes import import_homes, parse_description
 from gateway.stores.readings.base import Point
 from gateway.worker import make_reading_store

@@ -37,7 +37,7 @@ from gateway.db.models import (
     User,
 )
 from gateway.db.session import make_engine, make_session_factory
-from gateway.detect import CHECKPOINT_VERSION, dump_detector, store_baseline
+from gateway.detector_checkpoints import CHECKPOINT_VERSION, dump_detector, store_baseline
 from gateway.stores.readings.base import DailySummary, Point, ReadingStore
 from gateway.stores.readings.sqlite import SqliteReadingStore
 from sensors_sim.events import Observation

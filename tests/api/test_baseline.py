@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from gateway.clock import SimulatedClock
 from gateway.contract import Kind
 from gateway.db.models import DetectorCheckpoint
-from gateway.detect import DetectorConsumer, store_baseline
+from gateway.detect import DetectorConsumer
+from gateway.detector_checkpoints import store_baseline
 from gateway.journal import Entry
 from tests.api.conftest import T0, World
 

@@ -22,7 +22,7 @@ from gateway.bootstrap import Gateway
 from gateway.db.migrate import upgrade
 from gateway.db.models import Alert, AlertLog, Notification
 from gateway.db.session import make_engine, make_session_factory
-from gateway.detect import warm_baselines
+from gateway.detector_checkpoints import warm_baselines
 from gateway.homes import import_homes, parse_description
 from sensors_sim.generate import Simulation, start_of
 from sensors_sim.publish import clock_tick

@@ -17,7 +17,8 @@ from gateway.alerting import people, service
 from gateway.clock import SimulatedClock
 from gateway.contract import Kind, state_fields
 from gateway.db.models import Absence, Alert, DetectorCheckpoint
-from gateway.detect import DetectorConsumer, warm_baselines
+from gateway.detect import DetectorConsumer
+from gateway.detector_checkpoints import warm_baselines
 from gateway.errors import StoreUnavailable
 from gateway.journal import Entry
 from gateway.stores.readings.sqlite import SqliteReadingStore
@@ -232,13 +233,15 @@ class FailingCommits:
 
     def __call__(self) -> Session:
         session = self.sessions()
-        if self.failures > 0:
-            self.failures -= 1
+        commit = session.commit
 
-            def fail() -> None:
+        def failing() -> None:
+            if self.failures > 0:
+                self.failures -= 1
                 raise OperationalError("COMMIT", {}, Exception("database is locked"))
+            commit()
 
-            session.commit = fail  # type: ignore[method-assign]
+        session.commit = failing  # type: ignore[method-assign]
         return session
 
 

@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from gateway.clock import SimulatedClock
 from gateway.contract import Kind
 from gateway.db.models import Alert, DetectorCheckpoint
-from gateway.detect import DetectorConsumer, load_detector
+from gateway.detect import DetectorConsumer
+from gateway.detector_checkpoints import load_detector
 from gateway.journal import Entry
 
 T0 = int(datetime(2026, 1, 12, 13, 0, tzinfo=UTC).timestamp() * 1000)  # a Monday, 13:00 in London
@@ -80,8 +81,7 @@ def test_a_checkpoint_is_written_only_when_its_home_changed(sessions: sessionmak
     first = checkpoints(sessions)[home]
 
     detect.clock.tick(T0 + 30 * MIN, 1.0)  # type: ignore[attr-defined]
-    with sessions() as s:
-        detect._commit(s, [], {home})  # touched (say, an outcome it could not learn from), its state unchanged
+    detect._commit([], {home})  # touched (say, an outcome it could not learn from), its state unchanged
     again = checkpoints(sessions)[home]
     assert (again.saved_at, again.state, again.journal_seq) == (first.saved_at, first.state, first.journal_seq)
 
