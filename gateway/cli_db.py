@@ -89,6 +89,45 @@ def db_revision(message: Annotated[str, typer.Argument(help="What the migration 
     typer.echo(f"wrote {path}; review it, then test it on SQLite and PostgreSQL")
 
 
+@db_app.command("purge")
+def db_purge(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count what would be removed, remove nothing")] = False,
+) -> None:
+    """Remove what is past each organisation's retention now (the gateway's worker does it every hour): care
+    records whose care ended longer ago than the organisation keeps them, old audit entries and dead letters, and
+    expired login tokens. Prints what was removed per organisation."""
+    from gateway.clock import WallClock
+    from gateway.purge import RetentionPurge
+    from gateway.worker import make_reading_store
+
+    try:
+        settings = load_settings()
+    except ConfigError as e:
+        raise _fail(str(e), 2) from None
+    url = settings.database_url
+    require_head(url)
+    engine = make_engine(url)
+    store = None if dry_run else make_reading_store(settings)
+    try:
+        purge = RetentionPurge(make_session_factory(engine), WallClock(), store,
+                               dead_letter_max_age_days=settings.dead_letter_max_age_days)
+        purged = purge.purge(dry_run=dry_run)
+    except SQLAlchemyError as e:
+        raise _fail(f"cannot purge {_safe(url)}: {_error(e)}") from None
+    finally:
+        if store is not None:
+            store.close()
+        engine.dispose()
+    if dry_run:
+        typer.echo("dry run, nothing removed; would remove:")
+    for org in purged.organisations:
+        typer.echo(org.summary())
+    typer.echo(f"everyone: {purged.tokens} expired login tokens, {purged.login_throttle} login-throttle counts "
+               "past their window")
+    if any(org.readings_pending for org in purged.organisations):
+        raise typer.Exit(1)
+
+
 @homes_app.command("import")
 def homes_import(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True,

@@ -182,6 +182,14 @@ class WorkerMetrics:
             ["rule"], registry=r)
         self.dead_letters_kept = Gauge("telecare_dead_letters_kept", "Dead letters kept after the last purge",
                                        registry=r)
+        # Retention and privacy (issue 12): the purge of what is past each organisation's retention.
+        self.retention_purged = Counter(
+            "telecare_retention_purged", "Rows deleted by the retention purge, by kind (alerts, reading_periods, "
+            "claims, audit, dead_letters, tokens, login_throttle)", ["kind"], registry=r)
+        self.retention_readings_pending = Gauge(
+            "telecare_retention_readings_pending",
+            "Ended care periods past retention whose readings the store could not delete at the last purge",
+            registry=r)
         self.journal_bytes = Gauge("telecare_journal_bytes", "The journal's files on disk (main file and WAL)",
                                    registry=r)
 

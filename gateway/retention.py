@@ -11,12 +11,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import ColumnElement, delete, func, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
 from gateway.clock import Clock
 from gateway.db.models import DeadLetter
@@ -78,13 +79,7 @@ class DeadLetterRetention:
 
     def run(self, stop: threading.Event, every_s: float = 60.0) -> None:
         """Purge now, then every ``every_s`` wall seconds until ``stop``; a failure is retried next time."""
-        while True:
-            try:
-                self.purge()
-            except Exception:
-                log.exception("dead-letter retention failed; trying again in %.0f s", every_s)
-            if stop.wait(every_s):
-                return
+        run_periodically(self.purge, "dead-letter retention", stop, every_s)
 
     def _count(self) -> int:
         with self._sessions() as session:
@@ -98,18 +93,41 @@ class DeadLetterRetention:
 
     def _delete_oldest(self, where: ColumnElement[bool] | None, how_many: int | None) -> int:
         """Delete the oldest rows matching ``where`` (all of them when ``how_many`` is None), a batch at a time."""
-        deleted = 0
-        while how_many is None or deleted < how_many:
-            take = self.limits.batch_rows if how_many is None else min(self.limits.batch_rows, how_many - deleted)
-            oldest = select(DeadLetter.id).order_by(DeadLetter.received_at, DeadLetter.id).limit(take)
-            if where is not None:
-                oldest = oldest.where(where)
-            with self._sessions() as session, session.begin():
-                gone = session.execute(delete(DeadLetter).where(DeadLetter.id.in_(oldest.scalar_subquery())))
-            count: int = gone.rowcount  # type: ignore[attr-defined]  # a CursorResult
-            deleted += count
-            if count < take:
-                break
-            if self.limits.pause_s:
-                time.sleep(self.limits.pause_s)
-        return deleted
+        return delete_in_batches(self._sessions, DeadLetter, DeadLetter.id, where, how_many=how_many,
+                                 order_by=(DeadLetter.received_at, DeadLetter.id), batch_rows=self.limits.batch_rows,
+                                 pause_s=self.limits.pause_s)
+
+
+def run_periodically(job: Callable[[], object], what: str, stop: threading.Event, every_s: float) -> None:
+    """``job()`` now, then every ``every_s`` wall seconds until ``stop``; a failure is logged and retried next time."""
+    while True:
+        try:
+            job()
+        except Exception:
+            log.exception("%s failed; trying again in %.0f s", what, every_s)
+        if stop.wait(every_s):
+            return
+
+
+def delete_in_batches(sessions: sessionmaker[Session] | Callable[[], Session], model: type[Any],
+                      key: InstrumentedAttribute[Any], where: ColumnElement[bool] | None, *,
+                      how_many: int | None = None, order_by: Sequence[InstrumentedAttribute[Any]] = (),
+                      batch_rows: int = 1_000, pause_s: float = 0.01) -> int:
+    """Delete the rows of ``model`` matching ``where`` (first by ``order_by``; all of them when ``how_many`` is
+    None), ``batch_rows`` per transaction with ``pause_s`` between: on SQLite a transaction holds the only write
+    lock, and the registry and the dispatcher must never wait long for it. ``key`` is the primary key."""
+    deleted = 0
+    while how_many is None or deleted < how_many:
+        take = batch_rows if how_many is None else min(batch_rows, how_many - deleted)
+        first = select(key).order_by(*order_by).limit(take)
+        if where is not None:
+            first = first.where(where)
+        with sessions() as session, session.begin():
+            gone = session.execute(delete(model).where(key.in_(first.scalar_subquery())))
+        count: int = gone.rowcount  # type: ignore[attr-defined]  # a CursorResult
+        deleted += count
+        if count < take:
+            break
+        if pause_s:
+            time.sleep(pause_s)
+    return deleted

@@ -1,0 +1,212 @@
+"""The retention purge (issue 12): what each organisation keeps, and for how long, deleted once past it.
+
+Per organisation (``organisations`` holds its settings; docs/production.md, "Retention and privacy"):
+
+* **Care records**, ``care_record_retention_days`` (default 8 years) after care ended. Care ends when the
+  organisation's claim on the home is released (a ``home_claims`` row's ``released_at``); an erased resident's
+  records go at once (``api/routers/privacy.py``). Past retention, the claim period's alerts of that organisation
+  go (their notifications and timeline lines with them: ``ON DELETE CASCADE``), then the home's readings and daily
+  summaries of the period (:meth:`ReadingStore.delete_range`), then the claim row itself, which ends the old
+  organisation's read access. An alert still open is never purged: uncertainty is not erased silently; it stays
+  until someone resolves it. When the readings store cannot delete (away, or VictoriaMetrics, which has no delete
+  API) the claim row stays and the period is tried again at the next purge (``telecare_retention_readings_pending``).
+* **The audit trail**, ``audit_retention_days`` (default 8 years) after each entry.
+* **Dead letters** of the organisation's homes, ``dead_letter_retention_days`` when set (None: the gateway's global
+  ``dead_letter_max_age_days``, applied by :class:`gateway.retention.DeadLetterRetention` to every home anyway).
+
+And for everyone: login tokens past their expiry, and login-throttle counts past their window, at once.
+
+Deletes run in short batches (:func:`gateway.retention.delete_in_batches`), as the dead-letter retention does.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
+
+from gateway.alerting.outbox import RESOLVED
+from gateway.clock import Clock
+from gateway.db.models import (
+    Alert,
+    AuditEntry,
+    AuthToken,
+    DeadLetter,
+    Home,
+    HomeClaim,
+    LoginThrottleEntry,
+    Organisation,
+)
+from gateway.errors import StoreUnavailable
+from gateway.metrics import WorkerMetrics
+from gateway.registry import to_datetime
+from gateway.retention import delete_in_batches, run_periodically
+from gateway.stores.readings.base import ReadingStore
+
+__all__ = ["KINDS", "OrganisationPurged", "Purged", "RetentionPurge"]
+
+log = logging.getLogger(__name__)
+
+KINDS = ("alerts", "reading_periods", "claims", "audit", "dead_letters", "tokens", "login_throttle")
+PURGE_EVERY_S = 3600.0  # retention counts in days: once an hour is plenty, and cheap
+
+
+@dataclass(slots=True)
+class OrganisationPurged:
+    """What one organisation's retention removed (or, in a dry run, would remove)."""
+
+    organisation_id: int
+    name: str
+    alerts: int = 0
+    reading_periods: int = 0  # ended claim periods whose readings and daily summaries were deleted
+    claims: int = 0  # ended claim periods closed for good (the old organisation's read access ends)
+    audit: int = 0
+    dead_letters: int = 0
+    readings_pending: int = 0  # periods past retention whose readings the store could not delete
+
+    def summary(self) -> str:
+        line = (f"organisation {self.organisation_id} ({self.name}): {self.alerts} alerts, {self.reading_periods} "
+                f"care periods' readings, {self.claims} ended claims, {self.audit} audit entries, "
+                f"{self.dead_letters} dead letters")
+        if self.readings_pending:
+            line += (f"; {self.readings_pending} care periods' readings could not be deleted (the readings store "
+                     "is away or has no delete API): tried again at the next purge")
+        return line
+
+
+@dataclass(slots=True)
+class Purged:
+    """One purge: per organisation, and the tokens and throttle counts of everyone."""
+
+    organisations: list[OrganisationPurged] = field(default_factory=list)
+    tokens: int = 0
+    login_throttle: int = 0
+
+    def total(self, kind: str) -> int:
+        if kind in ("tokens", "login_throttle"):
+            return int(getattr(self, kind))
+        return sum(int(getattr(o, kind)) for o in self.organisations)
+
+
+@dataclass(frozen=True, slots=True)
+class _Claim:
+    id: int
+    home_id: str
+    claimed_at: datetime
+    released_at: datetime
+
+
+class RetentionPurge:
+    """Applies every organisation's retention; ``run`` repeats it in the worker, ``telecare db purge`` once."""
+
+    def __init__(self, sessions: sessionmaker[Session] | Callable[[], Session], clock: Clock,
+                 store: ReadingStore | None, *, dead_letter_max_age_days: float, metrics: WorkerMetrics | None = None,
+                 batch_rows: int = 1_000, pause_s: float = 0.01) -> None:
+        self._sessions = sessions
+        self.clock = clock
+        self.store = store
+        self.dead_letter_max_age_days = dead_letter_max_age_days
+        self.metrics = metrics
+        self.batch_rows = batch_rows
+        self.pause_s = pause_s
+
+    def run(self, stop: threading.Event, every_s: float = PURGE_EVERY_S) -> None:
+        """Purge now, then every ``every_s`` wall seconds until ``stop``; a failure is retried next time."""
+        run_periodically(self.purge, "retention purge", stop, every_s)
+
+    def purge(self, *, dry_run: bool = False) -> Purged:
+        """One pass over every organisation's retention; ``dry_run`` counts what would go and deletes nothing."""
+        now = to_datetime(self.clock.now_ms())
+        purged = Purged()
+        with self._sessions() as session:
+            organisations = session.execute(
+                select(Organisation.id, Organisation.name, Organisation.care_record_retention_days,
+                       Organisation.audit_retention_days, Organisation.dead_letter_retention_days)
+                .order_by(Organisation.id)).all()
+        for org_id, name, care_days, audit_days, dead_letter_days in organisations:
+            report = OrganisationPurged(org_id, name)
+            self._care_records(report, now - timedelta(days=care_days), dry_run)
+            report.audit = self._delete(AuditEntry, AuditEntry.id, dry_run,
+                                        (AuditEntry.organisation_id == org_id)
+                                        & (AuditEntry.at < now - timedelta(days=audit_days)))
+            if dead_letter_days is not None and dead_letter_days < self.dead_letter_max_age_days:
+                homes = select(Home.id).where(Home.organisation_id == org_id).scalar_subquery()
+                report.dead_letters = self._delete(
+                    DeadLetter, DeadLetter.id, dry_run,
+                    DeadLetter.home_id.in_(homes) & (DeadLetter.received_at < now - timedelta(days=dead_letter_days)))
+            purged.organisations.append(report)
+        purged.tokens = self._delete(AuthToken, AuthToken.id, dry_run, AuthToken.expires_at <= now)
+        purged.login_throttle = self._delete(LoginThrottleEntry, LoginThrottleEntry.key, dry_run,
+                                             LoginThrottleEntry.expires_at <= now)
+        if not dry_run:
+            self._report(purged)
+        return purged
+
+    def _care_records(self, report: OrganisationPurged, cutoff: datetime, dry_run: bool) -> None:
+        """The organisation's claim periods that ended before ``cutoff``: their alerts, readings, then the claim."""
+        with self._sessions() as session:
+            claims = [_Claim(claim_id, home_id, claimed_at, released_at or cutoff)
+                      for claim_id, home_id, claimed_at, released_at in session.execute(
+                          select(HomeClaim.id, HomeClaim.home_id, HomeClaim.claimed_at, HomeClaim.released_at)
+                          .where(HomeClaim.organisation_id == report.organisation_id,
+                                 HomeClaim.released_at.is_not(None), HomeClaim.released_at < cutoff)
+                          .order_by(HomeClaim.released_at, HomeClaim.id))]
+        for claim in claims:
+            # Every alert the organisation raised in that home up to the end of this claim: this claim's, or an
+            # earlier claim's of the same organisation, which ended earlier still.
+            report.alerts += self._delete(
+                Alert, Alert.id, dry_run,
+                (Alert.organisation_id == report.organisation_id) & (Alert.home_id == claim.home_id)
+                & (Alert.raised_at <= claim.released_at) & (Alert.state == RESOLVED))
+            if dry_run:
+                report.reading_periods += 1
+                report.claims += 1
+                continue
+            if not self._delete_readings(claim):
+                report.readings_pending += 1
+                continue
+            report.reading_periods += 1
+            report.claims += self._delete(HomeClaim, HomeClaim.id, False, HomeClaim.id == claim.id)
+
+    def _delete_readings(self, claim: _Claim) -> bool:
+        if self.store is None:
+            return False
+        try:
+            self.store.delete_range(claim.home_id, _ms(claim.claimed_at), _ms(claim.released_at) + 1)
+        except StoreUnavailable as e:
+            log.warning("home %s: the readings of its care period %s to %s are past retention but could not be "
+                        "deleted (%s); trying again at the next purge", claim.home_id, claim.claimed_at.isoformat(),
+                        claim.released_at.isoformat(), e)
+            return False
+        return True
+
+    def _delete(self, model: type[Any], key: InstrumentedAttribute[Any], dry_run: bool,
+                where: ColumnElement[bool]) -> int:
+        if dry_run:
+            with self._sessions() as session:
+                return session.scalar(select(func.count()).select_from(model).where(where)) or 0
+        return delete_in_batches(self._sessions, model, key, where, batch_rows=self.batch_rows,
+                                 pause_s=self.pause_s)
+
+    def _report(self, purged: Purged) -> None:
+        if self.metrics is not None:
+            for kind in KINDS:
+                self.metrics.retention_purged.labels(kind).inc(purged.total(kind))
+            self.metrics.retention_readings_pending.set(purged.total("readings_pending"))
+        for org in purged.organisations:
+            if org.alerts or org.reading_periods or org.claims or org.audit or org.dead_letters \
+                    or org.readings_pending:
+                log.info("retention purge: %s", org.summary())
+        if purged.tokens or purged.login_throttle:
+            log.info("retention purge: %d expired login tokens, %d login-throttle counts past their window",
+                     purged.tokens, purged.login_throttle)
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
