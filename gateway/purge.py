@@ -26,7 +26,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
@@ -49,7 +49,10 @@ from gateway.registry import to_datetime
 from gateway.retention import delete_in_batches, run_periodically
 from gateway.stores.readings.base import ReadingStore
 
-__all__ = ["KINDS", "OrganisationPurged", "Purged", "RetentionPurge"]
+if TYPE_CHECKING:
+    from gateway.worker import Worker
+
+__all__ = ["KINDS", "OrganisationPurged", "Purged", "RetentionPurge", "run_purge"]
 
 log = logging.getLogger(__name__)
 
@@ -206,6 +209,12 @@ class RetentionPurge:
         if purged.tokens or purged.login_throttle:
             log.info("retention purge: %d expired login tokens, %d login-throttle counts past their window",
                      purged.tokens, purged.login_throttle)
+
+
+def run_purge(worker: Worker, stop: threading.Event, every_s: float = PURGE_EVERY_S) -> None:
+    """The worker's purge thread: on the worker's database, clock, readings store and metrics."""
+    RetentionPurge(worker.sessions, worker.clock, worker.store, metrics=worker.metrics,
+                   dead_letter_max_age_days=worker.settings.dead_letter_max_age_days).run(stop, every_s)
 
 
 def _ms(moment: datetime) -> int:

@@ -35,6 +35,7 @@ from gateway.detect import DetectorConsumer
 from gateway.heartbeats import HeartbeatFilter
 from gateway.journal import Entry, Journal
 from gateway.metrics import WorkerMetrics
+from gateway.purge import run_purge
 from gateway.registry import DeviceRegistry
 from gateway.retention import DeadLetterLimits, DeadLetterRetention
 from gateway.stores.readings.base import ReadingStore
@@ -169,6 +170,7 @@ class Worker:
         threads.append(threading.Thread(target=self.write_summaries, name="summaries", daemon=True, args=(stop,)))
         threads.append(threading.Thread(target=self.retention.run, name="retention", daemon=True,
                                         args=(stop, RETENTION_S)))
+        threads.append(threading.Thread(target=run_purge, name="purge", daemon=True, args=(self, stop)))
         threads.append(threading.Thread(target=self.watchdog.run, name="watchdog", daemon=True,
                                         args=(stop, WATCHDOG_S)))
         if not self.simulated:  # simulated time reaches the detectors as journal entries

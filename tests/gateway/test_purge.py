@@ -274,3 +274,19 @@ def test_run_purges_until_stopped(sessions: sessionmaker[Session], store: Sqlite
         stop.set()
         thread.join(5)
     assert count(sessions, HomeClaim) == 3 and not thread.is_alive()
+
+
+def test_the_worker_runs_the_purge_on_its_own_database_store_and_metrics(
+        sessions: sessionmaker[Session], store: SqliteReadingStore) -> None:
+    from types import SimpleNamespace
+
+    from gateway.purge import run_purge
+
+    seed(sessions, store)
+    worker = SimpleNamespace(sessions=sessions, clock=FixedClock(), store=store, metrics=WorkerMetrics(),
+                             settings=SimpleNamespace(dead_letter_max_age_days=14.0))
+    stop = threading.Event()
+    stop.set()  # one purge, then stop
+    run_purge(worker, stop)  # type: ignore[arg-type]
+    assert count(sessions, HomeClaim) == 3 and readings(store, "shared") == [2.0]
+    assert worker.metrics.retention_purged.labels("claims")._value.get() == 1
