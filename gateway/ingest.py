@@ -104,6 +104,7 @@ class Ingest:
             return 0
         now_ms = self.clock.now_ms()
         entries: list[NewEntry] = []
+        urgent: list[int] = []  # button presses: the detectors take them ahead of their backlog
         skews: list[Message] = []  # messages that tell of a hub's clock, taken in once the batch is committed
         for _mid, _qos, topic, payload, received_ms in taken:
             try:
@@ -118,6 +119,8 @@ class Ingest:
                     now_ms = max(now_ms, parsed.time_ms)
                 elif parsed.clock_skew_ms is not None or parsed.retimed is not None:
                     skews.append(parsed)
+                if parsed.kind is Kind.STATE and "action" in parsed.body:
+                    urgent.append(len(entries))
                 entries.append((parsed.kind, parsed.home, parsed.device, parsed.time_ms, parsed.received_ms,
                                 parsed.timed_by_device, parsed.body))
             elif type(parsed) is Rejected:
@@ -127,7 +130,7 @@ class Ingest:
                 self.metrics.ignored.inc()
         entries += self.clock_watch.reports(skews)  # a hub whose clock cost readings their time: device health
         try:
-            self.journal.append(entries)
+            self.journal.append(entries, urgent)
         except BaseException:
             pending.extendleft(reversed(taken))  # not committed: keep them, in order, for the next try
             raise

@@ -55,6 +55,8 @@ CREATE TABLE IF NOT EXISTS batches (
     entries BLOB NOT NULL  -- JSON array of [kind, home, device, time_ms, received_ms, timed, body]
 );
 CREATE TABLE IF NOT EXISTS positions (consumer TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+-- Entries that must not wait behind the backlog (a button pressed): their seq and home, kept until trimmed.
+CREATE TABLE IF NOT EXISTS urgent (seq INTEGER PRIMARY KEY, home TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta VALUES ('last_seq', 0);
 """
@@ -116,8 +118,11 @@ class Journal:
                 self._conn().execute("INSERT OR IGNORE INTO positions VALUES (?, ?)", (consumer, self._trimmed_to))
                 self._positions[consumer] = self._trimmed_to
 
-    def append(self, entries: Sequence[NewEntry]) -> int:
-        """Commit a batch (one transaction, one fsync); returns the last seq. Called from one thread only."""
+    def append(self, entries: Sequence[NewEntry], urgent: Sequence[int] = ()) -> int:
+        """Commit a batch (one transaction, one fsync); returns the last seq. Called from one thread only.
+
+        ``urgent`` are the indexes in ``entries`` of those a consumer may take ahead of its position
+        (:meth:`urgent_after`); each must have a home."""
         if not entries:
             return self._last_seq
         first, last = self._last_seq + 1, self._last_seq + len(entries)
@@ -125,6 +130,8 @@ class Journal:
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.execute("INSERT INTO batches VALUES (?, ?, ?)", (first, last, orjson.dumps(entries)))
+            if urgent:
+                conn.executemany("INSERT INTO urgent VALUES (?, ?)", [(first + i, entries[i][1]) for i in urgent])
             conn.execute("UPDATE meta SET value = ? WHERE key = 'last_seq'", (last,))
             conn.execute("COMMIT")
         except BaseException:
@@ -144,6 +151,28 @@ class Journal:
             if len(out) >= limit:
                 break
         return out
+
+    def urgent_after(self, seq: int) -> list[tuple[int, str]]:
+        """The urgent entries after ``seq`` (their seq and home), oldest first."""
+        return self._conn().execute("SELECT seq, home FROM urgent WHERE seq > ? ORDER BY seq", (seq,)).fetchall()
+
+    def read_home(self, home: str, after: int, upto: int) -> list[Entry]:
+        """One home's entries in ``after < seq <= upto``, oldest first (the rest are not even made into entries)."""
+        conn = self._conn()
+        out: list[Entry] = []
+        rows = conn.execute(
+            "SELECT first_seq, entries FROM batches WHERE first_seq <= ? AND first_seq >= "
+            "(SELECT COALESCE(MAX(first_seq), 0) FROM batches WHERE first_seq <= ?) ORDER BY first_seq",
+            (upto, after + 1))
+        for first, batch in rows:
+            out.extend(Entry(first + i, *e) for i, e in enumerate(orjson.loads(batch))
+                       if e[1] == home and after < first + i <= upto)
+        return out
+
+    def position(self, consumer: str) -> int:
+        """The consumer's position as this process knows it (its own consumers' are current)."""
+        with self._lock:
+            return self._positions.get(consumer, self._trimmed_to)
 
     def advance(self, consumer: str, seq: int) -> None:
         """Record that ``consumer`` has durably handled everything up to ``seq`` (the end of a batch)."""
@@ -179,6 +208,7 @@ class Journal:
         gone = 0
         if upto > self._trimmed_to:
             conn.execute("DELETE FROM batches WHERE last_seq <= ?", (upto,))
+            conn.execute("DELETE FROM urgent WHERE seq <= ?", (upto,))
             first = conn.execute("SELECT MIN(first_seq) FROM batches").fetchone()[0]
             trimmed_to = (first - 1) if first is not None else self._last_seq
             gone = trimmed_to - self._trimmed_to
