@@ -35,6 +35,7 @@ from gateway.detect import DetectorConsumer
 from gateway.heartbeats import HeartbeatFilter
 from gateway.journal import Entry, Journal
 from gateway.metrics import WorkerMetrics
+from gateway.presses_first import PressesFirst
 from gateway.purge import run_purge
 from gateway.registry import DeviceRegistry
 from gateway.retention import DeadLetterLimits, DeadLetterRetention
@@ -166,6 +167,8 @@ class Worker:
                                     args=(self.journal, c, self.clock, self.metrics, stop),
                                     kwargs={"batch_max": batch_max * PER_HOME_BATCHES.get(c.name, 1)})
                    for c in self.consumers]
+        threads.append(threading.Thread(target=PressesFirst(self.journal, self.detect).run, name="presses",
+                                        daemon=True, args=(stop,)))
         threads.append(threading.Thread(target=self.dispatch, name="dispatcher", daemon=True, args=(stop,)))
         threads.append(threading.Thread(target=self.write_summaries, name="summaries", daemon=True, args=(stop,)))
         threads.append(threading.Thread(target=self.retention.run, name="retention", daemon=True,
