@@ -65,6 +65,7 @@ class DetectorConsumer:
         self.on_alerts = on_alerts  # after commit: wakes the dispatcher, counts them
         self.detectors: dict[str, HomeDetector] = {}
         self.seen_seq: dict[str, int] = {}
+        self.care_epochs: dict[str, int] = {}  # the home's care epoch each detector learned in (Home.care_epoch)
         self._written: dict[str, Mark] = {}  # home -> (seq, state digest) its checkpoint row holds
         self.skipped = 0  # readings or wake-ups a detector failed on (logged with the reading)
         self._devices: dict[tuple[str, str], tuple[str | None, str | None, str | None]] = {}
@@ -150,6 +151,7 @@ class DetectorConsumer:
             for home in touched:
                 self.detectors.pop(home, None)
                 self.seen_seq.pop(home, None)
+                self.care_epochs.pop(home, None)
             raise
 
     def _take(self, entry: Entry, touched: set[str]) -> list[AlertEvent]:
@@ -256,10 +258,14 @@ class DetectorConsumer:
     def _load(self, session: Session, home: str) -> None:
         detector = None
         row = session.get(DetectorCheckpoint, home)
-        if row is not None and row.version == CHECKPOINT_VERSION:
+        epoch = session.scalar(select(Home.care_epoch).where(Home.id == home)) or 0
+        if row is not None:
+            self.seen_seq[home] = row.journal_seq  # what the journal gave this home, whoever learned from it
+        if row is not None and row.care_epoch != epoch:
+            log.info("home %s: the person cared for has changed; its detectors start learning again", home)
+        elif row is not None and row.version == CHECKPOINT_VERSION:
             try:
                 detector = load_detector(row.state, home, home_zone(session, home), self.config)
-                self.seen_seq[home] = row.journal_seq
                 if detector.restarted:
                     log.warning("home %s: detector parts %s changed; they start learning again", home,
                                 ", ".join(detector.restarted))
@@ -272,11 +278,19 @@ class DetectorConsumer:
             detector = HomeDetector(home, home_zone(session, home), self.config)
         detector.set_absences(absences_for(session, home))
         self.detectors[home] = detector
+        self.care_epochs[home] = epoch
 
     def _refresh(self, session: Session) -> None:
-        """Rooms, roles and absences come from the database: read again now and then, or for a new device."""
+        """Rooms, roles, absences and care epochs come from the database: read again now and then, or for a new
+        device. A home whose person cared for has changed (claimed by another organisation, a new resident) starts
+        learning again: judging someone by another's routine would raise their false alarms and miss their falls."""
         rows = session.execute(select(Device.home_id, Device.name, Device.kind, Device.room, Device.role))
         self._devices = {(h, n): (k, r, ro) for h, n, k, r, ro in rows}
+        epochs = {home: epoch for home, epoch in session.execute(select(Home.id, Home.care_epoch))}
+        for home in [h for h, epoch in self.care_epochs.items() if epochs.get(h, epoch) != epoch]:
+            log.info("home %s: the person cared for has changed; its detectors start learning again", home)
+            self.detectors[home] = HomeDetector(home, home_zone(session, home), self.config)
+            self.care_epochs[home] = epochs[home]
         for home, detector in self.detectors.items():
             detector.set_absences(absences_for(session, home))
 
@@ -286,7 +300,8 @@ class DetectorConsumer:
         now = to_datetime(self.clock.now_ms())
         # Pickled before the transaction begins: under SQLite it holds the write lock from its first statement to
         # the commit, and the dispatcher's sends wait for it.
-        snapshots = {home: snapshot(self.detectors[home], self.seen_seq.get(home, 0)) for home in sorted(touched)}
+        snapshots = {home: snapshot(self.detectors[home], self.seen_seq.get(home, 0), self.care_epochs.get(home, 0))
+                     for home in sorted(touched)}
         homes = sorted({e.home for e in events} | touched)
         with self.sessions() as session:
             known = _existing_homes(session, homes)  # one query per CHUNK homes, not one per home

@@ -49,17 +49,18 @@ Mark = tuple[int, bytes]  # what a checkpoint row holds: (journal seq seen, dige
 
 
 class Snapshot(NamedTuple):
-    """A home's detector, its state compressed, and that state's mark."""
+    """A home's detector, its state compressed, that state's mark, and the home's care epoch it was learned in."""
 
     detector: HomeDetector
     state: bytes
     mark: Mark
+    care_epoch: int
 
 
-def snapshot(detector: HomeDetector, seq: int) -> Snapshot:
+def snapshot(detector: HomeDetector, seq: int, care_epoch: int) -> Snapshot:
     state = zlib.compress(detector.dump(), 1)  # deterministic: the same state, the same bytes
     digest = hashlib.blake2b(state, digest_size=16).digest()  # of the compressed bytes: 20x fewer
-    return Snapshot(detector, state, (seq, digest))
+    return Snapshot(detector, state, (seq, digest), care_epoch)
 
 
 def save_checkpoints(session: Session, snapshots: dict[str, Snapshot], written_before: Mapping[str, Mark],
@@ -76,7 +77,7 @@ def save_checkpoints(session: Session, snapshots: dict[str, Snapshot], written_b
     inserts: list[dict[str, Any]] = []
     updates: dict[bool, list[dict[str, Any]]] = {False: [], True: []}  # by whether the baseline is written
     written: dict[str, Mark] = {}
-    for home, (detector, state, mark) in snapshots.items():
+    for home, (detector, state, mark, epoch) in snapshots.items():
         seq = mark[0]
         row = saved.get(home)
         if row is not None and row.version == CHECKPOINT_VERSION and written_before.get(home) == mark:
@@ -85,11 +86,11 @@ def save_checkpoints(session: Session, snapshots: dict[str, Snapshot], written_b
         row = row or _SavedCheckpoint(home, CHECKPOINT_VERSION, None, False)
         store_baseline(row, detector, force=renewed)
         values = {"b_home": home, "b_seq": seq, "b_version": CHECKPOINT_VERSION,
-                  "b_state": state, "b_saved_at": now}
+                  "b_state": state, "b_saved_at": now, "b_epoch": epoch}
         if home not in saved:
             inserts.append({"home_id": home, "journal_seq": seq, "version": CHECKPOINT_VERSION,
                             "state": values["b_state"], "saved_at": now, "baseline": row.new_baseline,
-                            "baseline_at": row.baseline_at})
+                            "baseline_at": row.baseline_at, "care_epoch": epoch})
         elif row.baseline_changed:
             updates[True].append({**values, "b_baseline": row.new_baseline, "b_baseline_at": row.baseline_at})
         else:
@@ -101,6 +102,7 @@ def save_checkpoints(session: Session, snapshots: dict[str, Snapshot], written_b
         if params:
             columns = {"journal_seq": bindparam("b_seq"), "version": bindparam("b_version"),
                        "state": bindparam("b_state"), "saved_at": bindparam("b_saved_at"),
+                       "care_epoch": bindparam("b_epoch"),
                        "baseline_at": bindparam("b_baseline_at")}
             if with_baseline:
                 columns["baseline"] = bindparam("b_baseline")
@@ -175,8 +177,10 @@ def warm_baselines(sessions: sessionmaker[Session], observations: Iterable[Obser
             fed[o.home] = fed.get(o.home, 0) + 1
         now = datetime.now(UTC)
         for home, detector in detectors.items():
-            if session.get(Home, home) is None:
-                session.add(Home(id=home, first_seen=now))
+            home_row = session.get(Home, home)
+            if home_row is None:
+                home_row = Home(id=home, first_seen=now, care_epoch=0)
+                session.add(home_row)
                 session.flush()
             row = session.get(DetectorCheckpoint, home)
             blob = dump_detector(detector)
@@ -186,6 +190,7 @@ def warm_baselines(sessions: sessionmaker[Session], observations: Iterable[Obser
                 session.add(row)
             else:
                 row.journal_seq, row.version, row.state, row.saved_at = 0, CHECKPOINT_VERSION, blob, now
+            row.care_epoch = home_row.care_epoch  # the history is the current resident's
             store_baseline(row, detector, force=True)
         session.commit()
     return fed
