@@ -17,7 +17,19 @@ from api import dashboard
 from api.errors import install_error_handlers
 from api.headers import SecurityHeaders
 from api.limits import ApiLimits, RequestLimits
-from api.routers import activity, alerts, audit, auth, dead_letters, devices, homes, recipients, residents, users
+from api.routers import (
+    activity,
+    alerts,
+    audit,
+    auth,
+    dead_letters,
+    devices,
+    homes,
+    privacy,
+    recipients,
+    residents,
+    users,
+)
 from api.throttle import login_throttle_for
 from gateway.config import Settings
 from gateway.db.session import make_engine, make_session_factory, normalise_url
@@ -73,6 +85,7 @@ def create_app(settings: Settings, *, sessions: sessionmaker[Session] | None = N
         app.include_router(module.router)
     app.include_router(users.keys_router)
     app.include_router(activity.router)
+    app.include_router(privacy.router)  # export, erasure, retention settings (issue 12)
     dashboard.install(app)
     app.add_middleware(RequestLimits, limits=limits)  # a 413 before the body is read; the client address
     # Added last, so outermost: every answer of the app (a 413 or 429 of another middleware too) gets the headers.

@@ -45,6 +45,7 @@ __all__ = [
     "DEACTIVATE",
     "DELETE",
     "DENIED",
+    "ERASE",
     "EXPORT",
     "FOLD_WINDOW",
     "LIST",
@@ -87,6 +88,8 @@ PASSWORD_CHANGE, PASSWORD_CHANGE_FAILED = "password_change", "password_change_fa
 # The organisation's setup
 DEACTIVATE, REACTIVATE, REVOKE, REASSIGN, CLAIM, RELEASE, EXPORT = (
     "deactivate", "reactivate", "revoke", "reassign", "claim", "release", "export")
+# Privacy: a resident erased (the row that outlives them, naming who erased which id, and when)
+ERASE = "erase"
 # Refusals
 DENIED = "denied"
 
