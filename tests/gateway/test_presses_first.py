@@ -4,6 +4,8 @@ in that home's order, once."""
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -11,12 +13,13 @@ import orjson
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from analytics.alerts import AlertEvent
 from gateway.clock import SimulatedClock
 from gateway.contract import Kind
 from gateway.db.models import Alert, DetectorCheckpoint
 from gateway.detect import DetectorConsumer
 from gateway.ingest import Ingest
-from gateway.journal import Journal, NewEntry
+from gateway.journal import Entry, Journal, NewEntry
 from gateway.metrics import IngestMetrics
 from gateway.presses_first import PressesFirst
 
@@ -107,3 +110,46 @@ def test_trimming_the_journal_forgets_its_presses(tmp_path: Path) -> None:
     journal.advance("detect", journal.last_seq)
     journal.trim()
     assert journal.urgent_after(0) == []
+
+
+class PressedMidBatch(DetectorConsumer):
+    """A consumer whose batch, half-way through, meets a press that the presses-first loop hands over."""
+
+    def __init__(self, sessions: sessionmaker[Session], journal: Journal, press_seq: int, last_seq: int) -> None:
+        clock = SimulatedClock()
+        clock.tick(T0, 1.0)
+        super().__init__(sessions, clock)
+        self.journal, self.press_seq, self.last_seq = journal, press_seq, last_seq
+        self.raised_by_catch_up: list[int] = []
+        self.alerts_before_the_batch_ended: int | None = None
+        self.sessions_for_check = sessions
+
+    def _take(self, entry: Entry, touched: set[str]) -> list[AlertEvent]:
+        if entry.seq == 10:  # the press is found while this batch is being fed
+            press = self.journal.read_home(HOME, 0, self.press_seq)
+            thread = threading.Thread(target=lambda: self.raised_by_catch_up.append(self.catch_up(HOME, press)))
+            thread.start()
+            while not self._hurries:
+                time.sleep(0.001)
+            self.thread = thread
+        if entry.seq == self.last_seq:
+            self.alerts_before_the_batch_ended = len(pendant_alerts(self.sessions_for_check))
+        return super()._take(entry, touched)
+
+
+def test_a_batch_in_progress_takes_the_press_at_its_next_look_and_commits_it_at_once(
+        tmp_path: Path, sessions: sessionmaker[Session]) -> None:
+    journal = Journal(tmp_path / "j.sqlite3")
+    for minute in range(20):  # 1,000 readings of other homes, more than a batch feeds between two looks
+        journal.append([state(h, "hall_pir", T0 + minute * 1000, {"occupancy": True}) for h in OTHERS])
+    backlog_with_a_press(journal)
+    [(press_seq, _)] = journal.urgent_after(0)
+    detect = PressedMidBatch(sessions, journal, press_seq, journal.last_seq)
+    journal.register(detect.name)
+    detect.handle(journal.read(detect.name, 10_000))
+    detect.thread.join(timeout=10)
+    assert detect.raised_by_catch_up == [1], "taken ahead: the batch had not reached the press"
+    assert detect.alerts_before_the_batch_ended == 1, "committed at the batch's next look, not at its end"
+    assert len(pendant_alerts(sessions)) == 1, "and not raised again when the batch reached the press"
+    with sessions() as s:
+        assert s.get(DetectorCheckpoint, "other0").journal_seq > 0  # type: ignore[union-attr]
