@@ -15,14 +15,14 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Request
 from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
-from sqlalchemy import Select, exists, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import ColumnElement, Select, exists, func, or_, select
+from sqlalchemy.orm import QueryableAttribute, Session, sessionmaker
 
 from api.audit import audit, audit_many, keep_failure_rows, remember_principal, remember_request, write_deferred
 from api.errors import Forbidden, NotFound, Unauthorized
 from api.schemas.common import INT32_MAX
 from api.security import api_key_for, sha256
-from gateway.db.models import NAME_LEN, AuthToken, EscalationStep, Home, Resident, User
+from gateway.db.models import NAME_LEN, AuthToken, EscalationStep, Home, HomeClaim, Resident, User
 from gateway.stores.readings.base import ReadingStore
 
 __all__ = [
@@ -40,6 +40,7 @@ __all__ = [
     "Staff",
     "audit",
     "audit_many",
+    "care_started",
     "get_principal",
     "get_session",
     "get_store",
@@ -47,6 +48,7 @@ __all__ = [
     "require_role",
     "resident_for",
     "visible_residents",
+    "while_cared_for",
 ]
 
 ADMIN, COORDINATOR, CARER = "admin", "coordinator", "carer"
@@ -190,6 +192,25 @@ def get_store(request: Request) -> ReadingStore:
 def visible_homes(principal: Principal) -> Select[tuple[str]]:
     """Ids of the homes of the caller's organisation (staff), as a subquery to filter on."""
     return select(Home.id).where(Home.organisation_id == principal.organisation_id)
+
+
+def while_cared_for(principal: Principal, home_id: QueryableAttribute[str | None],
+                    at: QueryableAttribute[datetime]) -> ColumnElement[bool]:
+    """True for a home's row made (``at``) while the caller's organisation cared for the home: inside one of its
+    claim periods. The previous organisation's data are not the new one's, and the old one keeps its own."""
+    return exists().where(HomeClaim.home_id == home_id, HomeClaim.organisation_id == principal.organisation_id,
+                          HomeClaim.claimed_at <= at,
+                          or_(HomeClaim.released_at.is_(None), at < HomeClaim.released_at))
+
+
+def care_started(session: Session, principal: Principal, resident: Resident) -> datetime | None:
+    """The earliest moment of a resident's readings the caller may see: the later of the resident's creation and
+    the start of the organisation's current claim of the home (a resident lives in one claim period: a home with a
+    resident cannot be released). None without a current claim: nothing may be seen."""
+    claimed_at = session.scalar(select(func.max(HomeClaim.claimed_at)).where(
+        HomeClaim.home_id == resident.home_id, HomeClaim.organisation_id == principal.organisation_id,
+        HomeClaim.released_at.is_(None)))
+    return None if claimed_at is None else max(claimed_at, resident.created_at)
 
 
 def visible_residents(principal: Principal) -> Select[tuple[Resident]]:

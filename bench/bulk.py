@@ -49,6 +49,7 @@ from gateway.db.models import (
     DetectorCheckpoint,
     Device,
     Home,
+    HomeClaim,
     Organisation,
     Resident,
     User,
@@ -147,6 +148,9 @@ def generate(engine: Engine, store: ReadingStore, *, residents: int = 1000, days
         conn.execute(insert(Home), [{"id": h, "name": f"Flat {i + 1}", "organisation_id": org_id,
                                      "timezone": TIMEZONE, "first_seen": start, "last_seen": end,
                                      "hub_online": True, "hub_changed_at": start} for i, h in enumerate(homes)])
+        # Claimed when their history starts: an organisation reads a home's data only inside its claim periods.
+        conn.execute(insert(HomeClaim), [{"home_id": h, "organisation_id": org_id, "claimed_at": start}
+                                         for h in homes])
         resident_ids = list(conn.execute(
             insert(Resident).returning(Resident.id, sort_by_parameter_order=True),
             [{"home_id": h, "name": f"{FIRST_NAMES[i % 20]} {LAST_NAMES[(i // 20) % 20]}", "created_at": start}

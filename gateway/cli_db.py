@@ -1,8 +1,9 @@
-"""``telecare db ...`` and ``telecare homes ...``: the operational database from the command line."""
+"""``telecare db ...`` and ``telecare homes ...``: the operational database from the command line, and who a home
+belongs to (``claim-code``, ``claim``: :mod:`gateway.claims`)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -12,15 +13,18 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from analytics.watch.pendant import setting_up_needed, unconfirmed_button
+from gateway.claims import ClaimError, claim_home, issue_claim_code
+from gateway.cli_common import db_session
 from gateway.config import ConfigError, load_settings
 from gateway.db import migrate
-from gateway.db.models import Device, Home
+from gateway.db.models import AuditEntry, Device, Home, Organisation
 from gateway.db.session import make_engine, make_session_factory
 from gateway.homes import HomesFileError, import_homes, load_description
 
 db_app = typer.Typer(help="The operational database (homes, devices, dead letters): migrations.",
                      no_args_is_help=True)
-homes_app = typer.Typer(help="Homes and their devices: import descriptions, list what is known.",
+homes_app = typer.Typer(help="Homes and their devices: import descriptions, list what is known, claim codes and "
+                        "assignments to organisations.",
                         no_args_is_help=True)
 
 
@@ -215,3 +219,60 @@ def _not_set_up(session: Session) -> dict[str, tuple[list[str], list[str]]]:
 
 def _when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S") if value is not None else "never"
+
+
+@homes_app.command("claim-code")
+def homes_claim_code(home: Annotated[str, typer.Argument(help="The home's id")]) -> None:
+    """Issue a new claim code for an unassigned home (replacing any earlier one), printed once: give it to the
+    organisation that will care for the home, which claims it with POST /homes/{id}/claim."""
+    with db_session(write=True, refused=(ClaimError,)) as session:
+        found = _unassigned(session, home)
+        code = issue_claim_code(found)
+    typer.echo(code)
+    typer.echo(f"the claim code of home {home!r}, shown once (only its hash is kept); it works once", err=True)
+
+
+@homes_app.command("claim")
+def homes_claim(
+    home: Annotated[str, typer.Argument(help="The home's id")],
+    organisation: Annotated[str, typer.Option("--organisation", help="The organisation's name or id")],
+) -> None:
+    """Assign an unassigned home to an organisation (the operator's word instead of the home's claim code)."""
+    with db_session(write=True, refused=(ClaimError,)) as session:
+        found = _unassigned(session, home)
+        org = _organisation(session, organisation)
+        at = datetime.now(UTC)
+        claim_home(session, found, org.id, at)
+        session.add(AuditEntry(organisation_id=org.id, at=at, actor=OPERATOR, action="claim", resource="home",
+                               detail=f"home {found.id!r} ({found.name or 'no name'}) assigned by the operator"))
+    typer.echo(f"home {home!r} is now cared for by {org.name} (organisation {org.id})")
+
+
+OPERATOR = "operator (telecare CLI)"  # the audit trail's actor for what the operator does on the command line
+
+
+def _unassigned(session: Session, home_id: str) -> Home:
+    home = session.scalar(select(Home).where(Home.id == home_id).with_for_update())
+    if home is None:
+        raise ClaimError(f"no home {home_id!r}: import its description (telecare homes import) or start the "
+                         "gateway so it is discovered")
+    if home.organisation_id is not None:
+        raise ClaimError(f"home {home_id!r} is claimed by organisation {home.organisation_id}: it must release it "
+                         f"first (POST /homes/{home_id}/release)")
+    return home
+
+
+def _organisation(session: Session, name_or_id: str) -> Organisation:
+    wanted = name_or_id.strip()
+    if wanted.isdigit():
+        org = session.get(Organisation, int(wanted))
+        if org is None:
+            raise ClaimError(f"no organisation {wanted}")
+        return org
+    found = list(session.scalars(select(Organisation).where(func.lower(Organisation.name) == wanted.lower())))
+    if not found:
+        raise ClaimError(f"no organisation named {wanted!r} (telecare users add --organisation creates one)")
+    if len(found) > 1:
+        raise ClaimError(f"{len(found)} organisations are named {wanted!r} (ids "
+                         f"{', '.join(str(o.id) for o in found)}): give the id")
+    return found[0]

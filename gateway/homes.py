@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from analytics.devices import KINDS_BY_KEY, ROLES
+from gateway.claims import check_claim_code, set_claim_code
 from gateway.contract import HOME_ID
 from gateway.db.models import DEFAULT_TIMEZONE, DEVICE_NAME_LEN, NAME_LEN, ROOM_LEN, Device, Home
 
@@ -107,6 +108,8 @@ class HomeSpec(_Strict):
     timezone: str = Field(DEFAULT_TIMEZONE, description="IANA timezone name, e.g. Europe/London")
     resident: ResidentSpec | None = None
     devices: list[DeviceSpec] = Field(default_factory=list)
+    claim_code: str | None = Field(None, description="the code an organisation claims the home with (on the hub's "
+                                   "label); only its hash is stored")
 
     @field_validator("id")
     @classmethod
@@ -124,6 +127,11 @@ class HomeSpec(_Strict):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown timezone {value!r}; use an IANA name like 'Europe/London'") from None
         return value
+
+    @field_validator("claim_code")
+    @classmethod
+    def _claim_code(cls, value: str | None) -> str | None:
+        return None if value is None else check_claim_code(value)
 
     @model_validator(mode="after")
     def _unique_devices(self) -> HomeSpec:
@@ -261,10 +269,21 @@ def import_homes(session: Session, description: HomesFile) -> ImportReport:
         elif (home.name, home.timezone) != (spec.name, spec.timezone):
             home.name, home.timezone = spec.name, spec.timezone
             report.homes_updated.append(spec.id)
+        if spec.claim_code is not None:
+            _import_claim_code(home, spec.claim_code, report)
         session.flush()
         _import_devices(session, spec, report)
     session.flush()
     return report
+
+
+def _import_claim_code(home: Home, code: str, report: ImportReport) -> None:
+    # A claimed home's code was spent by its claim: storing it again would let whoever holds the file claim the
+    # home after its release.
+    if home.organisation_id is not None:
+        report.warnings.append(f"home {home.id!r} is claimed already: its claim_code was not stored")
+    else:
+        set_claim_code(home, code)
 
 
 def _import_devices(session: Session, spec: HomeSpec, report: ImportReport) -> None:

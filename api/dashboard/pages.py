@@ -40,13 +40,14 @@ from api.deps import (
     Principal,
     SessionDep,
     audit,
+    care_started,
     get_store,
     principal_from_token,
     resident_for,
     visible_residents,
 )
 from api.errors import ApiError, Forbidden, NotFound
-from api.routers.activity import baseline_out
+from api.routers.activity import baseline_out, first_whole_day
 from api.routers.alerts import alert_for
 from api.routers.auth import checked_login
 from api.security import TOKEN_COOKIE, TOKEN_TTL, issue_token, revoke_token
@@ -183,8 +184,9 @@ def logout(request: Request, session: SessionDep, at: Clock,
 def caseload(request: Request, principal: PagePrincipal, session: SessionDep, at: Clock) -> Response:
     residents = list(session.scalars(visible_residents(principal).order_by(Resident.name)))
     ids = [r.id for r in residents]
-    open_alerts = list(session.scalars(select(Alert).where(Alert.resident_id.in_(ids), Alert.state != RESOLVED)
-                                       .order_by(Alert.severity.desc(), Alert.raised_at))) if ids else []
+    open_alerts = list(session.scalars(select(Alert).where(
+        Alert.resident_id.in_(ids), Alert.organisation_id == principal.organisation_id, Alert.state != RESOLVED)
+        .order_by(Alert.severity.desc(), Alert.raised_at))) if ids else []
     homes = {h.id: h for h in session.scalars(select(Home).where(Home.id.in_([r.home_id for r in residents])))}
     not_set_up = _not_set_up(session, list(homes))
     by_resident: dict[int, list[Alert]] = {}
@@ -219,7 +221,8 @@ def resident_page(request: Request, resident_id: PathId, principal: PagePrincipa
     resident = resident_for(principal, session, resident_id)
     home = session.get(Home, resident.home_id)
     zone = _zone(home)
-    alerts = list(session.scalars(select(Alert).where(Alert.resident_id == resident.id)
+    alerts = list(session.scalars(select(Alert).where(Alert.resident_id == resident.id,
+                                                      Alert.organisation_id == principal.organisation_id)
                                   .order_by(Alert.raised_at.desc()).limit(50)))
     open_alerts = sorted((a for a in alerts if a.state != RESOLVED), key=lambda a: (-a.severity, a.raised_at))
     store: ReadingStore = get_store(request)
@@ -233,9 +236,10 @@ def resident_page(request: Request, resident_id: PathId, principal: PagePrincipa
         "today_chart": "", "day_charts": [], "store_error": None,
         "not_set_up": _not_set_up(session, [resident.home_id]).get(resident.home_id, []),
     }
+    since = care_started(session, principal, resident)  # nothing from before the resident and the claim
     try:
-        context["today_chart"] = _today(store, resident.home_id, zone, local_today, at)
-        context["day_charts"] = _weeks(store, resident.home_id, local_today)
+        context["today_chart"] = _today(store, resident.home_id, zone, local_today, at, since)
+        context["day_charts"] = _weeks(store, resident.home_id, local_today, zone, since)
     except StoreUnavailable as e:
         context["store_error"] = f"Activity cannot be shown now: the readings store is unavailable ({e})."
     audit(session, principal, "view", "resident", resident.id, "dashboard", at=at)
@@ -244,7 +248,7 @@ def resident_page(request: Request, resident_id: PathId, principal: PagePrincipa
 
 @router.post("/alerts/{alert_id}/acknowledge")
 def acknowledge(alert_id: PathId, principal: FormPrincipal, session: SessionDep, at: Clock) -> Response:
-    alert = alert_for(principal, session, alert_id)
+    alert = alert_for(principal, session, alert_id, to_change=True)
     service.acknowledge(session, alert.id, principal.name, None, at, recipient_id=principal.recipient_id)
     audit(session, principal, "acknowledge", "alert", alert.resident_id, f"alert {alert.id}", at=at)
     return _back(alert, "acknowledged")
@@ -254,7 +258,7 @@ def acknowledge(alert_id: PathId, principal: FormPrincipal, session: SessionDep,
 def resolve(alert_id: PathId, principal: FormPrincipal, session: SessionDep, at: Clock,
             note: Annotated[str, Form(min_length=1, max_length=2000)],
             outcome: Annotated[str, Form(max_length=32)] = "") -> Response:
-    alert = alert_for(principal, session, alert_id)
+    alert = alert_for(principal, session, alert_id, to_change=True)
     try:
         found = outcomes.parse_outcome(outcome) if outcome.strip() else None
     except ValueError:
@@ -271,7 +275,7 @@ def record_outcome(alert_id: PathId, principal: FormPrincipal, session: SessionD
                    outcome: Annotated[str, Form(max_length=32)],
                    note: Annotated[str, Form(max_length=2000)] = "") -> Response:
     """What was found, on an alert that cleared by itself (or a correction)."""
-    alert = alert_for(principal, session, alert_id)
+    alert = alert_for(principal, session, alert_id, to_change=True)
     try:
         found = outcomes.parse_outcome(outcome)
     except ValueError:
@@ -349,10 +353,12 @@ def _back(alert: Alert, notice: str) -> Response:
     return RedirectResponse(f"{target}?notice={notice}", status_code=303)
 
 
-def _today(store: ReadingStore, home: str, zone: ZoneInfo, day: date, at: datetime) -> str:
+def _today(store: ReadingStore, home: str, zone: ZoneInfo, day: date, at: datetime, since: datetime | None) -> str:
     start = datetime.combine(day, datetime.min.time(), zone)
     start_ms = int(start.timestamp() * 1000)
-    points = store.timeline(home, start_ms, int(at.timestamp() * 1000) + 1, limit=50_000)
+    from_ms = start_ms if since is None else max(start_ms, int(since.timestamp() * 1000))
+    end_ms = int(at.timestamp() * 1000) + 1
+    points = store.timeline(home, from_ms, end_ms, limit=50_000) if since is not None and from_ms < end_ms else []
     tracker = ActivityTracker()
     marks, rooms = [], set()
     for p in points:
@@ -368,9 +374,11 @@ def _today(store: ReadingStore, home: str, zone: ZoneInfo, day: date, at: dateti
     return day_timeline(marks, sorted(rooms), now_minute=now_minute)
 
 
-def _weeks(store: ReadingStore, home: str, today: date) -> list[str]:
+def _weeks(store: ReadingStore, home: str, today: date, zone: ZoneInfo, since: datetime | None) -> list[str]:
     first = today - timedelta(days=CHART_DAYS - 1)
-    by_day = {s.day: s.values for s in store.daily_summaries(home, first, today)}
+    shown_from = first_whole_day(since, zone) if since is not None else today + timedelta(days=1)
+    by_day = {s.day: s.values for s in store.daily_summaries(home, max(first, shown_from), today)
+              if s.day >= shown_from} if shown_from <= today else {}
     days = [first + timedelta(days=i) for i in range(CHART_DAYS)]
     labels = [d.strftime("%d %b") for d in days]
 

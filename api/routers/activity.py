@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from analytics.activity import ActivityTracker, activity_value
 from analytics.devices import infer_kind
 from api.audit import VIEW
-from api.deps import Clock, CurrentUser, PathId, SessionDep, audit, get_store, resident_for
+from api.deps import Clock, CurrentUser, PathId, SessionDep, audit, care_started, get_store, resident_for
 from api.errors import Invalid, NotFound, Unavailable
 from api.pagination import PageDep
 from api.schemas.activity import (
@@ -35,7 +35,7 @@ from api.schemas.activity import (
     clock,
 )
 from api.schemas.common import UtcDatetime
-from gateway.db.models import DEFAULT_TIMEZONE, DetectorCheckpoint, Device, Resident
+from gateway.db.models import DEFAULT_TIMEZONE, DetectorCheckpoint, Device, Home, Resident
 from gateway.errors import StoreUnavailable
 from gateway.stores.readings.base import DailySummary, Point, ReadingStore
 
@@ -99,13 +99,21 @@ def timeline(
     if end - start > MAX_TIMELINE:
         raise Invalid(f"the period is {_span(end - start)} long; ask for at most 7 days at a time "
                       "(page through longer periods)")
-    try:
-        points = store.timeline(resident.home_id, _ms(start - LOOKBACK), _ms(end), limit=MAX_POINTS + 1)
-    except StoreUnavailable as e:
-        raise _unavailable(e) from e
+    # Nothing from before the resident and the organisation's claim: the home's earlier readings are another
+    # person's, or another organisation's.
+    since = care_started(session, principal, resident)
+    shown_from = start if since is None else max(start, since)
+    points: list[Point] = []
+    if since is not None and shown_from < end:
+        try:
+            points = store.timeline(resident.home_id, _ms(max(start - LOOKBACK, since)), _ms(end),
+                                    limit=MAX_POINTS + 1)
+        except StoreUnavailable as e:
+            raise _unavailable(e) from e
     if len(points) > MAX_POINTS:
         raise Invalid(f"more than {MAX_POINTS:,} readings in this period: ask for a shorter one")
-    events = timeline_events(points, _devices(session, resident.home_id), _ms(start), include=include, room=room)
+    events = timeline_events(points, _devices(session, resident.home_id), _ms(shown_from), include=include,
+                             room=room)
     items = events[page.offset:page.offset + page.limit]
     following = page.offset + len(items)
     audit(session, principal, VIEW, "activity.timeline", resident.id,
@@ -182,16 +190,28 @@ def daily(
     length = (last - first).days + 1
     if length > MAX_DAYS:
         raise Invalid(f"the period is {length} days long; ask for at most {MAX_DAYS} days at a time")
-    try:
-        summaries = store.daily_summaries(resident.home_id, first, last)
-    except StoreUnavailable as e:
-        raise _unavailable(e) from e
-    days = [day_out(s) for s in summaries]
+    # A day's summary mixes everything in it: only the days wholly inside the resident's care are shown.
+    since = care_started(session, principal, resident)
+    from_day = first if since is None else max(first, first_whole_day(since, zone))
+    summaries: Sequence[DailySummary] = []
+    if since is not None and from_day <= last:
+        try:
+            summaries = store.daily_summaries(resident.home_id, from_day, last)
+        except StoreUnavailable as e:
+            raise _unavailable(e) from e
+    days = [day_out(s) for s in summaries if s.day >= from_day]
     have = {d.day for d in days}
     missing = [d for d in _days(first, last) if d not in have]
     audit(session, principal, VIEW, "activity.daily", resident.id, f"{first} to {last}", at=at)
     return DailyOut(resident_id=resident.id, timezone=resident.home.timezone, first_day=first, last_day=last,
                     days=days, missing_days=missing)
+
+
+def first_whole_day(since: datetime, zone: ZoneInfo) -> date:
+    """The first local day that starts at or after ``since``."""
+    local = since.astimezone(zone)
+    midnight = datetime.combine(local.date(), time.min, zone)
+    return local.date() if local == midnight else local.date() + timedelta(days=1)
 
 
 def day_out(summary: DailySummary) -> DayOut:
@@ -223,9 +243,11 @@ def baseline(resident_id: PathId, principal: CurrentUser, session: SessionDep, a
 
 def baseline_out(session: Session, resident: Resident) -> BaselineOut:
     row = session.execute(select(DetectorCheckpoint.baseline, DetectorCheckpoint.baseline_at,
-                                 DetectorCheckpoint.saved_at)
+                                 DetectorCheckpoint.saved_at, DetectorCheckpoint.care_epoch, Home.care_epoch)
+                          .join(Home, Home.id == DetectorCheckpoint.home_id)
                           .where(DetectorCheckpoint.home_id == resident.home_id)).one_or_none()
-    learned = row.baseline if row is not None else None
+    # Learned under another epoch: another person's routine (or another organisation's), not this resident's.
+    learned = row.baseline if row is not None and row[3] == row[4] else None
     if not isinstance(learned, dict):
         raise NotFound(f"nothing learned yet for resident {resident.id}: the detectors save what they learn once "
                        "the home's readings arrive (or warm it: telecare baseline warm)", code="no_baseline")

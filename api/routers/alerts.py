@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 
 from analytics.alerts import AlertKind, Outcome
 from api.audit import ACKNOWLEDGE, LIST, OUTCOME, RESOLVE, VIEW, audit, audit_many
-from api.deps import Clock, CurrentUser, PathId, Principal, SessionDep, visible_homes, visible_resident_ids
-from api.errors import NotFound
+from api.deps import Clock, CurrentUser, PathId, Principal, SessionDep, visible_resident_ids
+from api.errors import Conflict, NotFound
 from api.pagination import Page, PageDep, paginate
 from api.schemas.alerts import (
     AcknowledgeIn,
@@ -33,22 +33,30 @@ from api.schemas.common import INT32_MAX, UtcDatetime, text
 from gateway.alerting import service
 from gateway.alerting.outbox import RESOLVED
 from gateway.alerting.policy import severity_name
-from gateway.db.models import Alert, AlertLog, Notification, Recipient
+from gateway.db.models import Alert, AlertLog, Home, Notification, Recipient
 
 router = APIRouter(prefix="/alerts", tags=["alerts"])
 
 
 def visible_alerts(principal: Principal) -> Select[tuple[Alert]]:
-    """Staff see the alerts of their organisation's homes; a carer those of the residents they care for."""
+    """The alerts raised while the caller's organisation cared for the home (stamped when raised), whoever cares
+    for it now: staff see them all; a carer those of the residents they care for."""
+    stmt = select(Alert).where(Alert.organisation_id == principal.organisation_id)
     if principal.is_staff:
-        return select(Alert).where(Alert.home_id.in_(visible_homes(principal)))
-    return select(Alert).where(Alert.resident_id.in_(visible_resident_ids(principal)))
+        return stmt
+    return stmt.where(Alert.resident_id.in_(visible_resident_ids(principal)))
 
 
-def alert_for(principal: Principal, session: Session, alert_id: int) -> Alert:
+def alert_for(principal: Principal, session: Session, alert_id: int, *, to_change: bool = False) -> Alert:
+    """The alert, if the caller may see it; ``to_change``: and act on it, which needs the home to be the
+    organisation's still (409 otherwise: its history stays readable, but the home is someone else's to handle)."""
     alert = session.scalar(visible_alerts(principal).where(Alert.id == alert_id))
     if alert is None:
         raise NotFound(f"no alert {alert_id} that you may see")
+    if to_change and session.scalar(select(Home.organisation_id).where(Home.id == alert.home_id)) \
+            != principal.organisation_id:
+        raise Conflict(f"alert {alert_id} was raised at a home your organisation no longer cares for: it can be "
+                       "read, not changed")
     return alert
 
 
@@ -126,7 +134,7 @@ def get_alert(alert_id: PathId, principal: CurrentUser, session: SessionDep, at:
              summary="Say you are dealing with it: the chain stops, the others are told")
 def acknowledge(alert_id: PathId, principal: CurrentUser, session: SessionDep, at: Clock,
                 body: AcknowledgeIn | None = None) -> AlertDetailOut:
-    alert = alert_for(principal, session, alert_id)
+    alert = alert_for(principal, session, alert_id, to_change=True)
     note = body.note if body is not None else None
     alert = service.acknowledge(session, alert.id, principal.name, note, at, recipient_id=principal.recipient_id)
     audit(session, principal, ACKNOWLEDGE, "alert", alert.resident_id, f"alert {alert.id}", at=at)
@@ -138,7 +146,7 @@ def acknowledge(alert_id: PathId, principal: CurrentUser, session: SessionDep, a
              summary="Close it with a note and the outcome (what was found): everyone alerted is told")
 def resolve(alert_id: PathId, body: ResolveIn, principal: CurrentUser, session: SessionDep,
             at: Clock) -> AlertDetailOut:
-    alert = alert_for(principal, session, alert_id)
+    alert = alert_for(principal, session, alert_id, to_change=True)
     alert = service.resolve(session, alert.id, principal.name, body.note, at, outcome=body.outcome,
                             recipient_id=principal.recipient_id)
     detail = f"alert {alert.id}" + (f": {body.outcome.value}" if body.outcome else "")
@@ -151,7 +159,7 @@ def resolve(alert_id: PathId, body: ResolveIn, principal: CurrentUser, session: 
              summary="Record what was found on a resolved alert (one that cleared by itself), or correct it")
 def record_outcome(alert_id: PathId, body: OutcomeIn, principal: CurrentUser, session: SessionDep,
                    at: Clock) -> AlertDetailOut:
-    alert = alert_for(principal, session, alert_id)
+    alert = alert_for(principal, session, alert_id, to_change=True)
     alert = service.record_outcome(session, alert.id, body.outcome, principal.name, body.note, at)
     audit(session, principal, OUTCOME, "alert", alert.resident_id, f"alert {alert.id}: {body.outcome.value}", at=at)
     session.flush()

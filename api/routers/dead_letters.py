@@ -1,5 +1,6 @@
-"""Messages the gateway rejected (they broke the MQTT contract), for the organisation's homes only: a dead letter
-of an unassigned or unknown home is the operator's (``telecare`` logs and metrics), not an organisation's."""
+"""Messages the gateway rejected (they broke the MQTT contract), of the organisation's homes while it cared for them
+(its claim periods): a dead letter of an unassigned or unknown home is the operator's (``telecare`` logs and
+metrics), and one from before a claim is the previous organisation's, not the new one's."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from sqlalchemy import select
 
-from api.deps import PathId, SessionDep, Staff, visible_homes
+from api.deps import PathId, SessionDep, Staff, while_cared_for
 from api.errors import NotFound
 from api.pagination import Page, PageDep, paginate
 from api.schemas.common import UtcDatetime, text
@@ -26,7 +27,7 @@ def list_dead_letters(
     since: Annotated[UtcDatetime | None, Query(description="received at or after")] = None,
     until: Annotated[UtcDatetime | None, Query(description="received before")] = None,
 ) -> Page[DeadLetterOut]:
-    stmt = select(DeadLetter).where(DeadLetter.home_id.in_(visible_homes(principal)))
+    stmt = select(DeadLetter).where(while_cared_for(principal, DeadLetter.home_id, DeadLetter.received_at))
     if home_id is not None:
         stmt = stmt.where(DeadLetter.home_id == home_id)
     if reason is not None:
@@ -41,8 +42,8 @@ def list_dead_letters(
 
 @router.get("/{dead_letter_id}", response_model=DeadLetterOut, summary="One rejected message")
 def get_dead_letter(dead_letter_id: PathId, principal: Staff, session: SessionDep) -> DeadLetterOut:
-    row = session.scalar(select(DeadLetter).where(DeadLetter.id == dead_letter_id,
-                                                  DeadLetter.home_id.in_(visible_homes(principal))))
+    row = session.scalar(select(DeadLetter).where(
+        DeadLetter.id == dead_letter_id, while_cared_for(principal, DeadLetter.home_id, DeadLetter.received_at)))
     if row is None:
         raise NotFound(f"no dead letter {dead_letter_id} for your homes")
     return DeadLetterOut.model_validate(row)

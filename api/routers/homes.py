@@ -1,5 +1,7 @@
-"""Homes and their devices. Homes discovered over MQTT are unassigned until a coordinator claims them; devices
-get their room and role (front_door, fridge, bed ...) here, as ``telecare homes import`` gives them."""
+"""Homes and their devices. Homes discovered over MQTT are unassigned until claimed, with the home's claim code
+(or the operator's assignment, ``telecare homes claim``); devices get their room and role (front_door, fridge,
+bed ...) here, as ``telecare homes import`` gives them. Claims and releases open and close the organisation's
+claim period of the home (:mod:`gateway.claims`)."""
 
 from __future__ import annotations
 
@@ -12,11 +14,12 @@ from sqlalchemy.orm import Session
 
 from analytics.watch.pendant import setting_up_needed, setting_up_urgency, unconfirmed_button
 from api.audit import CLAIM, RELEASE, UPDATE, audit
-from api.deps import PathId, Principal, SessionDep, Staff
-from api.errors import Conflict, NotFound
+from api.deps import Clock, PathId, Principal, SessionDep, Staff
+from api.errors import ApiError, Conflict, NotFound
 from api.pagination import Page, PageDep, paginate
 from api.schemas.common import no_control
-from api.schemas.homes import DeviceOut, DeviceUpdate, HomeOut, HomeUpdate
+from api.schemas.homes import ClaimIn, DeviceOut, DeviceUpdate, HomeOut, HomeUpdate
+from gateway.claims import claim_code_matches, claim_home, release_home
 from gateway.db.models import Device, Home, Resident
 
 router = APIRouter(prefix="/homes", tags=["homes"])
@@ -41,7 +44,8 @@ def _out(session: Session, home: Home) -> HomeOut:
 def home_for(principal: Principal, session: Session, home_id: str) -> Home:
     home = session.get(Home, home_id)
     if home is None or home.organisation_id != principal.organisation_id:
-        raise NotFound(f"no home {home_id!r} in your organisation (GET /homes/unassigned lists those to claim)")
+        raise NotFound(f"no home {home_id!r} in your organisation (claim it with its claim code: "
+                       "POST /homes/{id}/claim)")
     return home
 
 
@@ -51,34 +55,42 @@ def list_homes(principal: Staff, session: SessionDep, page: PageDep) -> Page[Hom
     return paginate(session, stmt, page, lambda home: _out(session, home))
 
 
-@router.get("/unassigned", response_model=Page[HomeOut], summary="Homes discovered over MQTT that nobody claimed")
-def list_unassigned(principal: Staff, session: SessionDep, page: PageDep) -> Page[HomeOut]:
-    stmt = select(Home).where(Home.organisation_id.is_(None)).order_by(Home.first_seen.desc(), Home.id)
-    return paginate(session, stmt, page, lambda home: _out(session, home))
+@router.get("/unassigned", summary="Gone: claim a home with its claim code", deprecated=True,
+            responses={410: {"description": "homes to claim are no longer listed"}})
+def list_unassigned(principal: Staff) -> None:
+    # Listing every organisation's newly installed homes told anyone where the hubs were, and let them claim
+    # one; a claim now needs the code that only the installer and the home's organisation hold.
+    raise ApiError("homes to claim are no longer listed: claim a home with its claim code (POST /homes/{id}/claim "
+                   "with {\"claim_code\": \"...\"}), from the hub's label or the installer, or ask the operator to "
+                   "assign it (telecare homes claim)", status=410, code="gone")
 
 
-@router.post("/{home_id}/claim", response_model=HomeOut, summary="Claim an unassigned home for your organisation")
-def claim(home_id: HomeIdPath, principal: Staff, session: SessionDep) -> HomeOut:
+@router.post("/{home_id}/claim", response_model=HomeOut, summary="Claim an unassigned home with its claim code")
+def claim(home_id: HomeIdPath, principal: Staff, session: SessionDep, at: Clock,
+          body: ClaimIn | None = None) -> HomeOut:
     # Lock the row: two organisations claiming at once must not both win.
     home = session.scalar(select(Home).where(Home.id == home_id).with_for_update())
     if home is not None and home.organisation_id == principal.organisation_id:
         return _out(session, home)  # claiming again changes nothing
-    if home is None or home.organisation_id is not None:
-        raise NotFound(f"no unassigned home {home_id!r} (GET /homes/unassigned lists them)")
-    home.organisation_id = principal.organisation_id
-    session.flush()
-    audit(session, principal, CLAIM, "home", None, f"home {home.id!r} ({home.name or 'no name'})")
+    code = body.claim_code if body is not None else None
+    # One answer for an unknown home, a claimed one and a wrong or missing code: no oracle for which homes exist.
+    # The 404 is recorded in the audit trail as a denied attempt (folded per minute).
+    if home is None or home.organisation_id is not None or not claim_code_matches(home, code):
+        raise NotFound(f"no unassigned home {home_id!r} with that claim code: check the code on the hub's label "
+                       "(or ask the operator: telecare homes claim-code)")
+    claim_home(session, home, principal.organisation_id, at)
+    audit(session, principal, CLAIM, "home", None, f"home {home.id!r} ({home.name or 'no name'}) with its claim "
+          "code", at=at)
     return _out(session, home)
 
 
 @router.post("/{home_id}/release", response_model=HomeOut, summary="Give a home back (it must have no resident)")
-def release(home_id: HomeIdPath, principal: Staff, session: SessionDep) -> HomeOut:
+def release(home_id: HomeIdPath, principal: Staff, session: SessionDep, at: Clock) -> HomeOut:
     home = home_for(principal, session, home_id)
     if session.scalar(select(Resident.id).where(Resident.home_id == home.id)) is not None:
         raise Conflict(f"home {home_id!r} has a resident: remove the resident first")
-    home.organisation_id = None
-    session.flush()
-    audit(session, principal, RELEASE, "home", None, f"home {home.id!r} ({home.name or 'no name'})")
+    release_home(session, home, at)
+    audit(session, principal, RELEASE, "home", None, f"home {home.id!r} ({home.name or 'no name'})", at=at)
     return _out(session, home)
 
 

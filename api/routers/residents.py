@@ -25,7 +25,9 @@ from api.schemas.people import (
     ResidentUpdate,
 )
 from gateway.alerting import people
+from gateway.claims import new_care
 from gateway.db.models import Absence, EscalationStep, Home, Recipient, Resident
+from gateway.purge import record_care_end
 
 router = APIRouter(prefix="/residents", tags=["residents"])
 
@@ -103,6 +105,8 @@ def update_resident(resident_id: PathId, body: ResidentUpdate, principal: Staff,
 def delete_resident(resident_id: PathId, principal: Staff, session: SessionDep, at: Clock) -> Response:
     resident = resident_for(principal, session, resident_id)
     audit(session, principal, DELETE, "resident", resident.id, resident.name, at=at)
+    record_care_end(session, resident, principal.organisation_id, at)  # their records: kept for the retention
+    new_care(resident.home)  # whoever comes next is not judged by this resident's routine
     session.delete(resident)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 

@@ -14,6 +14,7 @@ from api.schemas.people import TimeZone
 
 Role = Literal[tuple(sorted(ROLES))]  # type: ignore[valid-type]
 Room = text(64)
+ClaimCode = text(128)
 
 
 class HomeOut(Out):
@@ -31,6 +32,12 @@ class HomeOut(Out):
                                   "GET /homes/{id}/devices?needs_setting_up=true lists them")
     buttons_not_set_up: int = Field(0, description="of those, buttons without the role pendant: the most urgent, "
                                     "as each press is raised as a possible pendant press (an emergency)")
+
+
+class ClaimIn(In):
+    claim_code: ClaimCode | None = Field(
+        None, description="the home's claim code: on its hub's label or description, or issued by the operator "
+                          "(telecare homes claim-code)")
 
 
 class HomeUpdate(In):

@@ -35,7 +35,8 @@ def resident_for(session: Session, home_id: str) -> Resident:
 
 
 def add_resident(session: Session, home_id: str, name: str, notes: str | None = None) -> Resident:
-    if session.get(Home, home_id) is None:
+    home = session.get(Home, home_id)
+    if home is None:
         raise PeopleError(f"no home {home_id!r}: import its description (telecare homes import) or start the "
                           "gateway so it is discovered")
     existing = session.scalar(select(Resident).where(Resident.home_id == home_id))
@@ -45,6 +46,7 @@ def add_resident(session: Session, home_id: str, name: str, notes: str | None = 
         raise PeopleError("the resident's name must not be empty")
     resident = Resident(home_id=home_id, name=name.strip(), notes=notes)
     session.add(resident)
+    home.care_epoch = (home.care_epoch or 0) + 1  # a new person: the detectors learn their routine afresh
     session.flush()
     return resident
 

@@ -55,6 +55,11 @@ def open_alert(session: Session, home: str, kind: str, subject: str) -> Alert | 
 
 def _raise(session: Session, event: AlertEvent, now: datetime) -> Alert:
     alert = open_alert(session, *event.key)
+    if alert is not None and alert.organisation_id != _organisation_id(session, event.home):
+        # Raised while someone else cared for the home: that alert stays theirs, closed; this is a new one.
+        resolve(session, alert.id, AUTO, "the home changed hands: raised again for its new carers", now)
+        session.flush()
+        alert = None
     if alert is None:
         alert = _new(session, event, now, state=RAISED)
         timeline(session, alert, now, "raised", f"{severity_name(event.severity)}: {event.message}")
@@ -100,7 +105,10 @@ def _notice(session: Session, event: AlertEvent, now: datetime) -> Alert:
 
 
 def _new(session: Session, event: AlertEvent, now: datetime, *, state: str) -> Alert:
-    alert = Alert(home_id=event.home, resident_id=_resident_id(session, event.home), kind=str(event.kind),
+    # Stamped with the organisation caring for the home now: the alert is its own for good, whoever claims the
+    # home later (the API scopes alerts by it, not by the home's current owner).
+    alert = Alert(home_id=event.home, resident_id=_resident_id(session, event.home),
+                  organisation_id=_organisation_id(session, event.home), kind=str(event.kind),
                   subject=event.subject, severity=int(event.severity), state=state, message=event.message,
                   details=dict(event.details), raised_at=datetime.fromtimestamp(event.at_ms / 1000, UTC),
                   updated_at=now, repeat_count=0, escalation_step=0)
@@ -111,6 +119,10 @@ def _new(session: Session, event: AlertEvent, now: datetime, *, state: str) -> A
 
 def _resident_id(session: Session, home: str) -> int | None:
     return session.scalar(select(Resident.id).where(Resident.home_id == home))
+
+
+def _organisation_id(session: Session, home: str) -> int | None:
+    return session.scalar(select(Home.organisation_id).where(Home.id == home))
 
 
 def _ensure_home(session: Session, home: str) -> None:

@@ -2,7 +2,8 @@
 
 Organisation A ("Northshire Council"): admin Ada, coordinator Cora, carer Anne (recipient Anne), carer Ned (no
 recipient link). Homes h1 (Mrs Jones; chain Anne 15 → Bob 15) and h2 (Mr Smith; chain Bob 15). Organisation B
-("Care Co"): coordinator Bea, home h3 (Mr Brown; chain Zed 10). Home h9 is discovered and unassigned.
+("Care Co"): coordinator Bea, home h3 (Mr Brown; chain Zed 10). Home h9 is discovered and unassigned; its claim
+code is :data:`H9_CLAIM_CODE`. The homes were claimed, and their residents created, at :data:`CARE_START`.
 
 Passwords are hashed once per session: argon2 is slow on purpose.
 """
@@ -29,14 +30,17 @@ from api.app import create_app
 from api.security import hash_password, issue_token
 from gateway.alerting import people
 from gateway.alerting.record import apply_events
+from gateway.claims import set_claim_code
 from gateway.config import Settings
 from gateway.db.migrate import upgrade
-from gateway.db.models import Device, Home, Organisation, User
+from gateway.db.models import Device, Home, HomeClaim, Organisation, User
 from gateway.db.session import make_engine, make_session_factory
 from tests.services import free_port
 
 PASSWORD = "correct horse battery"
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+CARE_START = datetime(2026, 1, 1, tzinfo=UTC)  # when the world's organisations claimed their homes and residents
+H9_CLAIM_CODE = "h9-label-code-7K3PQ9XM2"  # on h9's hub label: the proof a claim needs
 KEY = {name: (name.lower() + "0" * 30)[:30] for name in ("Anne", "Bob", "Zed")}
 
 
@@ -78,6 +82,9 @@ def world(sessions: sessionmaker[Session]) -> World:
                    Home(id="h3", name="7 Oak Lane", organisation_id=b.id),
                    Home(id="h9", first_seen=T0)])
         s.flush()
+        s.add_all([HomeClaim(home_id=h, organisation_id=org.id, claimed_at=CARE_START)
+                   for h, org in (("h1", a), ("h2", a), ("h3", b))])
+        set_claim_code(s.get_one(Home, "h9"), H9_CLAIM_CODE)
         s.add_all([Device(home_id="h1", name="front_door", kind="contact", role="front_door", room="hall",
                           battery=80),
                    Device(home_id="h1", name="kitchen_pir", kind="motion", room="kitchen", battery=9),
@@ -88,6 +95,8 @@ def world(sessions: sessionmaker[Session]) -> World:
         jones = people.add_resident(s, "h1", "Mrs Jones")
         smith = people.add_resident(s, "h2", "Mr Smith")
         brown = people.add_resident(s, "h3", "Mr Brown")
+        for resident in (jones, smith, brown):
+            resident.created_at = CARE_START
         people.set_chain(s, "h1", [(anne.id, 15), (bob.id, 15)])
         people.set_chain(s, "h2", [(bob.id, 15)])
         people.set_chain(s, "h3", [(zed.id, 10)])

@@ -32,6 +32,7 @@ from gateway.db.models import (
     DetectorCheckpoint,
     Device,
     Home,
+    HomeClaim,
     Organisation,
     Resident,
     User,
@@ -78,9 +79,11 @@ def _org(session: Session, name: str, homes: list[str]) -> tuple[str, list[int]]
     ids = []
     for home in homes:
         session.add(Home(id=home, name=home, organisation_id=org.id, timezone="Europe/London"))
+        # Claimed, and the resident created, before the simulated days: all of them are the resident's.
+        session.add(HomeClaim(home_id=home, organisation_id=org.id, claimed_at=START - timedelta(days=1)))
         session.add_all(Device(home_id=home, name=d.name, kind=d.kind, room=d.room, role=d.role)
                         for d in default_home(home).devices)
-        resident = Resident(home_id=home, name=f"Resident of {home}")
+        resident = Resident(home_id=home, name=f"Resident of {home}", created_at=START - timedelta(days=1))
         session.add(resident)
         session.flush()
         ids.append(resident.id)

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.app import create_app
 from gateway.db.models import AuditEntry
-from tests.api.conftest import KEY, PASSWORD, Clock, World, settings_for
+from tests.api.conftest import H9_CLAIM_CODE, KEY, PASSWORD, Clock, World, settings_for
 
 ADDRESS = "testclient"  # the TestClient's peer address
 
@@ -112,7 +112,8 @@ def test_deactivating_an_admin_says_which_keys_stop(client: TestClient, world: W
 
 
 def test_homes_claimed_and_released(client: TestClient, world: World, sessions: sessionmaker[Session]) -> None:
-    assert client.post("/homes/h9/claim", headers=world.auth("ada")).status_code == 200
+    assert client.post("/homes/h9/claim", json={"claim_code": H9_CLAIM_CODE},
+                       headers=world.auth("ada")).status_code == 200
     assert client.post("/homes/h9/release", headers=world.auth("ada")).status_code == 200
     trail = [(r.action, r.resource, r.user_id) for r in rows(sessions, "claim", "release")]
     assert trail == [("claim", "home", world.users["ada"]), ("release", "home", world.users["ada"])]

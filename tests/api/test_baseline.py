@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.clock import SimulatedClock
 from gateway.contract import Kind
-from gateway.db.models import DetectorCheckpoint
+from gateway.db.models import DetectorCheckpoint, Home
 from gateway.detect import DetectorConsumer
 from gateway.detector_checkpoints import store_baseline
 from gateway.journal import Entry
@@ -35,10 +35,13 @@ SAMPLE: dict[str, Any] = {
 
 
 def checkpoint(sessions: sessionmaker[Session], baseline: dict[str, Any] | None, home: str = "h1") -> None:
-    """A checkpoint whose pickled state is garbage: only the JSON beside it can be shown."""
+    """A checkpoint whose pickled state is garbage: only the JSON beside it can be shown. Learned for the home's
+    current resident (its care epoch)."""
     with sessions.begin() as s:
+        epoch = s.get_one(Home, home).care_epoch
         s.merge(DetectorCheckpoint(home_id=home, journal_seq=0, version=999, state=b"not a pickle at all",
-                                   saved_at=T0, baseline=baseline, baseline_at=T0 - timedelta(minutes=30)))
+                                   saved_at=T0, baseline=baseline, baseline_at=T0 - timedelta(minutes=30),
+                                   care_epoch=epoch))
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from api.app import create_app
 from api.security import hash_password
 from gateway.alerting import people
 from gateway.alerting.record import apply_events
+from gateway.claims import claim_home
 from gateway.config import Settings
 from gateway.db.migrate import upgrade
 from gateway.db.models import Home, Organisation, User
@@ -42,8 +43,9 @@ def seed(sessions: sessionmaker[Session], store: SqliteReadingStore) -> None:
         s.flush()
         for home_id, name in (("h-quiet", "Arthur Quiet"), ("h-fall", "Mary Jones")):
             import_homes(s, parse_description(to_home_description(default_home(home_id))))
-            s.get(Home, home_id).organisation_id = org.id  # type: ignore[union-attr]
-            people.add_resident(s, home_id, name)
+            # Claimed, and the resident added, well before the readings and summaries below.
+            claim_home(s, s.get_one(Home, home_id), org.id, NOW - timedelta(days=60))
+            people.add_resident(s, home_id, name).created_at = NOW - timedelta(days=60)
         s.add(User(organisation_id=org.id, email=EMAIL, name="Carol Coordinator", role="coordinator",
                    password_hash=hash_password(PASSWORD)))
         raised = int((NOW - timedelta(minutes=40)).timestamp() * 1000)

@@ -7,7 +7,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
 from analytics.alerts import AlertKind, Severity
-from tests.api.conftest import World, raise_alerts
+from tests.api.conftest import H9_CLAIM_CODE, World, raise_alerts
 
 
 def test_a_carer_cannot_create_residents(client: TestClient, world: World) -> None:
@@ -51,6 +51,7 @@ def test_another_organisations_homes_recipients_and_alerts_are_not_found(
     assert client.get("/homes/h3", headers=headers).status_code == 404
     assert client.get("/homes/h3/devices", headers=headers).status_code == 404
     assert client.post("/homes/h3/claim", headers=headers).status_code == 404  # claimed by B: not confirmed
+    assert client.post("/homes/h3/claim", json={"claim_code": H9_CLAIM_CODE}, headers=headers).status_code == 404
     assert client.get(f"/recipients/{world.recipients['zed']}", headers=headers).status_code == 404
     assert client.get(f"/alerts/{alert_b}", headers=headers).status_code == 404
     assert client.post(f"/alerts/{alert_b}/acknowledge", headers=headers).status_code == 404

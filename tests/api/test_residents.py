@@ -7,7 +7,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.db.models import AuditEntry, Home
-from tests.api.conftest import World
+from tests.api.conftest import H9_CLAIM_CODE, World
 
 
 def audit_rows(sessions: sessionmaker[Session]) -> list[tuple[str | None, str, str, int | None]]:
@@ -43,7 +43,7 @@ def test_claim_a_home_then_add_its_resident(client: TestClient, world: World,
     headers = world.auth("cora")
     r = client.post("/residents", json={"home_id": "h9", "name": "Mrs Green"}, headers=headers)
     assert r.status_code == 422 and "claim it first" in r.json()["error"]["message"]
-    assert client.post("/homes/h9/claim", headers=headers).status_code == 200
+    assert client.post("/homes/h9/claim", json={"claim_code": H9_CLAIM_CODE}, headers=headers).status_code == 200
     r = client.post("/residents", json={"home_id": "h9", "name": " Mrs Green ", "timezone": "Europe/Dublin",
                                         "notes": "hard of hearing"}, headers=headers)
     assert r.status_code == 201, r.text
