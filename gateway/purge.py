@@ -3,13 +3,15 @@
 Per organisation (``organisations`` holds its settings; docs/production.md, "Retention and privacy"):
 
 * **Care records**, ``care_record_retention_days`` (default 8 years) after care ended. Care ends when the
-  organisation's claim on the home is released (a ``home_claims`` row's ``released_at``); an erased resident's
-  records go at once (``api/routers/privacy.py``). Past retention, the claim period's alerts of that organisation
-  go (their notifications and timeline lines with them: ``ON DELETE CASCADE``), then the home's readings and daily
-  summaries of the period (:meth:`ReadingStore.delete_range`), then the claim row itself, which ends the old
-  organisation's read access. An alert still open is never purged: uncertainty is not erased silently; it stays
-  until someone resolves it. When the readings store cannot delete (away, or VictoriaMetrics, which has no delete
-  API) the claim row stays and the period is tried again at the next purge (``telecare_retention_readings_pending``).
+  organisation's claim on the home is released (a ``home_claims`` row's ``released_at``), or when the resident is
+  removed while the organisation keeps the home (an ``ended_care`` row, :func:`record_care_end`); an erased
+  resident's records go at once (``api/routers/privacy.py``). Past retention, the period's alerts of that
+  organisation go (their notifications and timeline lines with them: ``ON DELETE CASCADE``), then the home's
+  readings and daily summaries of the period (:meth:`ReadingStore.delete_range`), then the claim (or ended-care)
+  row itself, which ends the old organisation's read access. An alert still open is never purged: uncertainty is
+  not erased silently; it stays until someone resolves it. When the readings store cannot delete (away, or
+  VictoriaMetrics, which has no delete API) the period's row stays and it is tried again at the next purge
+  (``telecare_retention_readings_pending``).
 * **The audit trail**, ``audit_retention_days`` (default 8 years) after each entry.
 * **Dead letters** of the organisation's homes, ``dead_letter_retention_days`` when set (None: the gateway's global
   ``dead_letter_max_age_days``, applied by :class:`gateway.retention.DeadLetterRetention` to every home anyway).
@@ -38,10 +40,12 @@ from gateway.db.models import (
     AuditEntry,
     AuthToken,
     DeadLetter,
+    EndedCare,
     Home,
     HomeClaim,
     LoginThrottleEntry,
     Organisation,
+    Resident,
 )
 from gateway.errors import StoreUnavailable
 from gateway.metrics import WorkerMetrics
@@ -52,7 +56,8 @@ from gateway.stores.readings.base import ReadingStore
 if TYPE_CHECKING:
     from gateway.worker import Worker
 
-__all__ = ["KINDS", "OrganisationPurged", "Purged", "RetentionPurge", "run_purge"]
+__all__ = ["KINDS", "OrganisationPurged", "Purged", "RetentionPurge", "care_start", "record_care_end",
+           "run_purge"]
 
 log = logging.getLogger(__name__)
 
@@ -67,15 +72,15 @@ class OrganisationPurged:
     organisation_id: int
     name: str
     alerts: int = 0
-    reading_periods: int = 0  # ended claim periods whose readings and daily summaries were deleted
-    claims: int = 0  # ended claim periods closed for good (the old organisation's read access ends)
+    reading_periods: int = 0  # ended care periods whose readings and daily summaries were deleted
+    claims: int = 0  # ended care periods (claims, residents' care) closed for good: read access to them ends
     audit: int = 0
     dead_letters: int = 0
     readings_pending: int = 0  # periods past retention whose readings the store could not delete
 
     def summary(self) -> str:
         line = (f"organisation {self.organisation_id} ({self.name}): {self.alerts} alerts, {self.reading_periods} "
-                f"care periods' readings, {self.claims} ended claims, {self.audit} audit entries, "
+                f"care periods' readings, {self.claims} ended care periods, {self.audit} audit entries, "
                 f"{self.dead_letters} dead letters")
         if self.readings_pending:
             line += (f"; {self.readings_pending} care periods' readings could not be deleted (the readings store "
@@ -98,11 +103,34 @@ class Purged:
 
 
 @dataclass(frozen=True, slots=True)
-class _Claim:
+class _Period:
+    """An ended care period: a released claim (``model`` HomeClaim) or a removed resident's care (EndedCare)."""
+
+    model: type[HomeClaim] | type[EndedCare]
     id: int
     home_id: str
-    claimed_at: datetime
-    released_at: datetime
+    start: datetime
+    end: datetime
+
+
+def care_start(session: Session, resident: Resident, organisation_id: int) -> datetime:
+    """When the resident's care by the organisation began: the later of their creation and the organisation's
+    current claim on the home (before it, the home's data are another person's, or another organisation's)."""
+    claimed = session.scalar(select(func.max(HomeClaim.claimed_at)).where(
+        HomeClaim.home_id == resident.home_id, HomeClaim.organisation_id == organisation_id,
+        HomeClaim.released_at.is_(None)))
+    return max(resident.created_at, claimed) if claimed is not None else resident.created_at
+
+
+def record_care_end(session: Session, resident: Resident, organisation_id: int, at: datetime) -> EndedCare:
+    """The resident is removed while the organisation keeps the home: their care, from the later of their creation
+    and the organisation's claim, ends ``at``; its records are purged the organisation's care-record retention
+    after that. Called in the removal's transaction."""
+    start = care_start(session, resident, organisation_id)
+    ended = EndedCare(organisation_id=organisation_id, home_id=resident.home_id, resident_id=resident.id,
+                      started_at=min(start, at), ended_at=at)
+    session.add(ended)
+    return ended
 
 
 class RetentionPurge:
@@ -152,40 +180,49 @@ class RetentionPurge:
         return purged
 
     def _care_records(self, report: OrganisationPurged, cutoff: datetime, dry_run: bool) -> None:
-        """The organisation's claim periods that ended before ``cutoff``: their alerts, readings, then the claim."""
+        """The organisation's care periods that ended before ``cutoff``: their alerts, readings, then the period."""
+        org = report.organisation_id
         with self._sessions() as session:
-            claims = [_Claim(claim_id, home_id, claimed_at, released_at or cutoff)
-                      for claim_id, home_id, claimed_at, released_at in session.execute(
-                          select(HomeClaim.id, HomeClaim.home_id, HomeClaim.claimed_at, HomeClaim.released_at)
-                          .where(HomeClaim.organisation_id == report.organisation_id,
-                                 HomeClaim.released_at.is_not(None), HomeClaim.released_at < cutoff)
-                          .order_by(HomeClaim.released_at, HomeClaim.id))]
-        for claim in claims:
-            # Every alert the organisation raised in that home up to the end of this claim: this claim's, or an
-            # earlier claim's of the same organisation, which ended earlier still.
+            periods = [_Period(HomeClaim, claim_id, home_id, claimed_at, released_at or cutoff)
+                       for claim_id, home_id, claimed_at, released_at in session.execute(
+                           select(HomeClaim.id, HomeClaim.home_id, HomeClaim.claimed_at, HomeClaim.released_at)
+                           .where(HomeClaim.organisation_id == org, HomeClaim.released_at.is_not(None),
+                                  HomeClaim.released_at < cutoff)
+                           .order_by(HomeClaim.released_at, HomeClaim.id))]
+            periods += [_Period(EndedCare, *row) for row in session.execute(
+                select(EndedCare.id, EndedCare.home_id, EndedCare.started_at, EndedCare.ended_at)
+                .where(EndedCare.organisation_id == org, EndedCare.ended_at < cutoff)
+                .order_by(EndedCare.ended_at, EndedCare.id))]
+        for period in periods:
+            # A released claim: every alert the organisation raised in that home up to its end (this claim's, or
+            # an earlier claim's of the same organisation, which ended earlier still). A removed resident's care:
+            # the alerts of their time in the home.
+            raised = Alert.raised_at <= period.end
+            if period.model is EndedCare:
+                raised &= Alert.raised_at >= period.start
             report.alerts += self._delete(
                 Alert, Alert.id, dry_run,
-                (Alert.organisation_id == report.organisation_id) & (Alert.home_id == claim.home_id)
-                & (Alert.raised_at <= claim.released_at) & (Alert.state == RESOLVED))
+                (Alert.organisation_id == org) & (Alert.home_id == period.home_id) & raised
+                & (Alert.state == RESOLVED))
             if dry_run:
                 report.reading_periods += 1
                 report.claims += 1
                 continue
-            if not self._delete_readings(claim):
+            if not self._delete_readings(period):
                 report.readings_pending += 1
                 continue
             report.reading_periods += 1
-            report.claims += self._delete(HomeClaim, HomeClaim.id, False, HomeClaim.id == claim.id)
+            report.claims += self._delete(period.model, period.model.id, False, period.model.id == period.id)
 
-    def _delete_readings(self, claim: _Claim) -> bool:
+    def _delete_readings(self, period: _Period) -> bool:
         if self.store is None:
             return False
         try:
-            self.store.delete_range(claim.home_id, _ms(claim.claimed_at), _ms(claim.released_at) + 1)
+            self.store.delete_range(period.home_id, _ms(period.start), _ms(period.end) + 1)
         except StoreUnavailable as e:
             log.warning("home %s: the readings of its care period %s to %s are past retention but could not be "
-                        "deleted (%s); trying again at the next purge", claim.home_id, claim.claimed_at.isoformat(),
-                        claim.released_at.isoformat(), e)
+                        "deleted (%s); trying again at the next purge", period.home_id, period.start.isoformat(),
+                        period.end.isoformat(), e)
             return False
         return True
 

@@ -43,13 +43,13 @@ from gateway.db.models import (
     AlertLog,
     AuditEntry,
     DetectorCheckpoint,
-    HomeClaim,
     Notification,
     Organisation,
     Recipient,
     Resident,
 )
 from gateway.errors import StoreUnavailable
+from gateway.purge import care_start
 from gateway.stores.readings.base import Point, ReadingStore
 
 __all__ = ["care_period", "router"]
@@ -71,10 +71,7 @@ def _ms(moment: datetime) -> int:
 def care_period(session: Session, principal: Principal, resident: Resident, now: datetime) -> tuple[datetime,
                                                                                                      datetime]:
     """From the later of the resident's creation and the organisation's current claim on the home, to now."""
-    claimed = session.scalar(select(func.max(HomeClaim.claimed_at)).where(
-        HomeClaim.home_id == resident.home_id, HomeClaim.organisation_id == principal.organisation_id,
-        HomeClaim.released_at.is_(None)))
-    start = max(resident.created_at, claimed) if claimed is not None else resident.created_at
+    start = care_start(session, resident, principal.organisation_id)
     return start, max(start, now.astimezone(UTC))
 
 

@@ -156,6 +156,21 @@ class HomeClaim(Base):
     released_at: Mapped[datetime | None]
 
 
+class EndedCare(Base):
+    """A resident's care that ended while the organisation kept the home (the resident removed): the alerts and
+    readings of ``[started_at, ended_at]`` are kept for the organisation's care-record retention from
+    ``ended_at``, then purged (``gateway/purge.py``). No foreign key to the resident: it outlives them."""
+
+    __tablename__ = "ended_care"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), index=True)
+    home_id: Mapped[str] = mapped_column(ForeignKey("homes.id", ondelete="CASCADE"))
+    resident_id: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime]
+    ended_at: Mapped[datetime]
+
+
 class Device(Base):
     """A zigbee2mqtt device of a home, keyed by its friendly name.
 

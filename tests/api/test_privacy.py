@@ -279,3 +279,15 @@ def test_export_and_erasure_answer_503_when_the_store_is_away(
         assert r.status_code == 503 and "nothing was erased" in r.text
     with sessions() as s:
         assert s.get(Resident, jones) is not None
+
+
+def test_removing_a_resident_ends_their_care_for_the_retention_to_count_from(
+        client: TestClient, world: World, sessions: sessionmaker[Session]) -> None:
+    from gateway.db.models import EndedCare
+
+    smith = world.residents["smith"]
+    assert client.delete(f"/residents/{smith}", headers=world.auth("cora")).status_code == 204
+    with sessions() as s:
+        ended = s.execute(select(EndedCare.organisation_id, EndedCare.home_id, EndedCare.resident_id,
+                                 EndedCare.started_at, EndedCare.ended_at)).all()
+    assert ended == [(world.org_a, "h2", smith, CARE_START, T0.replace(hour=10))]

@@ -20,7 +20,7 @@ from gateway.db.session import make_engine, make_session_factory, normalise_url
 
 TABLES = {"organisations", "homes", "devices", "dead_letters", "residents", "absences", "recipients",
           "escalation_steps", "alerts", "alert_log", "notifications", "detector_checkpoints",
-          "users", "auth_tokens", "api_keys", "audit_log", "login_throttle", "home_claims"}
+          "users", "auth_tokens", "api_keys", "audit_log", "login_throttle", "home_claims", "ended_care"}
 
 
 @pytest.fixture

@@ -250,7 +250,7 @@ def test_cli_purge_prints_per_organisation(db_url: str, tmp_path: Path, sessions
     dry = CliRunner().invoke(db_app, ["purge", "--dry-run"], env=env)
     assert dry.exit_code == 0, dry.output
     assert dry.output.startswith("dry run, nothing removed")
-    assert "organisation 1 (A): 1 alerts, 1 care periods' readings, 1 ended claims" in dry.output
+    assert "organisation 1 (A): 1 alerts, 1 care periods' readings, 1 ended care periods" in dry.output
     assert count(sessions, HomeClaim) == 4
 
     done = CliRunner().invoke(db_app, ["purge"], env=env)
@@ -290,3 +290,34 @@ def test_the_worker_runs_the_purge_on_its_own_database_store_and_metrics(
     run_purge(worker, stop)  # type: ignore[arg-type]
     assert count(sessions, HomeClaim) == 3 and readings(store, "shared") == [2.0]
     assert worker.metrics.retention_purged.labels("claims")._value.get() == 1
+
+
+def test_a_removed_residents_care_ends_then_and_is_purged_past_retention(
+        sessions: sessionmaker[Session], store: SqliteReadingStore) -> None:
+    """The organisation keeps the home, and a resident leaves: their care ends at their removal, and their alerts
+    and readings go the organisation's retention after it, while the next resident's stay."""
+    from gateway.db.models import EndedCare, Resident
+    from gateway.purge import record_care_end
+
+    world = seed(sessions, store)
+    left, stayed = NOW - 9 * YEAR, NOW - YEAR  # removed 9 years ago (past 8), and 1 year ago
+    with sessions.begin() as s:
+        for home, created, removed in (("a-now", NOW - 12 * YEAR, left), ("b-now", NOW - 3 * YEAR, stayed)):
+            resident = Resident(home_id=home, name="Mary", created_at=created)
+            s.add(resident)
+            s.flush()
+            record_care_end(s, resident, world.a if home == "a-now" else world.b, removed)
+            s.delete(resident)
+        gone = alert(s, "a-now", world.a, NOW - 10 * YEAR).id
+        kept = [alert(s, "a-now", world.a, NOW - 8 * YEAR).id,  # the next resident's
+                alert(s, "b-now", world.b, NOW - 2 * YEAR).id]  # care ended within retention
+    store.write([Point("reading", {"home": "a-now", "device": "d"}, {"n": 7}, ms(NOW - 10 * YEAR)),
+                 Point("reading", {"home": "a-now", "device": "d"}, {"n": 8}, ms(NOW - 8 * YEAR))])
+
+    purger(sessions, store).purge()
+    remaining = alert_ids(sessions)
+    assert gone not in remaining and set(kept) <= remaining
+    assert world.alerts["a_now_old"] in remaining  # raised 15 years ago, before that resident came: not theirs
+    assert readings(store, "a-now") == [8.0]
+    with sessions() as s:
+        assert s.scalars(select(EndedCare.home_id)).all() == ["b-now"]
