@@ -80,7 +80,7 @@ def create_demo_login(settings: Settings, email: str, password: str) -> str | No
     None when created, else why not (the API's user model is new: the demo goes on without a login)."""
     try:
         from api.security import hash_password
-        from gateway.db.models import Home, Organisation, Recipient, User
+        from gateway.db.models import Home, HomeClaim, Organisation, Recipient, Resident, User
 
         engine = make_engine(settings.database_url)
         try:
@@ -88,8 +88,15 @@ def create_demo_login(settings: Settings, email: str, password: str) -> str | No
                 org = Organisation(name="Demo care team")
                 s.add(org)
                 s.flush()
+                # Claimed, as a coordinator would, and the residents there, from the first simulated day: the
+                # organisation sees a home's readings only within its claim and the resident's time. (Not through
+                # gateway.claims.claim_home: a new care epoch would throw away the baselines just warmed.)
+                since = datetime.fromtimestamp(start_of(FIRST_DAY) / 1000, UTC)
                 for home in s.scalars(select(Home).where(Home.id.in_(RESIDENTS))):
-                    home.organisation_id = org.id  # claimed, as a coordinator would
+                    home.organisation_id = org.id
+                    s.add(HomeClaim(home_id=home.id, organisation_id=org.id, claimed_at=since))
+                for resident in s.scalars(select(Resident).where(Resident.home_id.in_(RESIDENTS))):
+                    resident.created_at = since
                 for recipient in s.scalars(select(Recipient)):
                     recipient.organisation_id = org.id
                 s.add(User(organisation_id=org.id, email=email, name="Demo coordinator", role="coordinator",
