@@ -92,12 +92,7 @@ class DetectorConsumer:
                 events: list[AlertEvent] = []
                 for i, entry in enumerate(entries):
                     if self._hurries and i % HURRY_EVERY == 0:
-                        # Committed with the press: what the batch has done so far. Its checkpoints carry their
-                        # journal positions, so the rest of the batch (or all of it, after a crash) goes on from
-                        # them.
-                        self._serve_hurries(events, touched, outcomes)
-                        events, outcomes = [], []
-                        touched.clear()
+                        outcomes = self._serve_hurries(events, touched, outcomes)
                     if entry.kind == Kind.CLOCK:
                         tick = getattr(self.clock, "tick", None)
                         if tick is not None:
@@ -135,21 +130,27 @@ class DetectorConsumer:
             raise hurry.failed
         return hurry.raised
 
-    def _serve_hurries(self, events: list[AlertEvent], touched: set[str], outcomes: list[Feedback]) -> None:
-        """Feed the homes :meth:`catch_up` asked for, and commit them with ``events``, ``touched`` and ``outcomes``
-        (what the batch in progress has done so far)."""
+    def _serve_hurries(self, events: list[AlertEvent], touched: set[str], outcomes: list[Feedback]
+                       ) -> list[Feedback]:
+        """Feed the homes :meth:`catch_up` asked for, and commit them at once.
+
+        ``events``, ``touched`` and ``outcomes`` are what the batch in progress has done so far: those of the
+        hurried homes are committed with them (a checkpoint must not hold a state whose alerts are not recorded)
+        and taken out; the rest wait for the batch's commit. Returns the outcomes still to commit."""
         hurries: list[_Hurry] = []
         while self._hurries:  # pop by pop: a request appended meanwhile is served now or at the next look
             hurries.append(self._hurries.pop(0))
+        homes = {hurry.entries[0].home for hurry in hurries}
         try:
+            mine = [e for e in events if e.home in homes]
             for hurry in hurries:
                 self._prepare(hurry.entries, outcomes_due=False)
                 taken: list[AlertEvent] = []
                 for entry in hurry.entries:
                     taken += self._take(entry, touched)
                 hurry.raised = sum(1 for e in taken if e.action is Action.RAISE)
-                events += taken
-            self._commit(events, touched, outcomes)
+                mine += taken
+            self._commit(mine, touched & homes, [o for o in outcomes if o.home in homes])
         except BaseException as e:
             for hurry in hurries:
                 hurry.failed = e
@@ -157,6 +158,10 @@ class DetectorConsumer:
         finally:
             for hurry in hurries:
                 hurry.done.set()
+        # Committed: the batch goes on without them (its later entries of these homes touch them again).
+        events[:] = [e for e in events if e.home not in homes]
+        touched -= homes
+        return [o for o in outcomes if o.home not in homes]
 
     def tick(self, now_ms: int) -> int:
         """Tell the detectors the time (call only when caught up with the journal); returns alerts raised."""
