@@ -71,6 +71,7 @@ def create_resident(body: ResidentIn, principal: Staff, session: SessionDep, at:
     if existing is not None:
         raise Conflict(f"home {home.id!r} already has a resident (id {existing.id})")
     resident = people.add_resident(session, home.id, body.name, body.notes)
+    resident.created_at = at  # the API's clock: their readings are shown from here on
     if body.timezone:
         home.timezone = body.timezone
     audit(session, principal, CREATE, "resident", resident.id, at=at)
