@@ -37,6 +37,7 @@ from gateway.detector_checkpoints import (
     CHECKPOINT_VERSION,
     CHUNK,
     Mark,
+    Snapshot,
     home_zone,
     load_detector,
     save_checkpoints,
@@ -50,7 +51,7 @@ log = logging.getLogger(__name__)
 
 REFRESH_S = 60.0  # how often devices' rooms and roles, and planned absences, are read again
 OUTCOMES_S = 10.0  # how often carers' new outcomes are looked for (an indexed query for the few not yet learned)
-HURRY_EVERY = 256  # entries of a batch between looks for presses to take ahead (catch_up)
+HURRY_EVERY = 256  # entries fed, or homes pickled, between a batch's looks for presses to take ahead (catch_up)
 HURRY_WAIT_S = 0.02  # wall seconds catch_up waits between looks at whether a batch is in progress
 # What reaches a home's detectors (ticks of a simulated clock reach all of them).
 DETECTED = frozenset({Kind.STATE, Kind.BRIDGE_STATE, Kind.AVAILABILITY, Kind.QUOTA})
@@ -100,7 +101,7 @@ class DetectorConsumer:
                         events += self._advance_all(entry.time_ms, touched)
                     elif _for_detectors(entry):
                         events += self._take(entry, touched)
-                self._commit(events, touched, outcomes)
+                self._commit(events, touched, outcomes, serving_hurries=True)
 
     def catch_up(self, home: str, entries: Sequence[Entry]) -> int:
         """Feed one home's entries (in journal order, up to a button press) ahead of the journal's batches; returns
@@ -340,14 +341,26 @@ class DetectorConsumer:
         for home, detector in self.detectors.items():
             detector.set_absences(absences_for(session, home))
 
-    def _commit(self, events: list[AlertEvent], touched: set[str], outcomes: Sequence[Feedback] = ()) -> None:
+    def _commit(self, events: list[AlertEvent], touched: set[str], outcomes: Sequence[Feedback] = (), *,
+                serving_hurries: bool = False) -> None:
+        if not events and not touched:
+            return
+        # Pickled before the transaction begins: under SQLite it holds the write lock from its first statement to
+        # the commit, and the dispatcher's sends wait for it. Pickling a backlog batch's thousand homes takes long
+        # enough that a batch (``serving_hurries``) serves presses between homes too: their homes are committed
+        # then, and left out here.
+        snapshots: dict[str, Snapshot] = {}
+        for i, home in enumerate(sorted(touched)):
+            if serving_hurries and self._hurries and i % HURRY_EVERY == 0:
+                outcomes = self._serve_hurries(events, touched, list(outcomes))
+                for gone in snapshots.keys() - touched:
+                    del snapshots[gone]
+            if home in touched:
+                snapshots[home] = snapshot(self.detectors[home], self.seen_seq.get(home, 0),
+                                           self.care_epochs.get(home, 0))
         if not events and not touched:
             return
         now = to_datetime(self.clock.now_ms())
-        # Pickled before the transaction begins: under SQLite it holds the write lock from its first statement to
-        # the commit, and the dispatcher's sends wait for it.
-        snapshots = {home: snapshot(self.detectors[home], self.seen_seq.get(home, 0), self.care_epochs.get(home, 0))
-                     for home in sorted(touched)}
         homes = sorted({e.home for e in events} | touched)
         with self.sessions() as session:
             known = _existing_homes(session, homes)  # one query per CHUNK homes, not one per home

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from analytics.alerts import AlertEvent
+from gateway.alerting.outcomes import Feedback
 from gateway.clock import SimulatedClock
 from gateway.contract import Kind
 from gateway.db.models import Alert, DetectorCheckpoint
@@ -153,3 +155,49 @@ def test_a_batch_in_progress_takes_the_press_at_its_next_look_and_commits_it_at_
     assert len(pendant_alerts(sessions)) == 1, "and not raised again when the batch reached the press"
     with sessions() as s:
         assert s.get(DetectorCheckpoint, "other0").journal_seq > 0  # type: ignore[union-attr]
+
+
+class PressedAtTheBatchsEnd(DetectorConsumer):
+    """A consumer that meets a press after feeding its batch, while it pickles its homes to commit them."""
+
+    def __init__(self, sessions: sessionmaker[Session], journal: Journal, trigger_seq: int, press_seq: int) -> None:
+        clock = SimulatedClock()
+        clock.tick(T0, 1.0)
+        super().__init__(sessions, clock)
+        self.journal, self.trigger_seq, self.press_seq = journal, trigger_seq, press_seq
+        self.raised_by_catch_up: list[int] = []
+        self.commits: list[tuple[str, str]] = []
+
+    def _take(self, entry: Entry, touched: set[str]) -> list[AlertEvent]:
+        taken = super()._take(entry, touched)
+        if entry.seq == self.trigger_seq:
+            press = self.journal.read_home(HOME, 0, self.press_seq)
+            self.thread = threading.Thread(target=lambda: self.raised_by_catch_up.append(self.catch_up(HOME, press)))
+            self.thread.start()
+            while not self._hurries:
+                time.sleep(0.001)
+        return taken
+
+    def _commit(self, events: list[AlertEvent], touched: set[str], outcomes: Sequence[Feedback] = (), *,
+                serving_hurries: bool = False) -> None:
+        which = "batch" if serving_hurries else "press"
+        self.commits.append(("start", which))
+        super()._commit(events, touched, outcomes, serving_hurries=serving_hurries)
+        self.commits.append(("end", which))
+
+
+def test_a_batch_committing_takes_the_press_before_it_writes(
+        tmp_path: Path, sessions: sessionmaker[Session]) -> None:
+    journal = Journal(tmp_path / "j.sqlite3")
+    backlog_with_a_press(journal)
+    [(press_seq, _)] = journal.urgent_after(0)
+    detect = PressedAtTheBatchsEnd(sessions, journal, trigger_seq=press_seq - 1, press_seq=press_seq)
+    journal.register(detect.name)
+    detect.handle([e for e in journal.read(detect.name, 10_000) if e.seq < press_seq])  # the press is not in it
+    detect.thread.join(timeout=10)
+    assert detect.raised_by_catch_up == [1]
+    assert detect.commits == [("start", "batch"), ("start", "press"), ("end", "press"), ("end", "batch")]
+    with sessions() as s:
+        row = s.get(DetectorCheckpoint, HOME)
+        assert row is not None and row.journal_seq == press_seq, \
+            "the batch did not write its older checkpoint of the pressed home over the press's"
