@@ -27,7 +27,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, func, select
@@ -138,9 +138,13 @@ class RetentionPurge:
 
     def __init__(self, sessions: sessionmaker[Session] | Callable[[], Session], clock: Clock,
                  store: ReadingStore | None, *, dead_letter_max_age_days: float, metrics: WorkerMetrics | None = None,
-                 batch_rows: int = 1_000, pause_s: float = 0.01) -> None:
+                 batch_rows: int = 1_000, pause_s: float = 0.01,
+                 api_now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._sessions = sessions
         self.clock = clock
+        # Tokens and throttle counts expire on the API's clock (wall time), not on the gateway's, which follows a
+        # simulator in accelerated runs and may be days ahead: a demo's logins must not be purged while live.
+        self.api_now = api_now
         self.store = store
         self.dead_letter_max_age_days = dead_letter_max_age_days
         self.metrics = metrics
@@ -172,9 +176,10 @@ class RetentionPurge:
                     DeadLetter, DeadLetter.id, dry_run,
                     DeadLetter.home_id.in_(homes) & (DeadLetter.received_at < now - timedelta(days=dead_letter_days)))
             purged.organisations.append(report)
-        purged.tokens = self._delete(AuthToken, AuthToken.id, dry_run, AuthToken.expires_at <= now)
+        api_now = self.api_now()
+        purged.tokens = self._delete(AuthToken, AuthToken.id, dry_run, AuthToken.expires_at <= api_now)
         purged.login_throttle = self._delete(LoginThrottleEntry, LoginThrottleEntry.key, dry_run,
-                                             LoginThrottleEntry.expires_at <= now)
+                                             LoginThrottleEntry.expires_at <= api_now)
         if not dry_run:
             self._report(purged)
         return purged

@@ -159,7 +159,7 @@ def count(sessions: sessionmaker[Session], model: type) -> int:
 
 def purger(sessions: sessionmaker[Session], store: object, metrics: WorkerMetrics | None = None) -> RetentionPurge:
     return RetentionPurge(sessions, FixedClock(), store, dead_letter_max_age_days=14.0,  # type: ignore[arg-type]
-                          metrics=metrics, pause_s=0)
+                          metrics=metrics, pause_s=0, api_now=lambda: NOW)
 
 
 def test_each_kind_goes_past_its_retention_and_the_rest_stays(sessions: sessionmaker[Session],
@@ -283,13 +283,21 @@ def test_the_worker_runs_the_purge_on_its_own_database_store_and_metrics(
     from gateway.purge import run_purge
 
     seed(sessions, store)
-    worker = SimpleNamespace(sessions=sessions, clock=FixedClock(), store=store, metrics=WorkerMetrics(),
+    wall = datetime.now(UTC)
+    with sessions.begin() as s:  # a live login, on the API's (wall) clock
+        user_id = s.scalars(select(User.id)).first()
+        s.add(AuthToken(user_id=user_id, token_hash="f" * 64, created_at=wall, expires_at=wall + timedelta(hours=1)))
+    # A worker following a simulator 30 days ahead of the wall clock.
+    ahead = SimpleNamespace(now_ms=lambda: ms(wall + timedelta(days=30)))
+    worker = SimpleNamespace(sessions=sessions, clock=ahead, store=store, metrics=WorkerMetrics(),
                              settings=SimpleNamespace(dead_letter_max_age_days=14.0))
     stop = threading.Event()
     stop.set()  # one purge, then stop
     run_purge(worker, stop)  # type: ignore[arg-type]
     assert count(sessions, HomeClaim) == 3 and readings(store, "shared") == [2.0]
     assert worker.metrics.retention_purged.labels("claims")._value.get() == 1
+    with sessions() as s:  # tokens expire on the API's wall clock, not on the worker's
+        assert s.scalar(select(AuthToken.id).where(AuthToken.token_hash == "f" * 64)) is not None
 
 
 def test_a_removed_residents_care_ends_then_and_is_purged_past_retention(
