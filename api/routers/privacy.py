@@ -9,6 +9,7 @@ person's, or another organisation's.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -54,14 +55,17 @@ from gateway.stores.readings.base import Point, ReadingStore
 
 __all__ = ["care_period", "router"]
 
+log = logging.getLogger("telecare.api")
 router = APIRouter(tags=["privacy"])
 
 StoreDep = Annotated[ReadingStore, Depends(get_store)]
 READINGS_WINDOW = timedelta(days=1)  # the readings export reads a day at a time ...
 READINGS_BATCH = 10_000  # ... at most this many points per read
 OTHER_RECIPIENT = "(a recipient of another organisation)"
-NO_STORE = ("the readings store cannot be reached just now, so the resident's readings cannot be {}: try again "
-            "in a minute")
+NO_EXPORT = ("the readings store cannot be reached just now, so the resident's readings cannot be exported: try "
+             "again in a minute")
+NO_ERASURE = ("the readings store could not delete the resident's readings, so nothing was erased: it is away (try "
+              "again in a minute), or it has no delete API (VictoriaMetrics: see docs/production.md)")
 
 
 def _ms(moment: datetime) -> int:
@@ -87,7 +91,7 @@ def export_resident(resident_id: PathId, principal: Staff, session: SessionDep, 
     try:
         summaries = store.daily_summaries(resident.home_id, start.date(), end.date())
     except StoreUnavailable as e:
-        raise Unavailable(NO_STORE.format("exported"), headers=_retry(e)) from e
+        raise Unavailable(NO_EXPORT, headers=_retry(e)) from e
     absences = session.scalars(select(Absence).where(Absence.resident_id == resident.id)
                                .order_by(Absence.starts_at, Absence.id))
     chain = [ChainStepExport(position=s.position, recipient_name=_recipient_name(s.recipient, principal),
@@ -146,7 +150,7 @@ def export_readings(request: Request, resident_id: PathId, principal: Staff, ses
     try:
         first = store.timeline(home, _ms(start), _window_stop(_ms(start), _ms(end) + 1), limit=READINGS_BATCH)
     except StoreUnavailable as e:  # told now, while an error can still be a status code
-        raise Unavailable(NO_STORE.format("exported"), headers=_retry(e)) from e
+        raise Unavailable(NO_EXPORT, headers=_retry(e)) from e
     audit(session, principal, EXPORT, "activity.readings", resident.id,
           f"{start.isoformat()} to {end.isoformat()}", at=at)
     lines = (json.dumps(point, ensure_ascii=False) + "\n"
@@ -188,6 +192,8 @@ def _window_stop(cursor_ms: int, end_ms: int) -> int:
 
 
 def _retry(e: StoreUnavailable) -> dict[str, str] | None:
+    # The store's own message may name an internal host: it goes to the log, the client gets what to do.
+    log.warning("readings store: %s", e)
     return {"Retry-After": str(max(1, round(e.retry_after)))} if e.retry_after else None
 
 
@@ -213,7 +219,7 @@ def erase_resident(resident_id: PathId, body: ErasureIn, principal: Admin, sessi
         # First, while nothing else is gone: a store away leaves the resident whole, to be erased again later.
         store.delete_range(resident.home_id, _ms(start), _ms(end) + 1)
     except StoreUnavailable as e:
-        raise Unavailable(NO_STORE.format("erased") + "; nothing was erased", headers=_retry(e)) from e
+        raise Unavailable(NO_ERASURE, headers=_retry(e)) from e
     alerts = _count_deleted(session.execute(delete(Alert).where(Alert.resident_id == resident.id)))
     absences = session.scalar(select(func.count()).select_from(Absence).where(
         Absence.resident_id == resident.id)) or 0
