@@ -63,6 +63,7 @@ from gateway.alerting.policy import EMERGENCY, HIGH, sendable_priority
 from gateway.alerting.receipts import ReceiptFollower
 from gateway.clock import Clock, WallClock
 from gateway.db.models import Alert, Notification, Recipient
+from gateway.db.session import read_only_sessions
 from gateway.metrics import WorkerMetrics
 from gateway.notify.errors import GiveUp, Retry
 
@@ -131,6 +132,7 @@ class Dispatcher(ReceiptFollower):
         if max_concurrent_sends < 1:
             raise ValueError("max_concurrent_sends must be at least 1")
         self._sessions = sessions
+        self._reading = read_only_sessions(sessions)
         self.notifier = notifier
         self.clock = clock
         self.emergency_allowed = emergency_allowed
@@ -204,7 +206,7 @@ class Dispatcher(ReceiptFollower):
 
     def observe(self) -> None:
         """Set the outbox's gauges: pending messages, the oldest one's age, unrouted alerts, the token alarm."""
-        health = self._tx(outbox_health, self._now())
+        health = self._read(outbox_health, self._now())
         self.metrics.notifications_pending.set(health.pending)
         self.metrics.notifications_oldest_pending.set(health.oldest_pending_s)
         self.metrics.alerts_unrouted.set(health.unrouted)
@@ -237,6 +239,13 @@ class Dispatcher(ReceiptFollower):
         with self._sessions.begin() as session:
             return fn(session, *args)
 
+    def _read(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(session, *args)`` in a transaction of its own that only reads: under SQLite it does not wait for
+        the detectors' and registry's write lock, as the dispatcher's many looks for due work did (a pendant's
+        notification waited about a second behind them at 5,000 readings/s)."""
+        with self._reading.begin() as session:
+            return fn(session, *args)
+
     def _recover(self) -> None:
         def recover(s: Session) -> None:
             now = self._now()
@@ -253,7 +262,7 @@ class Dispatcher(ReceiptFollower):
 
     def _escalate_due(self) -> bool:
         now = self._now()
-        ids = self._tx(lambda s: list(s.scalars(
+        ids = self._read(lambda s: list(s.scalars(
             select(Alert.id).where(Alert.state.in_(UNACKNOWLEDGED), Alert.next_escalation_at <= now)
             .order_by(Alert.next_escalation_at))))
 
@@ -284,7 +293,8 @@ class Dispatcher(ReceiptFollower):
         overdue = Notification.state == PENDING, or_(
             and_(Notification.priority >= HIGH, Notification.created_at <= now - self.retry_deadline_urgent),
             and_(Notification.priority < HIGH, Notification.created_at <= now - self.retry_deadline))
-        ids = self._tx(lambda s: list(s.scalars(select(Notification.id).where(*overdue).order_by(Notification.id))))
+        ids = self._read(lambda s: list(s.scalars(select(Notification.id).where(*overdue)
+                                                  .order_by(Notification.id))))
         for notification_id in ids:
             self._tx(self._expire_if_pending, notification_id)
 
@@ -470,13 +480,13 @@ class Dispatcher(ReceiptFollower):
             known = [t for t in times if t is not None]
             return min(known) if known else None
 
-        at = self._tx(earliest)
+        at = self._read(earliest)
         if at is None:
             return None
         return max(0.0, (at - self._now()).total_seconds())
 
     # For tests and operators: whether anything is still in flight.
     def pending_count(self) -> int:
-        return self._tx(lambda s: s.scalar(select(func.count()).select_from(Notification).where(
+        return self._read(lambda s: s.scalar(select(func.count()).select_from(Notification).where(
             Notification.state.in_((PENDING, SENDING)))) or 0)
 

@@ -48,6 +48,9 @@ class ReceiptFollower:
     def _tx(self, fn: Callable[..., T], *args: Any) -> T:
         raise NotImplementedError
 
+    def _read(self, fn: Callable[..., T], *args: Any) -> T:
+        raise NotImplementedError
+
     def _load(self, s: Session, notification_id: int) -> tuple[Notification, Alert, Recipient]:
         raise NotImplementedError
 
@@ -76,7 +79,7 @@ class ReceiptFollower:
 
     def _cancel_receipts(self) -> None:
         now = self._now()
-        due = self._tx(self._due_receipts, R_CANCEL, now)
+        due = self._read(self._due_receipts, R_CANCEL, now)
         for notification_id, outcome in self._ask_all(self.notifier.cancel, due):
             if isinstance(outcome, Retry):
                 log.warning("alerting: cannot cancel receipt of notification %s yet: %s", notification_id, outcome)
@@ -92,7 +95,7 @@ class ReceiptFollower:
 
     def _poll_receipts(self) -> None:
         now = self._now()
-        due = self._tx(self._due_receipts, R_OPEN, now)
+        due = self._read(self._due_receipts, R_OPEN, now)
         for notification_id, status in self._ask_all(self.notifier.receipt, due):
             if isinstance(status, Retry):
                 log.warning("alerting: cannot poll receipt of notification %s: %s", notification_id, status)

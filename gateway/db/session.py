@@ -45,6 +45,19 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
+READ_ONLY = "telecare_read_only"  # an execution option: this connection's transactions only read
+
+
+def read_only_sessions(sessions: sessionmaker[Session]) -> sessionmaker[Session]:
+    """Sessions of the same database for transactions that only read.
+
+    SQLite: they begin deferred, so they never wait for the write lock (in WAL mode readers and the writer do not
+    block each other), where every other transaction begins immediate and waits its turn behind the detectors'
+    and the registry's. Writing in one fails. PostgreSQL: the same as ``sessions``."""
+    bind = sessions.kw["bind"]
+    return sessionmaker(bind.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
+
+
 def _sqlite_engine(url: URL, **kwargs: Any) -> Engine:
     database = url.database or ""
     in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
@@ -67,6 +80,7 @@ def _sqlite_engine(url: URL, **kwargs: Any) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        connection.exec_driver_sql("BEGIN" if connection.get_execution_options().get(READ_ONLY) else
+                                   "BEGIN IMMEDIATE")
 
     return engine
