@@ -7,7 +7,7 @@ readings and dead letters only inside its own periods, and its alerts (stamped w
 Claiming needs proof: the home's claim code (from its description, or issued by the operator with
 ``telecare homes claim-code``), or the operator's assignment (``telecare homes claim``). Only the code's sha256 is
 kept, as for API keys: an issued code carries 144 random bits, and a described one must be long enough
-(:data:`MIN_CLAIM_CODE_LEN`) not to be guessed before the throttle and the audit trail notice.
+(:data:`MIN_CLAIM_CODE_LEN`) not to be guessed; every wrong try is in the audit trail as a denied attempt.
 
 ``care_epoch`` is bumped whenever the person cared for changes (a claim, a release, a resident added or removed):
 the detectors start learning again rather than judge a new person by someone else's routine.
@@ -28,7 +28,7 @@ from gateway.alerting.service import AUTO, resolve
 from gateway.db.models import Alert, Home, HomeClaim
 
 __all__ = ["MAX_CLAIM_CODE_LEN", "MIN_CLAIM_CODE_LEN", "ClaimError", "check_claim_code", "claim_code_matches",
-           "claim_home", "current_claim", "hash_claim_code", "issue_claim_code", "new_care", "release_home",
+           "claim_home", "hash_claim_code", "issue_claim_code", "new_care", "release_home",
            "set_claim_code"]
 
 MIN_CLAIM_CODE_LEN = 12
@@ -75,11 +75,6 @@ def claim_code_matches(home: Home, code: str | None) -> bool:
     return hmac.compare_digest(given, home.claim_code_hash)
 
 
-def current_claim(session: Session, home_id: str) -> HomeClaim | None:
-    return session.scalar(select(HomeClaim).where(HomeClaim.home_id == home_id, HomeClaim.released_at.is_(None))
-                          .order_by(HomeClaim.claimed_at.desc(), HomeClaim.id.desc()).limit(1))
-
-
 def new_care(home: Home) -> None:
     """The person cared for in ``home`` changed: what the detectors learned before is no longer theirs."""
     home.care_epoch = (home.care_epoch or 0) + 1
@@ -107,7 +102,7 @@ def release_home(session: Session, home: Home, at: datetime) -> None:
 
     Its open alerts are resolved: the organisation can no longer act on them, and the next organisation must not
     inherit them (a condition still there is raised again, as theirs)."""
-    for alert_id in session.scalars(select(Alert.id).where(Alert.home_id == home.id, Alert.state != RESOLVED)):
+    for alert_id in list(session.scalars(select(Alert.id).where(Alert.home_id == home.id, Alert.state != RESOLVED))):
         resolve(session, alert_id, AUTO, "the home was released by its organisation", at)
     _close_periods(session, home.id, at)
     home.organisation_id = None

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 from pydantic import AfterValidator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -16,9 +16,11 @@ from analytics.watch.pendant import setting_up_needed, setting_up_urgency, uncon
 from api.audit import CLAIM, RELEASE, UPDATE, audit
 from api.deps import Clock, PathId, Principal, SessionDep, Staff
 from api.errors import ApiError, Conflict, NotFound
+from api.limits import client_address
 from api.pagination import Page, PageDep, paginate
 from api.schemas.common import no_control
 from api.schemas.homes import ClaimIn, DeviceOut, DeviceUpdate, HomeOut, HomeUpdate
+from api.throttle import LoginThrottle, TooManyLogins
 from gateway.claims import claim_code_matches, claim_home, release_home
 from gateway.db.models import Device, Home, Resident
 
@@ -65,19 +67,36 @@ def list_unassigned(principal: Staff) -> None:
                    "assign it (telecare homes claim)", status=410, code="gone")
 
 
+def _claim_throttle(request: Request) -> LoginThrottle:
+    """Wrong claim codes back off as wrong passwords do, per client address and organisation (in the process:
+    a code is too long to guess anyway; this keeps a script from trying)."""
+    throttle: LoginThrottle | None = getattr(request.app.state, "claim_throttle", None)
+    if throttle is None:
+        throttle = request.app.state.claim_throttle = LoginThrottle(max_entries=10_000)
+    return throttle
+
+
 @router.post("/{home_id}/claim", response_model=HomeOut, summary="Claim an unassigned home with its claim code")
-def claim(home_id: HomeIdPath, principal: Staff, session: SessionDep, at: Clock,
+def claim(home_id: HomeIdPath, request: Request, principal: Staff, session: SessionDep, at: Clock,
           body: ClaimIn | None = None) -> HomeOut:
     # Lock the row: two organisations claiming at once must not both win.
     home = session.scalar(select(Home).where(Home.id == home_id).with_for_update())
     if home is not None and home.organisation_id == principal.organisation_id:
         return _out(session, home)  # claiming again changes nothing
+    throttle, address = _claim_throttle(request), client_address(request)
+    account = f"claims of organisation {principal.organisation_id}"
+    try:
+        throttle.check(address, account, at)
+    except TooManyLogins as e:
+        raise TooManyLogins("too many wrong claim codes: try again later", headers=e.headers) from None
     code = body.claim_code if body is not None else None
     # One answer for an unknown home, a claimed one and a wrong or missing code: no oracle for which homes exist.
     # The 404 is recorded in the audit trail as a denied attempt (folded per minute).
     if home is None or home.organisation_id is not None or not claim_code_matches(home, code):
+        throttle.failed(address, account, at)
         raise NotFound(f"no unassigned home {home_id!r} with that claim code: check the code on the hub's label "
                        "(or ask the operator: telecare homes claim-code)")
+    throttle.succeeded(address, account, at)
     claim_home(session, home, principal.organisation_id, at)
     audit(session, principal, CLAIM, "home", None, f"home {home.id!r} ({home.name or 'no name'}) with its claim "
           "code", at=at)

@@ -187,3 +187,14 @@ def test_a_claim_needs_the_code_and_the_code_works_once(client: TestClient, worl
 def test_unassigned_homes_are_no_longer_listed(client: TestClient, world: World) -> None:
     r = client.get("/homes/unassigned", headers=world.auth("bea"))
     assert r.status_code == 410 and "claim code" in r.json()["error"]["message"] and "h9" not in r.text
+
+
+def test_wrong_claim_codes_back_off(client: TestClient, world: World, clock: Clock) -> None:
+    bea = world.auth("bea")
+    for i in range(5):
+        assert client.post("/homes/h9/claim", json={"claim_code": f"guess-{i:012d}"}, headers=bea).status_code == 404
+    r = client.post("/homes/h9/claim", json={"claim_code": H9_CLAIM_CODE}, headers=bea)
+    assert r.status_code == 429 and int(r.headers["Retry-After"]) > 0, "the right code does not jump the queue"
+    assert "claim code" in r.json()["error"]["message"]
+    assert client.post("/homes/h9/claim", json={"claim_code": H9_CLAIM_CODE},
+                       headers=world.auth("cora")).status_code == 200, "another organisation is not held up"
