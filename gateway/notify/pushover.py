@@ -1,12 +1,17 @@
 """Pushover adapter: wraps ``pushover_complete`` with a configured base URL, a time bound and retry/give-up errors.
 
-``pushover_complete`` builds every URL from its module constant ``PUSHOVER_API_URL`` and calls ``requests`` with no
-timeout. Rather than rewrite that constant (which would point every client in the process at one server), each
-call hands the library a private :class:`requests.Session` (the library's ``_generic_get``/``_generic_post`` take
-a ``session``). That session
+Only the library's public methods are called (``send_message``, ``check_receipt``, ``cancel_receipt``,
+``validate``); the dependency is pinned to the major version the contract test covers
+(``tests/notify/test_pushover_contract.py``). Those methods build every URL from the module constant
+``PUSHOVER_API_URL`` and call the module-level ``requests.get``/``requests.post`` with no timeout and no way to
+pass a session (2.x offers a ``session`` only on private methods). Rewriting the constant would point every
+client in the process at one server, so the one adaptation is this: the library module's ``requests`` name is
+replaced, once, by a router (:class:`_RequestsRouter`) whose ``get``/``post`` send the call in progress *on this
+thread* through that call's own :class:`requests.Session`, and fall back to the real ``requests`` for anyone else.
+The call's session
 
 * rewrites URLs under the library's constant to this client's ``base_url``, so two clients with different URLs
-  work side by side in one process;
+  work side by side in one process, from any threads;
 * sends GET parameters (the token on a receipt poll) in the query string, as Pushover documents, where the
   library would put them in a GET body;
 * passes a ``urllib3.Timeout(total=timeout_s)``: connecting plus waiting for the answer is bounded by
@@ -14,20 +19,26 @@ a ``session``). That session
 * keeps the last response, so a failure is classified from the HTTP status, Pushover's ``errors`` and the
   ``Retry-After``/``X-Limit-App-*`` headers rather than from the library's message string.
 
-A fresh session per call keeps the client safe to share between threads; alerts are few, so the lost
-connection reuse does not matter.
+A fresh session per call, made current for the calling thread only, keeps the client safe to share between
+threads (the dispatcher sends on a small pool); alerts are few, so the lost connection reuse does not matter.
+If a release stops calling ``requests`` through its module, the router cannot be installed or is bypassed: the
+call fails loudly (never silently to api.pushover.net from a test), and the contract test fails first.
 """
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit
 
-import pushover_complete.pushover_api as _lib
+import pushover_complete.pushover_api as _lib  # type: ignore[import-untyped]
 import requests
-from pushover_complete import PushoverAPI, PushoverCompleteError
+from pushover_complete import PushoverAPI, PushoverCompleteError  # type: ignore[import-untyped]
 from urllib3 import Timeout
 
 from gateway.notify.errors import GiveUp, Retry
@@ -80,11 +91,11 @@ class _CallSession(requests.Session):
         self._timeout = Timeout(total=timeout_s)
         self.last_response: requests.Response | None = None
 
-    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
-        url = str(url)
+    def request(self, method: str, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
+        url = url.decode() if isinstance(url, bytes) else url
         if url.startswith(_lib.PUSHOVER_API_URL):
             url = self._base_url + url[len(_lib.PUSHOVER_API_URL):]
-        if str(method).upper() == "GET" and isinstance(kwargs.get("data"), dict):
+        if method.upper() == "GET" and isinstance(kwargs.get("data"), dict):
             kwargs["params"] = kwargs.pop("data")
         kwargs["timeout"] = self._timeout
         response = super().request(method, url, *args, **kwargs)
@@ -92,25 +103,57 @@ class _CallSession(requests.Session):
         return response
 
 
-class _API(PushoverAPI):
-    """``PushoverAPI`` whose requests all go through the session of the call in progress (the ``session`` the
-    library passes, ``None`` outside ``send_messages``, is replaced)."""
+class _RequestsRouter:
+    """Stands in for ``requests`` inside ``pushover_complete.pushover_api``: its ``get``/``post`` go through the
+    session of the client call in progress on the calling thread, or, when there is none (someone else using the
+    library), through the real ``requests``. Every other name is the real module's."""
 
-    def __init__(self, token: str, session: _CallSession) -> None:
-        super().__init__(token)
-        self._session = session
+    routes_pushover_calls = True  # recognised by duck type, so a reloaded adapter reuses the installed router
 
-    def _generic_get(
-        self, endpoint: str, url_parameter: str | None = None, payload: dict[str, Any] | None = None,
-        session: requests.Session | None = None,
-    ) -> dict[str, Any]:
-        return super()._generic_get(endpoint, url_parameter, payload, session=self._session)
+    def __init__(self, real: ModuleType) -> None:
+        self._real = real
+        self._current = threading.local()
 
-    def _generic_post(
-        self, endpoint: str, url_parameter: str | None = None, payload: dict[str, Any] | None = None,
-        session: requests.Session | None = None, files: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
-        return super()._generic_post(endpoint, url_parameter, payload, session=self._session, files=files)
+    @contextmanager
+    def routing(self, session: requests.Session) -> Iterator[None]:
+        previous = getattr(self._current, "session", None)
+        self._current.session = session
+        try:
+            yield
+        finally:
+            self._current.session = previous
+
+    def get(self, url: str, *args: Any, **kwargs: Any) -> requests.Response:
+        return self._target().get(url, *args, **kwargs)
+
+    def post(self, url: str, *args: Any, **kwargs: Any) -> requests.Response:
+        return self._target().post(url, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    def _target(self) -> Any:
+        session = getattr(self._current, "session", None)
+        return self._real if session is None else session
+
+
+_install_lock = threading.Lock()
+
+
+def _installed_router() -> _RequestsRouter:
+    """The router, installed as the library module's ``requests`` on first use (not at import: importing the
+    adapter changes nothing until a client calls Pushover)."""
+    with _install_lock:
+        current = getattr(_lib, "requests", None)
+        if getattr(current, "routes_pushover_calls", False):
+            return current  # type: ignore[return-value]
+        if current is not requests:
+            raise RuntimeError(
+                "pushover_complete no longer calls requests through its module, so the adapter cannot give it a "
+                "base URL or a timeout; see gateway/notify/pushover.py before upgrading it")
+        router = _RequestsRouter(requests)
+        _lib.requests = router
+        return router
 
 
 class PushoverClient:
@@ -128,7 +171,7 @@ class PushoverClient:
             raise ValueError("timeout_s must be positive")
         self.base_url = base_url if base_url.endswith("/") else base_url + "/"
         self.timeout_s = timeout_s
-        self._token = token
+        self._api = PushoverAPI(token)  # holds only the token: safe to share between threads
 
     def __repr__(self) -> str:
         return f"PushoverClient({self.base_url!r}, timeout_s={self.timeout_s})"  # never the token
@@ -191,11 +234,12 @@ class PushoverClient:
             raise
         return True
 
-    def _call(self, fn: Any) -> tuple[dict[str, Any], requests.Response]:
+    def _call(self, fn: Callable[[Any], dict[str, Any]]) -> tuple[dict[str, Any], requests.Response]:
+        router = _installed_router()
         session = _CallSession(self.base_url, self.timeout_s)
         try:
-            with session:
-                body = fn(_API(self._token, session))
+            with session, router.routing(session):
+                body = fn(self._api)
         except requests.Timeout:
             raise Retry(f"Pushover did not answer within {self.timeout_s:g}s") from None
         except requests.ConnectionError as e:
@@ -207,7 +251,10 @@ class PushoverClient:
             if session.last_response is None and not isinstance(e, requests.RequestException):
                 raise
             raise _classify(session.last_response, e) from None
-        assert session.last_response is not None
+        if session.last_response is None:
+            raise RuntimeError(
+                "pushover_complete answered without sending through the adapter's session (did an upgrade change "
+                "how it calls requests?); see gateway/notify/pushover.py")
         return body, session.last_response
 
 
