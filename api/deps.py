@@ -15,13 +15,14 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Request
 from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
-from sqlalchemy import ColumnElement, Select, exists, func, or_, select
+from sqlalchemy import ColumnElement, Select, exists, or_, select
 from sqlalchemy.orm import QueryableAttribute, Session, sessionmaker
 
 from api.audit import audit, audit_many, keep_failure_rows, remember_principal, remember_request, write_deferred
 from api.errors import Forbidden, NotFound, Unauthorized
 from api.schemas.common import INT32_MAX
 from api.security import api_key_for, sha256
+from gateway.claims import current_claim_start
 from gateway.db.models import NAME_LEN, AuthToken, EscalationStep, Home, HomeClaim, Resident, User
 from gateway.stores.readings.base import ReadingStore
 
@@ -207,9 +208,7 @@ def care_started(session: Session, principal: Principal, resident: Resident) -> 
     """The earliest moment of a resident's readings the caller may see: the later of the resident's creation and
     the start of the organisation's current claim of the home (a resident lives in one claim period: a home with a
     resident cannot be released). None without a current claim: nothing may be seen."""
-    claimed_at = session.scalar(select(func.max(HomeClaim.claimed_at)).where(
-        HomeClaim.home_id == resident.home_id, HomeClaim.organisation_id == principal.organisation_id,
-        HomeClaim.released_at.is_(None)))
+    claimed_at = current_claim_start(session, resident.home_id, principal.organisation_id)
     return None if claimed_at is None else max(claimed_at, resident.created_at)
 
 

@@ -20,7 +20,7 @@ import hmac
 import secrets
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from gateway.alerting.outbox import RESOLVED
@@ -114,3 +114,9 @@ def _close_periods(session: Session, home_id: str, at: datetime) -> None:
     for claim in session.scalars(select(HomeClaim).where(HomeClaim.home_id == home_id,
                                                          HomeClaim.released_at.is_(None))):
         claim.released_at = max(at, claim.claimed_at)
+
+
+def current_claim_start(session: Session, home_id: str, organisation_id: int) -> datetime | None:
+    """When the organisation's current claim of the home began; None when it holds none."""
+    return session.scalar(select(func.max(HomeClaim.claimed_at)).where(
+        HomeClaim.home_id == home_id, HomeClaim.organisation_id == organisation_id, HomeClaim.released_at.is_(None)))

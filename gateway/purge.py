@@ -34,6 +34,7 @@ from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
 from gateway.alerting.outbox import RESOLVED
+from gateway.claims import current_claim_start
 from gateway.clock import Clock
 from gateway.db.models import (
     Alert,
@@ -116,9 +117,7 @@ class _Period:
 def care_start(session: Session, resident: Resident, organisation_id: int) -> datetime:
     """When the resident's care by the organisation began: the later of their creation and the organisation's
     current claim on the home (before it, the home's data are another person's, or another organisation's)."""
-    claimed = session.scalar(select(func.max(HomeClaim.claimed_at)).where(
-        HomeClaim.home_id == resident.home_id, HomeClaim.organisation_id == organisation_id,
-        HomeClaim.released_at.is_(None)))
+    claimed = current_claim_start(session, resident.home_id, organisation_id)
     return max(resident.created_at, claimed) if claimed is not None else resident.created_at
 
 
