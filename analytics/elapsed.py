@@ -87,7 +87,7 @@ class ElapsedModel:
         slot_abs = since_local_ms // SLOT_MS
         for k in range(slot_abs, slot_abs + 2 * SLOTS):
             start = k * SLOT_MS
-            candidate = max(start, since_local_ms + round(self.limits_min[context, k % SLOTS] * MINUTE_MS))
+            candidate: int = max(start, since_local_ms + round(self.limits_min[context, k % SLOTS] * MINUTE_MS))
             if candidate < start + SLOT_MS:
                 return candidate
         return since_local_ms + round(self.ceiling_min * MINUTE_MS)
@@ -105,7 +105,9 @@ class ElapsedModel:
         return True
 
     def _recompute(self) -> None:
-        pooled = sum(np.roll(self.counts, shift, axis=1) for shift in range(-self.neighbours, self.neighbours + 1))
+        pooled = np.zeros_like(self.counts)
+        for shift in range(-self.neighbours, self.neighbours + 1):
+            pooled += np.roll(self.counts, shift, axis=1)
         total = pooled.sum(axis=2)
         cumulative = np.cumsum(pooled, axis=2)
         safe = np.maximum(total, 1)[..., None]

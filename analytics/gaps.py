@@ -9,6 +9,7 @@ default. State is a small numpy array: picklable, checkpointed with the detector
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 DAY_MIN = 24 * 60
 # Gap lengths from 1 minute to 2 days on a log scale; a gap is counted in the first edge at or above it.
@@ -29,7 +30,7 @@ class GapModel:
         self.floor_min = floor_min
         self.ceiling_min = ceiling_min
         self.prior_weight = prior_weight  # gaps it takes for what was learned to count as much as the default
-        self.counts = np.zeros((slots, EDGES_MIN.size), dtype=np.int64)
+        self.counts: npt.NDArray[np.int64] = np.zeros((slots, EDGES_MIN.size), dtype=np.int64)
 
     def slot(self, minute_of_day: float) -> int:
         return int(minute_of_day * self.slots // DAY_MIN) % self.slots
@@ -67,8 +68,10 @@ class GapModel:
         """What a carer is told is usual: the time within which 9 gaps in 10 end, at this time of day."""
         return self.quantile_min(start_minute_of_day, 0.9)
 
-    def _pooled(self, slot: int) -> np.ndarray:
+    def _pooled(self, slot: int) -> npt.NDArray[np.int64]:
         if self.slots == 1:
-            return self.counts[0]
+            only: npt.NDArray[np.int64] = self.counts[0]
+            return only
         rows = [(slot + d) % self.slots for d in range(-self.neighbours, self.neighbours + 1)]
-        return self.counts[rows].sum(axis=0)
+        pooled: npt.NDArray[np.int64] = self.counts[rows].sum(axis=0)
+        return pooled

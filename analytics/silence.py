@@ -17,10 +17,20 @@ Time comes with the reports and with :meth:`SilenceWatch.advance`; nothing here 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypedDict
 
 from analytics.gaps import GapModel
 
 MINUTE_MS = 60_000
+
+
+class _GapSettings(TypedDict):
+    """What every device's gap model shares, passed to :class:`GapModel` by keyword."""
+
+    default_min: float
+    margin: float
+    floor_min: float
+    ceiling_min: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +63,7 @@ class SilenceWatch:
         self.quiet_proofs = quiet_proofs
         self.forget_after_ms = round(forget_after_min * MINUTE_MS)
         self._deadlines: dict[str, int] = {}  # watched devices still reporting -> when they would fall silent
-        self._settings = {"default_min": default_min, "margin": margin, "floor_min": floor_min,
+        self._settings: _GapSettings = {"default_min": default_min, "margin": margin, "floor_min": floor_min,
                           "ceiling_min": ceiling_min}
         self._models: dict[str, GapModel] = {}
         self._rhythms: dict[str, _Rhythm] = {}

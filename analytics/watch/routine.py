@@ -97,7 +97,9 @@ class Routine:
         usual_text = f" Usually up by {hhmm(usual)}." if usual is not None and self.up_time.days >= 5 else ""
         last = home.last_activity_ms
         seen = f" Last activity {home.clock(last, due)}{home.room_text()}." if last is not None else ""
-        blind = {"blind": True, "blind_reason": home.blind_reason} if home.blind_since_ms is not None else {}
+        blind: dict[str, Any] = {}
+        if home.blind_since_ms is not None:
+            blind = {"blind": True, "blind_reason": home.blind_reason}
         unseen = " The sensors may have stopped: the home cannot be seen." if blind else ""
         home.raise_(AlertKind.NOT_UP, due, Severity.URGENT,
                     f"Not up yet at {home.clock(due)}: no activity outside the bedroom this morning.{seen}"
