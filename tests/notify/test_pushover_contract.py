@@ -176,3 +176,20 @@ def test_the_library_used_directly_still_reaches_the_real_requests(server: Recor
     assert isinstance(answer, requests.Response) and answer.json()["status"] == 1
     assert pushover_api.requests.Session is requests.Session
     assert [(e.method, e.path) for e in server.exchanges] == [("POST", "/1/users/validate.json")] * 2
+
+
+def test_a_release_that_no_longer_calls_requests_through_its_module_is_refused(
+        server: RecordingServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    # As if an upgrade had moved to another HTTP client: the adapter cannot give it a base URL or a timeout.
+    monkeypatch.setattr(pushover_api, "requests", object())
+    with pytest.raises(RuntimeError, match="no longer calls requests through its module"):
+        PushoverClient(server.url, TOKEN).send(USER, "hello")
+    assert server.exchanges == []
+
+
+def test_an_answer_that_bypassed_the_clients_session_is_refused(
+        server: RecordingServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    # As if an upgrade made its own session: whatever it answered did not come from the configured server.
+    monkeypatch.setattr(pushover_api.PushoverAPI, "validate", lambda self, user, device=None: {"status": 1})
+    with pytest.raises(RuntimeError, match="without sending through the adapter's session"):
+        PushoverClient(server.url, TOKEN).validate_user(USER)
