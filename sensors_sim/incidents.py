@@ -273,10 +273,10 @@ class IncidentRunner:
                                    if s.activity in _MEAL and start <= s.start_ms < end else s for s in timeline])
                 record = GroundTruth(home.id, inc.kind, start, end, KITCHEN)
             elif isinstance(inc, ColdHome):
-                end = None if inc.duration_hours is None else start + round(inc.duration_hours * HOUR_MS)
+                chill_end = None if inc.duration_hours is None else start + round(inc.duration_hours * HOUR_MS)
                 rooms = None if inc.rooms is None else frozenset(inc.rooms)
-                chills.append(_Chill(start, end, inc.to_c, round(inc.fall_hours * HOUR_MS), rooms))
-                record = GroundTruth(home.id, inc.kind, start, end, None,
+                chills.append(_Chill(start, chill_end, inc.to_c, round(inc.fall_hours * HOUR_MS), rooms))
+                record = GroundTruth(home.id, inc.kind, start, chill_end, None,
                                      {"to_c": inc.to_c, "fall_hours": inc.fall_hours,
                                       "rooms": None if inc.rooms is None else list(inc.rooms)})
             else:

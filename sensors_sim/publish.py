@@ -137,7 +137,7 @@ class MqttPublisher:
     """QoS 1 publishing through paho-mqtt; ``flush`` waits until the broker has every message."""
 
     def __init__(self, url: str, client_id: str | None = None, window: int = 20_000, *,
-                 protocol: int = mqtt.MQTTv5) -> None:
+                 protocol: mqtt.MQTTProtocolVersion = mqtt.MQTTv5) -> None:
         parts = urlsplit(url)
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=protocol,  # 3.1.1 for the demo's broker
                                   client_id=client_id or f"telecare-sim-{uuid.uuid4().hex[:8]}")
