@@ -40,6 +40,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.errors import ApiError
+from gateway.backoff import Backoff
 from gateway.db.models import LoginThrottleEntry
 
 __all__ = ["LoginThrottle", "SharedLoginThrottle", "TooManyLogins", "login_throttle_for"]
@@ -101,6 +102,7 @@ class LoginThrottle:
         self.free_failures = free_failures
         self.base_delay = base_delay
         self.max_delay = max_delay
+        self._pair_backoff = Backoff(first_s=base_delay.total_seconds(), cap_s=max_delay.total_seconds())
         self.window = window
         self.address_failures = address_failures
         self.account_failures = account_failures
@@ -164,8 +166,7 @@ class LoginThrottle:
         return until - at
 
     def _backoff(self, failures: int) -> timedelta:
-        doublings = min(failures - self.free_failures, 20)  # bounded: 2**20 base delays is past any max_delay
-        return min(self.max_delay, self.base_delay * (2 ** doublings))
+        return timedelta(seconds=self._pair_backoff.delay_s(failures - self.free_failures + 1))
 
     def _current(self, window: _Window | None, at: datetime) -> _Window | None:
         return window if window is not None and at - window.start < self.window else None

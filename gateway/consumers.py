@@ -12,11 +12,15 @@ import threading
 from collections.abc import Sequence
 from typing import Protocol
 
+from gateway.backoff import Backoff
 from gateway.clock import Clock
 from gateway.journal import Entry, Journal
 from gateway.metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
+
+#: A failed batch waits 0.5 s, then 1, 2 ... at most a minute, and never less than a store's Retry-After.
+RETRY = Backoff(first_s=0.5, cap_s=60.0)
 
 
 class Consumer(Protocol):
@@ -27,24 +31,9 @@ class Consumer(Protocol):
         ...
 
 
-class Backoff:
-    def __init__(self, first_s: float = 0.5, most_s: float = 60.0) -> None:
-        self.first_s = first_s
-        self.most_s = most_s
-        self.next_s = first_s
-
-    def failed(self) -> float:
-        delay = self.next_s
-        self.next_s = min(self.most_s, self.next_s * 2)
-        return delay
-
-    def succeeded(self) -> None:
-        self.next_s = self.first_s
-
-
 def run_consumer(journal: Journal, consumer: Consumer, clock: Clock, metrics: WorkerMetrics, stop: threading.Event,
-                 *, batch_max: int = 5000, idle_s: float = 0.05, backoff: Backoff | None = None) -> None:
-    backoff = backoff or Backoff()
+                 *, batch_max: int = 5000, idle_s: float = 0.05, backoff: Backoff = RETRY) -> None:
+    failures = 0
     journal.register(consumer.name)
     lag = metrics.consumer_lag.labels(consumer.name)
     errors = metrics.consumer_errors.labels(consumer.name)
@@ -58,9 +47,10 @@ def run_consumer(journal: Journal, consumer: Consumer, clock: Clock, metrics: Wo
             consumer.handle(entries)
         except Exception as e:
             errors.inc()
-            delay = max(backoff.failed(), getattr(e, "retry_after", None) or 0)  # honour Retry-After
+            failures += 1
+            delay = backoff.delay_s(failures, getattr(e, "retry_after", None))  # a store's Retry-After is heard
             log.warning("%s: batch of %d failed (%s); retrying in %.1f s", consumer.name, len(entries), e, delay)
             clock.wait(stop, delay)
             continue
-        backoff.succeeded()
+        failures = 0
         journal.advance(consumer.name, entries[-1].seq)

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from analytics.alerts import AlertEvent
 from gateway.alerting.dispatcher import Dispatcher, dispatcher_options
 from gateway.alerting.notifiers import make_notifier
+from gateway.backoff import Backoff
 from gateway.clock import Clock, SimulatedClock, WallClock
 from gateway.config import Settings
 from gateway.consumers import Consumer, run_consumer
@@ -48,6 +49,7 @@ log = logging.getLogger(__name__)
 CONSUMERS = ("store", "registry", "detect")
 TICK_S = 1.0  # wall seconds between telling the detectors the time when nothing arrives
 SUMMARIES_S = 5.0  # wall seconds between writes of closed days' summaries
+RESTART_BACKOFF = Backoff(first_s=1.0, cap_s=60.0)  # wall seconds before restarting a dead worker
 RETENTION_S = 60.0  # wall seconds between dead-letter purges
 WATCHDOG_S = 60.0  # wall seconds between the watchdog's checks
 SIMULATED_RETRY_DEADLINE_S = 7 * 24 * 3600.0  # on a simulated clock, a retry deadline would be measured in its time
@@ -230,15 +232,16 @@ class WorkerSupervisor:
         self.on_state(True, False)
 
     def watch(self, stop: threading.Event) -> None:
-        delay = 1.0
+        deaths = 0  # never reset: a worker that keeps dying should not be restarted every second
         while not stop.wait(1.0):
             p = self._process
             if p is not None and not p.is_alive() and not self._stop.is_set():
+                deaths += 1
+                delay = RESTART_BACKOFF.delay_s(deaths)
                 log.error("worker process died (exit code %s); restarting in %.0f s", p.exitcode, delay)
                 self.on_state(False, False)
                 if stop.wait(delay):
                     return
-                delay = min(60.0, delay * 2)
                 self.start()
                 self.on_state(True, True)
 
