@@ -7,12 +7,12 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
 import typer
 
 from analytics.replay import AlertRecord, Replay
+from gateway import timezones
 from sensors_sim.recordings import NeutralCsvError, read_csv
 
 baseline_app = typer.Typer(help="Detectors' learned baselines.", no_args_is_help=True)
@@ -43,11 +43,10 @@ def analyse(
     One line per alert: home, kind (docs/alerts.md), raised_at, cleared_at (null while still open at the end,
     after 24 h past the last row), message, severity and subject (a device for device-health alerts).
     """
-    try:
-        zone = ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError):
-        typer.echo(f"--tz: unknown time zone {tz!r} (use an IANA name such as Europe/London)", err=True)
-        raise typer.Exit(2) from None
+    zone = timezones.find_zone(tz)
+    if zone is None:
+        typer.echo(f"--tz: {timezones.UNKNOWN_ZONE.format(name=tz)}", err=True)
+        raise typer.Exit(2)
     run = Replay(zone, learn_days=learn_days)
     try:
         for observation in read_csv(events):

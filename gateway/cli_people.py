@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Annotated
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import click
 import typer
@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from typer.core import TyperGroup
 
+from gateway import timezones
 from gateway.alerting import people
 from gateway.alerting.errors import PeopleError
 from gateway.cli_common import db_session, fail, print_table, settings_or_exit
@@ -64,13 +65,6 @@ def _when(value: datetime | None, tz: ZoneInfo | None = None) -> str:
     if value is None:
         return "-"
     return value.astimezone(tz or UTC).strftime("%Y-%m-%d %H:%M")
-
-
-def _zone(home: Home | None) -> ZoneInfo:
-    try:
-        return ZoneInfo(home.timezone) if home is not None else ZoneInfo("UTC")
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")
 
 
 def _parse_time(text: str, tz: ZoneInfo, option: str) -> datetime:
@@ -199,7 +193,8 @@ def away_add(
 ) -> None:
     """Record a planned absence: no inactivity alerts while the resident is away."""
     with _session(write=True) as session:
-        tz = _zone(session.get(Home, home))
+        h = session.get(Home, home)
+        tz = timezones.zone(h.timezone if h is not None else None, of=f"home {home}")
         start = _parse_time(starts, tz, "--from") if starts else datetime.now(UTC)
         end = _parse_time(until, tz, "--until") if until else None
         absence = people.add_absence(session, home, start, end, reason)
@@ -223,7 +218,7 @@ def away_list(
         for absence, resident, h in session.execute(query):
             if not all_ and absence.ends_at is not None and absence.ends_at <= now:
                 continue
-            tz = _zone(h)
+            tz = timezones.zone(h.timezone, of=f"home {h.id}")
             rows.append((str(absence.id), h.id, resident.name, _when(absence.starts_at, tz),
                          _when(absence.ends_at, tz) if absence.ends_at else "open-ended", absence.reason))
     _table(rows, "no absences" + ("" if all_ else " now or planned (--all shows past ones)"))

@@ -14,14 +14,15 @@ import zlib
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, tzinfo
 from typing import Any, NamedTuple
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from analytics.detector import DetectorConfig, HomeDetector
 from analytics.replay import ObservationLike, feed
-from gateway.db.models import DEFAULT_TIMEZONE, DetectorCheckpoint, Home
+from gateway import timezones
+from gateway.db.models import DetectorCheckpoint, Home
 
 log = logging.getLogger(__name__)
 
@@ -242,10 +243,5 @@ def _plain_json(value: object) -> object:
 
 
 def home_zone(session: Session, home: str) -> ZoneInfo:
-    name = session.scalar(select(Home.timezone).where(Home.id == home)) or DEFAULT_TIMEZONE
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        log.warning("home %s: unknown time zone %r; using %s", home, name, DEFAULT_TIMEZONE)
-        return ZoneInfo(DEFAULT_TIMEZONE)
+    return timezones.zone(session.scalar(select(Home.timezone).where(Home.id == home)), of=f"home {home}")
 

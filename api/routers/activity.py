@@ -12,7 +12,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import ValidationError
@@ -35,7 +35,8 @@ from api.schemas.activity import (
     clock,
 )
 from api.schemas.common import UtcDatetime
-from gateway.db.models import DEFAULT_TIMEZONE, DetectorCheckpoint, Device, Home, Resident
+from gateway import timezones
+from gateway.db.models import DetectorCheckpoint, Device, Home, Resident
 from gateway.errors import StoreUnavailable
 from gateway.stores.readings.base import DailySummary, Point, ReadingStore
 
@@ -55,13 +56,6 @@ MAX_DAYS = 92
 DEFAULT_DAYS = 30
 COUNTS = ("activities", "bed_minutes", "out_minutes", "bathroom_visits", "meals", "night_getups")
 TIMES = (("first_activity_min", "first_activity"), ("last_activity_min", "last_activity"), ("up_min", "up"))
-
-
-def _zone(name: str | None) -> ZoneInfo:
-    try:
-        return ZoneInfo(name or DEFAULT_TIMEZONE)
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo(DEFAULT_TIMEZONE)
 
 
 def _ms(moment: datetime) -> int:
@@ -178,7 +172,7 @@ def daily(
     last: Annotated[date | None, Query(alias="to", description="last day, included; default: yesterday")] = None,
 ) -> DailyOut:
     resident = resident_for(principal, session, resident_id)
-    zone = _zone(resident.home.timezone)
+    zone = timezones.zone(resident.home.timezone, of=f"home {resident.home_id}")
     if last is None:
         # Yesterday is the last day closed; with only ``from``, up to a month from it (at most to yesterday).
         yesterday = at.astimezone(zone).date() - timedelta(days=1)

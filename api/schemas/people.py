@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated
-from zoneinfo import ZoneInfo
 
 from pydantic import AfterValidator, Field, StringConstraints, model_validator
 
 from api.schemas.common import DbId, In, Name, Out, UtcDatetime, no_control, text
 from gateway.alerting.people import MAX_WAIT_MIN
+from gateway.timezones import zone_name
 
 HomeId = text(64)
 Notes = text(10_000, min_length=0, multiline=True)
@@ -18,16 +18,8 @@ PushoverKey = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"
 PushoverDevice = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9_-]{1,25}$")]
 
 
-def _zone(value: str) -> str:
-    try:
-        ZoneInfo(value)
-    except (ValueError, KeyError, OSError):  # ZoneInfoNotFoundError is a KeyError; a bad path an OSError/ValueError
-        raise ValueError(f"unknown time zone {value!r}: use an IANA name such as Europe/London") from None
-    return value
-
-
 TimeZone = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64),
-                     AfterValidator(no_control), AfterValidator(_zone)]
+                     AfterValidator(no_control), AfterValidator(zone_name)]
 
 
 class HomeBrief(Out):
