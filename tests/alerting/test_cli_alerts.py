@@ -19,7 +19,7 @@ from tests.alerting.conftest import Clock, World
 from tests.alerting.helpers import alert, apply, event
 
 app = typer.Typer()
-add_alert_commands(app)  # as gateway/cli.py registers them
+add_alert_commands(app)  # as telecare/cli.py registers them
 
 
 @pytest.fixture

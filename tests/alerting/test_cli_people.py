@@ -18,7 +18,7 @@ from tests.pushover_server import PushoverServer
 
 pytest_plugins = ["tests.conftest_pushover"]
 
-# The sub-apps as `telecare` registers them (gateway/cli.py calls add_people_commands too).
+# The sub-apps as `telecare` registers them (telecare/cli.py calls add_people_commands too).
 app = typer.Typer()
 add_people_commands(app)
 

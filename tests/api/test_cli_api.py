@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
 from api.security import verify_password
-from gateway.cli import app
 from gateway.db.models import Organisation, User
+from telecare.cli import app
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.demo_servers import free_port
+from telecare.demo_servers import free_port
 from tests.e2e.helpers import wait_for
 
 pytestmark = pytest.mark.slow
@@ -56,7 +56,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     data_dir = tmp_path_factory.mktemp("demo") / "data"
     env = {k: v for k, v in os.environ.items() if not k.startswith("TELECARE_PUSHOVER")}
     process = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "demo", "--speed", "120", "--duration-s", "150",
+        [sys.executable, "-m", "telecare", "demo", "--speed", "120", "--duration-s", "150",
          "--port", str(free_port()), "--data-dir", str(data_dir)],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
     console = Console(process)

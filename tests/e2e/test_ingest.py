@@ -190,7 +190,7 @@ def test_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(
     start_gateway(settings).stop()  # make the gateway's persistent session before anything is published
 
     def start() -> subprocess.Popen[bytes]:
-        return subprocess.Popen([sys.executable, "-m", "gateway", "gateway", "--log-level", "WARNING"],
+        return subprocess.Popen([sys.executable, "-m", "telecare", "gateway", "--log-level", "WARNING"],
                                 env=env, cwd=ROOT, stderr=open(tmp_path / "gateway.log", "ab"))
 
     proc = start()

@@ -55,7 +55,7 @@ class Collector:
 
 def telecare(*args: str, broker: Mosquitto) -> str:
     env = {**os.environ, "TELECARE_MQTT_URL": broker.url}
-    done = subprocess.run([sys.executable, "-m", "gateway", *args], env=env, cwd=ROOT, capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "telecare", *args], env=env, cwd=ROOT, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     return done.stdout
@@ -131,10 +131,10 @@ def test_a_simulated_run_is_stored_by_a_gateway_on_simulated_time(tmp_path: Path
 
 def test_export_writes_the_same_homes_as_run_would_publish(tmp_path: Path) -> None:
     out = tmp_path / "two.csv"
-    subprocess.run([sys.executable, "-m", "gateway", "sim", "export", "--homes", "2", "--days", "2", "--seed", "3",
+    subprocess.run([sys.executable, "-m", "telecare", "sim", "export", "--homes", "2", "--days", "2", "--seed", "3",
                     "--out", str(out)], cwd=ROOT, check=True, capture_output=True)
     again = tmp_path / "again.csv"
-    subprocess.run([sys.executable, "-m", "gateway", "sim", "export", "--homes", "2", "--days", "2", "--seed", "3",
+    subprocess.run([sys.executable, "-m", "telecare", "sim", "export", "--homes", "2", "--days", "2", "--seed", "3",
                     "--out", str(again)], cwd=ROOT, check=True, capture_output=True)
     rows = list(read_csv(out))
     assert out.read_bytes() == again.read_bytes(), "the same seed gives the same homes"
@@ -149,7 +149,7 @@ def test_export_writes_incidents_and_their_ground_truth(tmp_path: Path) -> None:
     scenario["incidents"] = [{"kind": "pendant", "home": home, "day": 0, "at": 600},
                              {"kind": "fall", "home": home, "day": 1, "at": 14 * 60, "room": "kitchen"}]
     (tmp_path / "fall.yaml").write_text(yaml.safe_dump(scenario))
-    subprocess.run([sys.executable, "-m", "gateway", "sim", "export", "--scenario", str(tmp_path / "fall.yaml"),
+    subprocess.run([sys.executable, "-m", "telecare", "sim", "export", "--scenario", str(tmp_path / "fall.yaml"),
                     "--days", "2", "--start", "2026-01-05", "--out", str(tmp_path / "fall.csv"),
                     "--truth", str(tmp_path / "truth.jsonl")], cwd=ROOT, check=True, capture_output=True)
     truth = read_truth_jsonl(tmp_path / "truth.jsonl")

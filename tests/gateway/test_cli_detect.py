@@ -10,13 +10,13 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from gateway.cli import app
 from gateway.db.models import DetectorCheckpoint
 from gateway.db.session import make_engine, make_session_factory
 from sensors_sim.generate import Simulation, start_of
 from sensors_sim.incidents import Fall
 from sensors_sim.recordings import write_csv
 from sensors_sim.scenario import default_home, to_home_description
+from telecare.cli import app
 
 runner = CliRunner()
 START = start_of(date(2026, 3, 2))

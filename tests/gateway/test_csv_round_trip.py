@@ -18,7 +18,6 @@ from typer.testing import CliRunner
 from analytics.alerts import Action, AlertEvent
 from analytics.reading import observe_reading
 from analytics.replay import feed
-from gateway.cli import app
 from gateway.clock import SimulatedClock
 from gateway.contract import Message, parse
 from gateway.db.models import Alert
@@ -32,6 +31,7 @@ from sensors_sim.recordings import read_csv, write_csv
 from sensors_sim.recordings.neutral_csv import to_csv_text
 from sensors_sim.scenario import Scenario, default_home
 from sensors_sim.sensors import Radio
+from telecare.cli import app
 from tests.analytics.test_reading import Recorder
 
 HOME = "h1"
@@ -77,7 +77,7 @@ def through_the_gateway(sessions: sessionmaker[Session]) -> tuple[list[AlertEven
     Returns the alert events it committed and the time of the last reading."""
     sim = simulation()
     devices = device_messages(sim.observations(), Radio(None, np.random.default_rng(SEED)),
-                              battery_cap=sim.battery_cap)  # as sensors_sim.cli._publish builds it
+                              battery_cap=sim.battery_cap)  # as telecare.cli_sim._publish builds it
     messages = with_clock(heapq.merge(devices, hub_messages(sim.hub_events()), key=lambda m: m.time_ms), None)
     clock = SimulatedClock()
     clock.tick(START, 1.0)

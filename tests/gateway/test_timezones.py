@@ -13,9 +13,9 @@ from pydantic import AfterValidator, TypeAdapter, ValidationError
 from typer.testing import CliRunner
 
 from gateway import timezones
-from gateway.cli import app
 from gateway.db.models import DEFAULT_TIMEZONE
 from gateway.homes import HomeSpec
+from telecare.cli import app
 
 # An unknown name, an empty one, a path, a region (a directory: IsADirectoryError) and one too long for a file name.
 NOT_ZONES = ["Mars/Olympus", "", "../../etc/passwd", "/etc/localtime", "Europe", "x" * 300]

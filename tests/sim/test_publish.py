@@ -2,8 +2,8 @@
 
 import orjson
 
-from gateway.contract import CLOCK_TOPIC
-from sensors_sim.publish import Outgoing, play, with_clock
+from gateway import contract
+from sensors_sim.publish import CLOCK_TOPIC, Outgoing, play, with_clock
 
 T = 1_767_571_200_000  # 2026-01-05T00:00Z
 
@@ -55,3 +55,7 @@ def test_as_fast_as_possible_never_sleeps() -> None:
     play(with_clock(messages(0, 3600), speed=None), sent.append, speed=None, sleep=fake.sleep,
          monotonic=fake.monotonic)
     assert fake.slept == [] and len(sent) == 2 + 62
+
+
+def test_the_simulator_publishes_its_clock_where_the_gateway_reads_it() -> None:
+    assert CLOCK_TOPIC == contract.CLOCK_TOPIC

@@ -1,4 +1,4 @@
-"""``telecare demo``: the command line of gateway/demo.py (docs/demo.md)."""
+"""``telecare demo``: the command line of telecare/demo.py (docs/demo.md)."""
 
 from __future__ import annotations
 
@@ -29,8 +29,8 @@ def demo(
                                                 "and alerts; logs below ERROR are left out by default)")] = "ERROR",
 ) -> None:
     """Run everything on this machine: a broker, the gateway, the API, and three simulated homes, one with a fall."""
-    from gateway.demo import DemoOptions, run_demo
-    from gateway.demo_servers import port_is_free
+    from telecare.demo import DemoOptions, run_demo
+    from telecare.demo_servers import port_is_free
 
     if bool(pushover_token) != bool(pushover_user):
         typer.echo("give both --pushover-token and --pushover-user (or neither: alerts are printed here)", err=True)

@@ -36,7 +36,6 @@ from gateway.contract import CLOCK_TOPIC
 from gateway.db.migrate import upgrade
 from gateway.db.models import Alert
 from gateway.db.session import make_engine, make_session_factory
-from gateway.demo_servers import ApiServer, EmbeddedBroker, free_port
 from gateway.detector_checkpoints import warm_baselines
 from gateway.homes import import_homes, parse_description
 from gateway.stores.readings.base import Point
@@ -47,6 +46,7 @@ from sensors_sim.incidents import Fall, local_ms
 from sensors_sim.publish import MqttPublisher, Outgoing, PlayStats, device_messages, play, with_clock
 from sensors_sim.scenario import SimHome, default_home, to_home_description
 from sensors_sim.sensors import Radio
+from telecare.demo_servers import ApiServer, EmbeddedBroker, free_port
 
 log = logging.getLogger(__name__)
 Out = Callable[[str], None]

@@ -1,3 +1,0 @@
-from gateway.cli import app
-
-app(prog_name="telecare")

@@ -1,0 +1,3 @@
+from telecare.cli import app
+
+app(prog_name="telecare")
