@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, computed_field
 
 from analytics.devices import ROLES
 from analytics.watch.pendant import setting_up_needed
-from api.schemas.common import In, Name, Out, text
+from api.schemas.common import ClaimCode, HomeId, In, Name, Out
 from api.schemas.people import TimeZone
 
-Role = Literal[tuple(sorted(ROLES))]  # type: ignore[valid-type]
-Room = text(64)
-ClaimCode = text(128)
+if TYPE_CHECKING:
+    Role = str  # the checker cannot read a Literal built from a set; pydantic (below) checks the value
+else:
+    Role = Literal[tuple(sorted(ROLES))]
+Room = HomeId  # a room's name has a home id's bounds
+
+_NEEDS_SETTING_UP = "a coordinator still has to say what it is for (its room or role); setting_up says why"
+_SETTING_UP = ("why it needs setting up, or null. A button without the role pendant is the most urgent: each press "
+               "is raised as a possible pendant press until it is set up")
 
 
 class HomeOut(Out):
@@ -63,14 +69,13 @@ class DeviceOut(Out):
     last_seen: datetime | None
     available: bool | None
 
-    @computed_field(description="a coordinator still has to say what it is for (its room or role); "
-                                "setting_up says why")
+    # mypy cannot see through a decorator over @property; pydantic's documentation gives this ignore for it.
+    @computed_field(description=_NEEDS_SETTING_UP)  # type: ignore[prop-decorator]
     @property
     def needs_setting_up(self) -> bool:
         return self.setting_up is not None
 
-    @computed_field(description="why it needs setting up, or null. A button without the role pendant is the "
-                                "most urgent: each press is raised as a possible pendant press until it is set up")
+    @computed_field(description=_SETTING_UP)  # type: ignore[prop-decorator]
     @property
     def setting_up(self) -> str | None:
         return setting_up_needed(self.kind, self.room, self.role)

@@ -7,12 +7,10 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field, StringConstraints, model_validator
 
-from api.schemas.common import DbId, In, Name, Out, UtcDatetime, no_control, text
+from api.schemas.common import DbId, HomeId, In, Name, Notes, Out, UtcDatetime, no_control
 from gateway.alerting.people import MAX_WAIT_MIN
 from gateway.timezones import zone_name
 
-HomeId = text(64)
-Notes = text(10_000, min_length=0, multiline=True)
 PushoverKey = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9]{30}$"),
                         AfterValidator(no_control)]
 PushoverDevice = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9_-]{1,25}$")]
