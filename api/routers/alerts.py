@@ -29,7 +29,7 @@ from api.schemas.alerts import (
     State,
     TimelineEntry,
 )
-from api.schemas.common import INT32_MAX, UtcDatetime, text
+from api.schemas.common import INT32_MAX, HomeId, UtcDatetime
 from gateway.alerting import service
 from gateway.alerting.outbox import RESOLVED
 from gateway.alerting.policy import severity_name
@@ -92,7 +92,7 @@ def list_alerts(
     has_outcome: Annotated[bool | None, Query(
         description="false: no outcome recorded yet (with open=false: resolved alerts awaiting theirs)")] = None,
     resident_id: Annotated[int | None, Query(ge=1, le=INT32_MAX)] = None,
-    home_id: Annotated[text(64) | None, Query(description="one home")] = None,
+    home_id: Annotated[HomeId | None, Query(description="one home")] = None,
     since: Annotated[UtcDatetime | None, Query(description="raised at or after (ISO 8601 with offset)")] = None,
     until: Annotated[UtcDatetime | None, Query(description="raised before (ISO 8601 with offset)")] = None,
 ) -> Page[AlertOut]:

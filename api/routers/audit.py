@@ -22,7 +22,7 @@ from api.deps import Admin, SessionDep, Staff
 from api.errors import BadRequest
 from api.pagination import Page, PageDep, paginate
 from api.schemas.audit import AuditOut
-from api.schemas.common import INT32_MAX, UtcDatetime, text
+from api.schemas.common import INT32_MAX, UtcDatetime, Word
 from gateway.db.models import AuditEntry
 
 router = APIRouter(prefix="/audit", tags=["audit"])
@@ -48,7 +48,7 @@ def list_audit(
     resident_id: IdQuery = None,
     user_id: IdQuery = None,
     api_key_id: IdQuery = None,
-    action: Annotated[text(32) | None, Query(description="view, list, update, login_failed, denied ...")] = None,
+    action: Annotated[Word | None, Query(description="view, list, update, login_failed, denied ...")] = None,
     since: Annotated[UtcDatetime | None, Query()] = None,
     until: Annotated[UtcDatetime | None, Query()] = None,
 ) -> Page[AuditRowOut]:

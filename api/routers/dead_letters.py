@@ -12,7 +12,7 @@ from sqlalchemy import select
 from api.deps import PathId, SessionDep, Staff, while_cared_for
 from api.errors import NotFound
 from api.pagination import Page, PageDep, paginate
-from api.schemas.common import UtcDatetime, text
+from api.schemas.common import HomeId, UtcDatetime, Word
 from api.schemas.homes import DeadLetterOut
 from gateway.db.models import DeadLetter
 
@@ -22,8 +22,8 @@ router = APIRouter(prefix="/dead-letters", tags=["dead letters"])
 @router.get("", response_model=Page[DeadLetterOut], summary="Rejected messages of your homes, newest first")
 def list_dead_letters(
     principal: Staff, session: SessionDep, page: PageDep,
-    home_id: Annotated[text(64) | None, Query(description="one home")] = None,
-    reason: Annotated[text(32) | None, Query(description="e.g. bad_json")] = None,
+    home_id: Annotated[HomeId | None, Query(description="one home")] = None,
+    reason: Annotated[Word | None, Query(description="e.g. bad_json")] = None,
     since: Annotated[UtcDatetime | None, Query(description="received at or after")] = None,
     until: Annotated[UtcDatetime | None, Query(description="received before")] = None,
 ) -> Page[DeadLetterOut]:

@@ -19,7 +19,7 @@ from analytics.detector import DetectorConfig
 from analytics.watch.pendant import setting_up_needed, setting_up_urgency
 from api.deps import SessionDep, Staff
 from api.pagination import Page, PageDep
-from api.schemas.common import text
+from api.schemas.common import HomeId
 from api.schemas.homes import DeviceOut, DeviceProblemOut, Problem
 from gateway.alerting.outbox import RESOLVED
 from gateway.db.models import Alert, Device, Home, Resident
@@ -34,7 +34,7 @@ _EPOCH = datetime.min.replace(tzinfo=UTC)
             summary="What needs fixing: hubs offline, homes not seen, silent sensors, low batteries")
 def device_health(
     principal: Staff, session: SessionDep, page: PageDep,
-    home_id: Annotated[text(64) | None, Query(description="one home")] = None,
+    home_id: Annotated[HomeId | None, Query(description="one home")] = None,
     problem: Annotated[list[Problem] | None, Query(description="only these problems")] = None,
 ) -> Page[DeviceProblemOut]:
     homes_q = select(Home).where(Home.organisation_id == principal.organisation_id)
@@ -84,7 +84,7 @@ def device_health(
             summary="Devices nobody has said what they are for, buttons not set up first")
 def needs_setting_up(
     principal: Staff, session: SessionDep, page: PageDep,
-    home_id: Annotated[text(64) | None, Query(description="one home")] = None,
+    home_id: Annotated[HomeId | None, Query(description="one home")] = None,
 ) -> Page[DeviceOut]:
     """Devices the gateway discovered (or a description named) without a room or role, across the organisation's
     homes. A button without the role pendant comes first: each of its presses is raised as a possible pendant

@@ -12,7 +12,7 @@ from api.audit import CREATE, DELETE, LIST, UPDATE, VIEW, audit, audit_many
 from api.deps import Clock, CurrentUser, PathId, Principal, SessionDep, Staff, resident_for, visible_residents
 from api.errors import Conflict, Invalid, NotFound
 from api.pagination import Page, PageDep, paginate
-from api.schemas.common import text
+from api.schemas.common import Name
 from api.schemas.people import (
     AbsenceEnd,
     AbsenceIn,
@@ -31,7 +31,7 @@ from gateway.purge import record_care_end
 
 router = APIRouter(prefix="/residents", tags=["residents"])
 
-SearchText = text(200)
+SearchText = Name  # a search within names has a name's bounds
 
 
 def resident_out(resident: Resident) -> ResidentOut:
