@@ -13,7 +13,7 @@ Starts its own Mosquitto and VictoriaMetrics on free ports (InfluxDB v2 writes),
 3. latency: publish-to-stored latency (p50, p99) with publishers pacing at ``--latency-rate`` messages/s,
    each message stamped with its publish time as ``last_seen``; meanwhile ``--presses`` pendant presses, one
    home each (a resident with a one-step chain), are timed from publish to the request reaching a local
-   Pushover server (``tests.pushover_server``).
+   Pushover server (``bench.pushover_server``).
 
 ``--profile DIR`` samples the ingest process and the worker with py-spy (``pip install py-spy``) during the
 drain and the latency phases: collapsed stacks (``DIR/<phase>-<process>.txt``) and their summary, printed.
@@ -48,6 +48,8 @@ from sqlalchemy import func, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.pushover_server import PushoverServer
+from bench.services import Mosquitto, VictoriaMetrics
 from gateway.alerting import people
 from gateway.bootstrap import Gateway
 from gateway.config import Settings
@@ -56,8 +58,6 @@ from gateway.db.models import Alert, AlertLog
 from gateway.db.session import make_engine, make_session_factory
 from gateway.homes import import_homes, parse_description
 from sensors_sim.scenario import default_home, to_home_description
-from tests.pushover_server import PushoverServer
-from tests.services import Mosquitto, VictoriaMetrics
 
 BACKLOG_AGE_MS = 3_600_000
 

@@ -21,10 +21,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.services import Mosquitto
 from sensors_sim.generate import DAY_MS, Simulation, homes_for, start_of
 from sensors_sim.publish import MqttPublisher, Outgoing, device_messages, play, with_clock
 from sensors_sim.sensors import Radio
-from tests.services import Mosquitto
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,8 +1,8 @@
 """Shared fixtures: real Mosquitto and VictoriaMetrics servers, and an operational database URL.
 
-* ``mosquitto``: a started :class:`tests.services.Mosquitto` in ``tmp_path / "mosquitto"``, on a free port;
+* ``mosquitto``: a started :class:`bench.services.Mosquitto` in ``tmp_path / "mosquitto"``, on a free port;
   ``.url`` is ``mqtt://127.0.0.1:<port>``; ``.restart()`` keeps port and persistence. Stopped at teardown.
-* ``victoria``: a started :class:`tests.services.VictoriaMetrics` in ``tmp_path / "victoria"``; ``.url`` is
+* ``victoria``: a started :class:`bench.services.VictoriaMetrics` in ``tmp_path / "victoria"``; ``.url`` is
   ``http://127.0.0.1:<port>``; ``.export(match)`` / ``.count(match)`` read back what was written.
 * ``db_url``: a SQLAlchemy URL, parametrised: ``sqlite`` (a file in ``tmp_path``) and ``postgresql`` (a fresh
   database ``telecare_test_<random>``, dropped afterwards). The PostgreSQL admin URL defaults to
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.services import Mosquitto, VictoriaMetrics
+from bench.services import Mosquitto, VictoriaMetrics
 
 DEFAULT_PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 PG_URL_ENV = "TELECARE_TEST_PG_URL"

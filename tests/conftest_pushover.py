@@ -1,4 +1,4 @@
-"""The ``pushover`` fixture: a started :class:`tests.pushover_server.PushoverServer` on a free port.
+"""The ``pushover`` fixture: a started :class:`bench.pushover_server.PushoverServer` on a free port.
 
 Load it with ``pytest_plugins = ["tests.conftest_pushover"]`` in the test module.
 """
@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.pushover_server import PushoverServer
+from bench.pushover_server import PushoverServer
 
 
 @pytest.fixture

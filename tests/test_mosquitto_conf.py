@@ -31,9 +31,9 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from bench.services import free_port
 from gateway.metrics import IngestMetrics
 from gateway.mqtt_input import MqttInput, MqttOptions
-from tests.services import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 CONF = ROOT / "docs" / "mosquitto" / "telecare.conf"

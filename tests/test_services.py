@@ -13,7 +13,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from sqlalchemy import create_engine, text
 
-from tests.services import Mosquitto, VictoriaMetrics, free_port
+from bench.services import Mosquitto, VictoriaMetrics, free_port
 
 
 def test_free_port_is_bindable() -> None:

@@ -8,13 +8,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from analytics.alerts import Action, AlertEvent, AlertKind, Severity
+from bench.pushover_server import PushoverServer
 from gateway.alerting.dispatcher import Dispatcher
 from gateway.alerting.notifiers import Notifier, PushoverNotifier
 from gateway.alerting.record import apply_events
 from gateway.db.models import Alert, AlertLog, Notification
 from gateway.notify.pushover import PushoverClient
 from tests.alerting.conftest import ANNE_KEY, BOB_KEY, COUNCIL_KEY, HOME, Clock
-from tests.pushover_server import PushoverServer
 
 TOKEN = "a" * 30
 

@@ -11,10 +11,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
+from bench.pushover_server import PushoverServer
 from gateway.cli_people import add_people_commands
 from gateway.db.models import Absence, EscalationStep, Home
 from tests.alerting.conftest import ANNE_KEY, BOB_KEY
-from tests.pushover_server import PushoverServer
 
 pytest_plugins = ["tests.conftest_pushover"]
 

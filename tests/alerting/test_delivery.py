@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
+from bench.pushover_server import PushoverServer
 from gateway.alerting.dispatcher import Dispatcher
 from gateway.alerting.notifiers import LogNotifier, Outgoing, PushoverNotifier, make_notifier
 from gateway.config import load_settings
@@ -26,7 +27,6 @@ from tests.alerting.helpers import (
     sent_to,
     timeline,
 )
-from tests.pushover_server import PushoverServer
 
 pytest_plugins = ["tests.conftest_pushover"]
 

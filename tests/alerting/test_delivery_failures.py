@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from analytics.alerts import AlertKind
+from bench.pushover_server import PushoverServer
 from gateway.alerting import people
 from gateway.alerting.dispatcher import Dispatcher, dispatcher_options
 from gateway.alerting.notifiers import LogNotifier
@@ -31,7 +32,6 @@ from tests.alerting.helpers import (
     sent_to,
     timeline,
 )
-from tests.pushover_server import PushoverServer
 
 pytest_plugins = ["tests.conftest_pushover"]
 

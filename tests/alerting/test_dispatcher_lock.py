@@ -9,11 +9,11 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
+from bench.pushover_server import PushoverServer
 from gateway.alerting.dispatcher import Dispatcher
 from gateway.db.session import make_engine, make_session_factory
 from tests.alerting.conftest import ANNE_KEY, BOB_KEY, Clock, World
 from tests.alerting.helpers import apply, event, pushover_dispatcher, sent_to
-from tests.pushover_server import PushoverServer
 
 pytest_plugins = ["tests.conftest_pushover"]
 

@@ -8,6 +8,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from analytics.alerts import Action, AlertKind, Severity
+from bench.pushover_server import PushoverServer
 from gateway.alerting.service import acknowledge
 from gateway.db.models import Alert
 from tests.alerting.conftest import ANNE_KEY, BOB_KEY, COUNCIL_KEY, Clock, World
@@ -21,7 +22,6 @@ from tests.alerting.helpers import (
     sent_to,
     timeline,
 )
-from tests.pushover_server import PushoverServer
 
 pytest_plugins = ["tests.conftest_pushover"]
 

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from analytics.alerts import Action, AlertKind, Severity
+from bench.pushover_server import PushoverServer
 from gateway.alerting import people
 from gateway.alerting.errors import AlertAlreadyAcknowledged, AlertAlreadyResolved, AlertNotFound
 from gateway.alerting.policy import policy_for
@@ -25,7 +26,6 @@ from tests.alerting.helpers import (
     sent_to,
     timeline,
 )
-from tests.pushover_server import PushoverServer
 
 pytest_plugins = ["tests.conftest_pushover"]
 

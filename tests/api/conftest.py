@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from analytics.alerts import Action, AlertEvent, AlertKind, Severity
 from api.app import create_app
 from api.security import hash_password, issue_token
+from bench.services import free_port
 from gateway.alerting import people
 from gateway.alerting.record import apply_events
 from gateway.claims import set_claim_code
@@ -35,7 +36,6 @@ from gateway.config import Settings
 from gateway.db.migrate import upgrade
 from gateway.db.models import Device, Home, HomeClaim, Organisation, User
 from gateway.db.session import make_engine, make_session_factory
-from tests.services import free_port
 
 PASSWORD = "correct horse battery"
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)

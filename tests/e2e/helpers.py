@@ -11,9 +11,9 @@ import orjson
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from bench.services import Mosquitto, VictoriaMetrics
 from gateway.bootstrap import Gateway
 from gateway.config import Settings
-from tests.services import Mosquitto, VictoriaMetrics
 
 T0_MS = 1_764_000_000_000  # a fixed event time base: points are identified by their time
 

@@ -17,6 +17,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from bench.pushover_server import PushoverServer
+from bench.services import Mosquitto
 from gateway.alerting import people, service
 from gateway.bootstrap import Gateway
 from gateway.db.migrate import upgrade
@@ -29,8 +31,6 @@ from sensors_sim.publish import clock_tick
 from sensors_sim.scenario import default_home, to_home_description
 from sensors_sim.sensors import iso_ms
 from tests.e2e.helpers import gateway_settings, publish, start_gateway, wait_for
-from tests.pushover_server import PushoverServer
-from tests.services import Mosquitto
 
 pytest_plugins = ["tests.conftest_pushover"]
 

@@ -12,12 +12,12 @@ import orjson
 import pytest
 from sqlalchemy import func, select
 
+from bench.pushover_server import PushoverServer
+from bench.services import Mosquitto
 from gateway.db.models import Alert, DeadLetter, Device
 from gateway.db.session import make_engine, make_session_factory
 from sensors_sim.sensors import iso_ms
 from tests.e2e.helpers import gateway_settings, home_with_a_carer, publish, start_gateway, wait_for
-from tests.pushover_server import PushoverServer
-from tests.services import Mosquitto
 
 pytest_plugins = ["tests.conftest_pushover"]
 

@@ -15,6 +15,7 @@ import pytest
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
+from bench.services import Mosquitto
 from gateway.contract import CLOCK_TOPIC, Message, parse
 from gateway.db.models import Home
 from gateway.db.session import make_engine, make_session_factory
@@ -24,7 +25,6 @@ from sensors_sim.incidents import read_truth_jsonl
 from sensors_sim.recordings import read_csv, read_recording, write_csv
 from sensors_sim.scenario import default_scenario
 from tests.e2e.helpers import gateway_settings, start_gateway, wait_for
-from tests.services import Mosquitto
 
 ROOT = Path(__file__).resolve().parents[2]
 DATASETS = Path(os.environ.get("TELECARE_DATASETS") or ROOT.parent / "shared" / "datasets")

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
+from bench.pushover_server import PushoverServer
 from gateway.alerting import people
 from gateway.alerting.outbox import PENDING
 from gateway.db.models import Alert, Notification
@@ -28,7 +29,6 @@ from gateway.watchdog import (
     journal_lag_check,
 )
 from tests.gateway.conftest import HOME
-from tests.pushover_server import PushoverServer
 
 pytest_plugins = ["tests.conftest_pushover"]
 TOKEN, OPERATORS = "a" * 30, "u" * 30

@@ -1,4 +1,4 @@
-"""PushoverClient against a local server that answers as Pushover documents (tests/pushover_server.py)."""
+"""PushoverClient against a local server that answers as Pushover documents (bench/pushover_server.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import time
 import pytest
 from pushover_complete import pushover_api
 
+from bench.pushover_server import PushoverServer
 from gateway.notify import GiveUp, PushoverClient, Retry
-from tests.pushover_server import PushoverServer
 
 pytest_plugins = ["tests.conftest_pushover"]
 

@@ -19,8 +19,8 @@ import pytest
 import requests
 from pushover_complete import pushover_api  # type: ignore[import-untyped]
 
+from bench.pushover_server import PushoverServer
 from gateway.notify import PushoverClient
-from tests.pushover_server import PushoverServer
 
 TOKEN = "a" * 30
 USER = "u" * 30

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from bench.services import VictoriaMetrics
 from gateway.errors import PointsRejected, StoreUnavailable
 from gateway.stores.readings.base import DailySummary, Point
 from gateway.stores.readings.influx import InfluxReadingStore
-from tests.services import VictoriaMetrics
 
 T = 1_700_000_000_123
 
