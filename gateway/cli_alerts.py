@@ -21,8 +21,8 @@ from gateway.alerting import service
 from gateway.alerting.errors import AlertError
 from gateway.alerting.outbox import RESOLVED
 from gateway.alerting.outcomes import label, parse_outcome
-from gateway.cli_common import db_session, fail, print_table
 from gateway.db.models import Alert, Home, Resident
+from telecare.cli_common import db_session, fail, print_table
 
 alerts_app = typer.Typer(no_args_is_help=True,
                          help="Alerts: `telecare alerts list`, `telecare alerts resolve ID --outcome ... --note ...`, "

@@ -10,12 +10,12 @@ from types import FrameType
 import typer
 
 from gateway.cli_alerts import add_alert_commands
-from gateway.cli_common import settings_or_exit
-from gateway.cli_db import db_app, homes_app
-from gateway.cli_detect import analyse, baseline_app
-from gateway.cli_people import add_people_commands
 from telecare.cli_api import add_api_commands
+from telecare.cli_common import settings_or_exit
+from telecare.cli_db import db_app, homes_app
 from telecare.cli_demo import demo
+from telecare.cli_detect import analyse, baseline_app
+from telecare.cli_people import add_people_commands
 from telecare.cli_sim import sim_app
 
 app = typer.Typer(help="Telecare monitor: home sensors over MQTT, stored, watched, and carers alerted.",

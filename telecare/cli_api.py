@@ -13,10 +13,10 @@ import typer
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from gateway.cli_common import fail, settings_or_exit
 from gateway.db import migrate
 from gateway.db.models import Organisation, User
 from gateway.db.session import make_engine, make_session_factory
+from telecare.cli_common import fail, settings_or_exit
 
 ROLES = ("admin", "coordinator", "carer")
 EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")

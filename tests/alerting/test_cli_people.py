@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
 from bench.pushover_server import PushoverServer
-from gateway.cli_people import add_people_commands
 from gateway.db.models import Absence, EscalationStep, Home
+from telecare.cli_people import add_people_commands
 from tests.alerting.conftest import ANNE_KEY, BOB_KEY
 
 pytest_plugins = ["tests.conftest_pushover"]

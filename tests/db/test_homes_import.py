@@ -13,11 +13,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
-from gateway.cli_db import db_app, homes_app
 from gateway.db.models import Device, Home, Organisation
 from gateway.homes import HomesFile, HomesFileError, import_homes, load_description, parse_description
 from gateway.journal import Entry
 from gateway.registry import DeviceRegistry
+from telecare.cli_db import db_app, homes_app
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "homes.md"
 T0 = 1_780_000_000_000

@@ -16,11 +16,11 @@ from analytics.alerts import Action, AlertEvent, AlertKind, Severity
 from gateway.alerting import people
 from gateway.alerting.record import apply_events
 from gateway.claims import claim_code_matches, claim_home, release_home
-from gateway.cli_db import homes_app
 from gateway.db.migrate import upgrade
 from gateway.db.models import Alert, AuditEntry, Home, HomeClaim, Organisation
 from gateway.db.session import make_engine, make_session_factory
 from gateway.homes import HomesFileError, import_homes, parse_description
+from telecare.cli_db import homes_app
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 

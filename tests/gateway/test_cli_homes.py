@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typer.testing import CliRunner
 
-from gateway.cli_db import homes_app
 from gateway.db.migrate import upgrade
 from gateway.db.models import Device, Home
 from gateway.db.session import make_engine, make_session_factory
+from telecare.cli_db import homes_app
 
 
 def seed(db_url: str) -> None:

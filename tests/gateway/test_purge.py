@@ -16,7 +16,6 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
-from gateway.cli_db import db_app
 from gateway.db.migrate import upgrade
 from gateway.db.models import (
     Alert,
@@ -38,6 +37,7 @@ from gateway.metrics import WorkerMetrics
 from gateway.purge import RetentionPurge
 from gateway.stores.readings.base import DailySummary, Point
 from gateway.stores.readings.sqlite import SqliteReadingStore
+from telecare.cli_db import db_app
 
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 YEAR = timedelta(days=365)

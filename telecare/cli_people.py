@@ -20,10 +20,10 @@ from typer.core import TyperGroup
 from gateway import timezones
 from gateway.alerting import people
 from gateway.alerting.errors import PeopleError
-from gateway.cli_common import db_session, fail, print_table, settings_or_exit
 from gateway.db.models import Absence, EscalationStep, Home, Recipient, Resident
 from gateway.notify.errors import DeliveryError
 from gateway.notify.pushover import PushoverClient
+from telecare.cli_common import db_session, fail, print_table, settings_or_exit
 
 
 class _AwayGroup(TyperGroup):

@@ -14,12 +14,12 @@ from sqlalchemy.orm import Session
 
 from analytics.watch.pendant import setting_up_needed, unconfirmed_button
 from gateway.claims import ClaimError, claim_home, issue_claim_code
-from gateway.cli_common import db_session
 from gateway.config import ConfigError, load_settings
 from gateway.db import migrate
 from gateway.db.models import AuditEntry, Device, Home, Organisation
 from gateway.db.session import make_engine, make_session_factory
 from gateway.homes import HomesFileError, import_homes, load_description
+from telecare.cli_common import db_session
 
 db_app = typer.Typer(help="The operational database (homes, devices, dead letters): migrations.",
                      no_args_is_help=True)

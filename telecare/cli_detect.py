@@ -69,9 +69,9 @@ def warm(
 ) -> None:
     """Learn homes' routines from their history and save the detectors' state, so that they start on a learned
     baseline. Run it with the gateway stopped: it replaces what the gateway had learned for those homes."""
-    from gateway.cli_db import db_url_from_env, require_head
     from gateway.db.session import make_engine, make_session_factory
     from gateway.detector_checkpoints import warm_baselines
+    from telecare.cli_db import db_url_from_env, require_head
 
     url = db_url_from_env()
     require_head(url)
