@@ -6,7 +6,8 @@ from typing import Any
 
 from alembic import context
 
-from gateway.db.models import Base, UTCDateTime
+import gateway.db.models  # noqa: F401  (its import registers every table on Base.metadata)
+from gateway.db.base import Base, UTCDateTime
 
 config = context.config
 MIGRATION_LOCK_ID = 0x7E1E_CA7E  # any constant: the PostgreSQL advisory lock that serialises migrations
