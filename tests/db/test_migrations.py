@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import multiprocessing
-from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -21,14 +20,6 @@ from gateway.db.session import make_engine, make_session_factory, normalise_url
 TABLES = {"organisations", "homes", "devices", "dead_letters", "residents", "absences", "recipients",
           "escalation_steps", "alerts", "alert_log", "notifications", "detector_checkpoints",
           "users", "auth_tokens", "api_keys", "audit_log", "login_throttle", "home_claims", "ended_care"}
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    upgrade(db_url)
-    engine = make_engine(db_url)
-    yield engine
-    engine.dispose()
 
 
 def test_upgrade_creates_every_table_at_head(db_url: str) -> None:

@@ -16,7 +16,6 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
-from gateway.db.migrate import upgrade
 from gateway.db.models import (
     Alert,
     AlertLog,
@@ -31,7 +30,7 @@ from gateway.db.models import (
     Recipient,
     User,
 )
-from gateway.db.session import make_engine, make_session_factory
+from gateway.db.session import make_session_factory
 from gateway.errors import StoreUnavailable
 from gateway.metrics import WorkerMetrics
 from gateway.purge import RetentionPurge
@@ -49,14 +48,6 @@ class FixedClock:
 
     def wait(self, stop: threading.Event, seconds: float) -> bool:
         return stop.wait(seconds)
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    upgrade(db_url)
-    engine = make_engine(db_url)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture
