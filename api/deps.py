@@ -15,7 +15,7 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Request
 from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
-from sqlalchemy import ColumnElement, Select, exists, or_, select
+from sqlalchemy import ColumnElement, Select, exists, false, or_, select
 from sqlalchemy.orm import QueryableAttribute, Session, sessionmaker
 
 from api.audit import audit, audit_many, keep_failure_rows, remember_principal, remember_request, write_deferred
@@ -190,7 +190,7 @@ def get_store(request: Request) -> ReadingStore:
 # --- what a principal may see --------------------------------------------------------------------------------------
 
 
-def visible_homes(principal: Principal) -> Select[tuple[str]]:
+def visible_homes(principal: Principal) -> Select[str]:
     """Ids of the homes of the caller's organisation (staff), as a subquery to filter on."""
     return select(Home.id).where(Home.organisation_id == principal.organisation_id)
 
@@ -212,19 +212,19 @@ def care_started(session: Session, principal: Principal, resident: Resident) -> 
     return None if claimed_at is None else max(claimed_at, resident.created_at)
 
 
-def visible_residents(principal: Principal) -> Select[tuple[Resident]]:
+def visible_residents(principal: Principal) -> Select[Resident]:
     """The residents the caller may see: the organisation's (staff); those in whose chain they are (carers)."""
     stmt = select(Resident).join(Home, Home.id == Resident.home_id).where(
         Home.organisation_id == principal.organisation_id)
     if not principal.is_staff:
         if principal.recipient_id is None:
-            return stmt.where(False)  # a carer not linked to a recipient follows nobody
+            return stmt.where(false())  # a carer not linked to a recipient follows nobody
         stmt = stmt.where(exists().where(EscalationStep.resident_id == Resident.id,
                                          EscalationStep.recipient_id == principal.recipient_id))
     return stmt
 
 
-def visible_resident_ids(principal: Principal) -> Select[tuple[int]]:
+def visible_resident_ids(principal: Principal) -> Select[int]:
     return visible_residents(principal).with_only_columns(Resident.id)
 
 

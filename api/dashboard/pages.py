@@ -192,7 +192,7 @@ def caseload(request: Request, principal: PagePrincipal, session: SessionDep, at
     by_resident: dict[int, list[Alert]] = {}
     for alert in open_alerts:
         by_resident.setdefault(alert.resident_id or 0, []).append(alert)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for r in residents:
         alerts = by_resident.get(r.id, [])
         home = homes.get(r.home_id)

@@ -38,7 +38,7 @@ from gateway.db.models import Alert, AlertLog, Home, Notification, Recipient
 router = APIRouter(prefix="/alerts", tags=["alerts"])
 
 
-def visible_alerts(principal: Principal) -> Select[tuple[Alert]]:
+def visible_alerts(principal: Principal) -> Select[Alert]:
     """The alerts raised while the caller's organisation cared for the home (stamped when raised), whoever cares
     for it now: staff see them all; a carer those of the residents they care for."""
     stmt = select(Alert).where(Alert.organisation_id == principal.organisation_id)

@@ -94,7 +94,7 @@ def update_recipient(recipient_id: PathId, body: RecipientUpdate, principal: Sta
         recipient = _recipient(principal, session, recipient_id)  # a new transaction: read it again
     said = _changes(recipient, key, changes)
     key_changed = key is not None and key != recipient.pushover_user_key
-    if key_changed:
+    if key is not None and key_changed:  # mypy narrows `key` on the first test, not through key_changed
         recipient.pushover_user_key = key
     if changes.get("name") is not None:
         recipient.name = changes["name"]
