@@ -23,8 +23,8 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from gateway.alerting.outbox import RESOLVED
 from gateway.alerting.service import AUTO, resolve
+from gateway.alerting.states import AlertState
 from gateway.db.models import Alert, Home, HomeClaim
 
 __all__ = ["MAX_CLAIM_CODE_LEN", "MIN_CLAIM_CODE_LEN", "ClaimError", "check_claim_code", "claim_code_matches",
@@ -102,7 +102,8 @@ def release_home(session: Session, home: Home, at: datetime) -> None:
 
     Its open alerts are resolved: the organisation can no longer act on them, and the next organisation must not
     inherit them (a condition still there is raised again, as theirs)."""
-    for alert_id in list(session.scalars(select(Alert.id).where(Alert.home_id == home.id, Alert.state != RESOLVED))):
+    open_alerts = select(Alert.id).where(Alert.home_id == home.id, Alert.state != AlertState.RESOLVED)
+    for alert_id in list(session.scalars(open_alerts)):
         resolve(session, alert_id, AUTO, "the home was released by its organisation", at)
     _close_periods(session, home.id, at)
     home.organisation_id = None

@@ -11,16 +11,16 @@ import getpass
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import typer
 from sqlalchemy import select
 
 from analytics.alerts import AlertKind, Outcome
+from gateway import timezones
 from gateway.alerting import service
 from gateway.alerting.errors import AlertError
-from gateway.alerting.outbox import RESOLVED
 from gateway.alerting.outcomes import label, parse_outcome
+from gateway.alerting.states import AlertState
 from gateway.db.models import Alert, Home, Resident
 from telecare.cli_common import db_session, fail, print_table
 
@@ -58,13 +58,6 @@ def _by(by: str | None) -> str:
         return "operator (CLI)"
 
 
-def _zone(name: str | None) -> ZoneInfo:
-    try:
-        return ZoneInfo(name or "UTC")
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")
-
-
 def _clip(text: str, width: int = MESSAGE_WIDTH) -> str:
     text = " ".join(text.split())
     return text if len(text) <= width else text[:width - 1] + "…"
@@ -83,9 +76,10 @@ def alerts_list(
     query = (select(Alert, Resident.name, Home.timezone).join(Home, Home.id == Alert.home_id)
              .outerjoin(Resident, Resident.id == Alert.resident_id))
     if awaiting_outcome:
-        query = query.where(Alert.state == RESOLVED, Alert.outcome.is_(None), Alert.kind != AlertKind.RETURNED)
+        query = query.where(Alert.state == AlertState.RESOLVED, Alert.outcome.is_(None),
+                            Alert.kind != AlertKind.RETURNED)
     elif not all_:
-        query = query.where(Alert.state != RESOLVED)
+        query = query.where(Alert.state != AlertState.RESOLVED)
     if home is not None:
         query = query.where(Alert.home_id == home)
     if all_ or awaiting_outcome:
@@ -95,9 +89,11 @@ def alerts_list(
     rows: list[Sequence[str]] = [("ID", "RAISED", "HOME", "RESIDENT", "KIND", "STATE", "OUTCOME", "MESSAGE")]
     with db_session(write=False) as session:
         for alert, resident, timezone in session.execute(query.limit(limit)):
-            raised = alert.raised_at.astimezone(_zone(timezone)).strftime("%Y-%m-%d %H:%M")
+            local = alert.raised_at.astimezone(timezones.zone(timezone, of=f"home {alert.home_id}"))
+            raised = local.strftime("%Y-%m-%d %H:%M")
             kind = f"{alert.kind} [{alert.subject}]" if alert.subject else alert.kind
-            state = "cleared" if alert.state == RESOLVED and alert.resolved_by == service.AUTO else alert.state
+            cleared = alert.state == AlertState.RESOLVED and alert.resolved_by == service.AUTO
+            state = "cleared" if cleared else alert.state
             rows.append((str(alert.id), raised, alert.home_id, resident or "-", kind, state, alert.outcome or "-",
                          _clip(alert.message)))
     print_table(rows, "no open alerts" if not (all_ or awaiting_outcome) else "no alerts")

@@ -31,7 +31,7 @@ from typing import Protocol
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway.alerting.outbox import PENDING, SENDING
+from gateway.alerting.states import NotificationState
 from gateway.clock import Clock
 from gateway.config import Settings
 from gateway.db.models import Notification
@@ -156,7 +156,7 @@ def dispatcher_lag_check(sessions: sessionmaker[Session], bounds: WatchdogBounds
         at = now()
         with sessions() as session:
             oldest = session.scalar(select(func.min(Notification.created_at)).where(
-                Notification.state.in_((PENDING, SENDING)),
+                Notification.state.in_((NotificationState.PENDING, NotificationState.SENDING)),
                 (Notification.next_attempt_at.is_(None)) | (Notification.next_attempt_at <= at)))
         if oldest is None:
             return None

@@ -19,7 +19,7 @@ import hmac
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -52,9 +52,10 @@ from api.routers.alerts import alert_for
 from api.routers.auth import checked_login
 from api.security import TOKEN_COOKIE, TOKEN_TTL, issue_token, revoke_token
 from api.throttle import TooManyLogins
+from gateway import timezones
 from gateway.alerting import outcomes, service
-from gateway.alerting.outbox import RESOLVED
-from gateway.db.models import DEFAULT_TIMEZONE, Alert, Device, Home, Resident
+from gateway.alerting.states import AlertState
+from gateway.db.models import Alert, Device, Home, Resident
 from gateway.errors import StoreUnavailable
 from gateway.stores.readings.base import ReadingStore
 
@@ -185,7 +186,8 @@ def caseload(request: Request, principal: PagePrincipal, session: SessionDep, at
     residents = list(session.scalars(visible_residents(principal).order_by(Resident.name)))
     ids = [r.id for r in residents]
     open_alerts = list(session.scalars(select(Alert).where(
-        Alert.resident_id.in_(ids), Alert.organisation_id == principal.organisation_id, Alert.state != RESOLVED)
+        Alert.resident_id.in_(ids), Alert.organisation_id == principal.organisation_id,
+        Alert.state != AlertState.RESOLVED)
         .order_by(Alert.severity.desc(), Alert.raised_at))) if ids else []
     homes = {h.id: h for h in session.scalars(select(Home).where(Home.id.in_([r.home_id for r in residents])))}
     not_set_up = _not_set_up(session, list(homes))
@@ -224,14 +226,15 @@ def resident_page(request: Request, resident_id: PathId, principal: PagePrincipa
     alerts = list(session.scalars(select(Alert).where(Alert.resident_id == resident.id,
                                                       Alert.organisation_id == principal.organisation_id)
                                   .order_by(Alert.raised_at.desc()).limit(50)))
-    open_alerts = sorted((a for a in alerts if a.state != RESOLVED), key=lambda a: (-a.severity, a.raised_at))
+    open_alerts = sorted((a for a in alerts if a.state != AlertState.RESOLVED),
+                         key=lambda a: (-a.severity, a.raised_at))
     store: ReadingStore = get_store(request)
     local_today = at.astimezone(zone).date()
     context: dict[str, Any] = {
         "who": principal.name, "notice": NOTICES.get(notice or ""), "days": CHART_DAYS,
         "resident": {"id": resident.id, "name": resident.name, "home": resident.home_id, "timezone": str(zone)},
         "open_alerts": [_alert_view(a, zone, at) for a in open_alerts],
-        "history": [_alert_view(a, zone, at) for a in alerts if a.state == RESOLVED][:20],
+        "history": [_alert_view(a, zone, at) for a in alerts if a.state == AlertState.RESOLVED][:20],
         "outcomes": OUTCOME_CHOICES,
         "today_chart": "", "day_charts": [], "store_error": None,
         "not_set_up": _not_set_up(session, [resident.home_id]).get(resident.home_id, []),
@@ -414,10 +417,7 @@ def _when(moment: datetime, zone: ZoneInfo, at: datetime) -> str:
 
 
 def _zone(home: Home | None) -> ZoneInfo:
-    try:
-        return ZoneInfo(home.timezone if home else DEFAULT_TIMEZONE)
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo(DEFAULT_TIMEZONE)
+    return timezones.zone(home.timezone, of=f"home {home.id}") if home is not None else timezones.zone(None)
 
 
 def install(app: Any) -> None:

@@ -31,8 +31,8 @@ from api.schemas.alerts import (
 )
 from api.schemas.common import INT32_MAX, HomeId, UtcDatetime
 from gateway.alerting import service
-from gateway.alerting.outbox import RESOLVED
 from gateway.alerting.policy import severity_name
+from gateway.alerting.states import AlertState
 from gateway.db.models import Alert, AlertLog, Home, Notification, Recipient
 
 router = APIRouter(prefix="/alerts", tags=["alerts"])
@@ -100,7 +100,7 @@ def list_alerts(
     if state:
         stmt = stmt.where(Alert.state.in_(state))
     if open is not None:
-        stmt = stmt.where(Alert.state != RESOLVED if open else Alert.state == RESOLVED)
+        stmt = stmt.where(Alert.state != AlertState.RESOLVED if open else Alert.state == AlertState.RESOLVED)
     if kind:
         stmt = stmt.where(Alert.kind.in_([str(k) for k in kind]))
     if outcome:

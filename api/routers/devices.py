@@ -21,7 +21,7 @@ from api.deps import SessionDep, Staff
 from api.pagination import Page, PageDep
 from api.schemas.common import HomeId
 from api.schemas.homes import DeviceOut, DeviceProblemOut, Problem
-from gateway.alerting.outbox import RESOLVED
+from gateway.alerting.states import AlertState
 from gateway.db.models import Alert, Device, Home, Resident
 
 router = APIRouter(prefix="/devices", tags=["devices"])
@@ -46,7 +46,7 @@ def device_health(
     devices = {(d.home_id, d.name): d for d in session.scalars(
         select(Device).where(Device.home_id.in_(list(homes))))}
     alerts = session.scalars(select(Alert).where(
-        Alert.home_id.in_(list(homes)), Alert.state != RESOLVED,
+        Alert.home_id.in_(list(homes)), Alert.state != AlertState.RESOLVED,
         Alert.kind.in_([str(k) for k in DEVICE_HEALTH]))).all()
 
     out: list[DeviceProblemOut] = []

@@ -44,23 +44,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from gateway.alerting import escalation
 from gateway.alerting.guards import ClockJumpDetector, DispatcherLock, TokenAlarm, outbox_health, shift_deadlines
 from gateway.alerting.notifiers import LogNotifier, Notifier, Outgoing
-from gateway.alerting.outbox import (
-    ALERT,
-    ALERTING,
-    ESCALATION,
-    FAILED,
-    NOTIFIED,
-    PENDING,
-    R_CANCEL,
-    R_OPEN,
-    RAISED,
-    SENDING,
-    SENT,
-    UNACKNOWLEDGED,
-    timeline,
-)
+from gateway.alerting.outbox import timeline
 from gateway.alerting.policy import EMERGENCY, HIGH, sendable_priority
 from gateway.alerting.receipts import ReceiptFollower
+from gateway.alerting.states import ALERTING, UNACKNOWLEDGED, AlertState, NotificationState, Purpose, ReceiptState
+from gateway.backoff import Backoff, RetryAfter
 from gateway.clock import Clock, WallClock
 from gateway.db.models import Alert, Notification, Recipient
 from gateway.db.session import read_only_sessions
@@ -72,7 +60,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Dispatcher", "dispatcher_options"]
 
-log = logging.getLogger("telecare.alerting")
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MAX_PASSES = 20  # escalate/send rounds per run_once (a GiveUp escalates at once, which queues more to send)
@@ -139,8 +127,9 @@ class Dispatcher(ReceiptFollower):
         self.poll_receipts_every = timedelta(seconds=poll_receipts_every_s)
         self.emergency_retry_s = emergency_retry_s
         self.emergency_expire_s = emergency_expire_s
-        self.backoff_s = backoff_s
-        self.max_retry_after_s = max_retry_after_s
+        # At least a second between attempts, whatever a server says: a Retry-After of 0 must not spin.
+        self.retry_backoff = Backoff(first_s=backoff_s[0], cap_s=backoff_s[1], floor_s=1.0,
+                                     retry_after=RetryAfter.INSTEAD, retry_after_cap_s=max_retry_after_s)
         self.idle_poll_s = idle_poll_s
         self.retry_deadline_urgent = timedelta(seconds=retry_deadline_urgent_s)
         self.retry_deadline = timedelta(seconds=retry_deadline_s)
@@ -249,8 +238,9 @@ class Dispatcher(ReceiptFollower):
     def _recover(self) -> None:
         def recover(s: Session) -> None:
             now = self._now()
-            for n in s.scalars(select(Notification).where(Notification.state == SENDING).with_for_update()):
-                n.state, n.next_attempt_at = PENDING, now
+            sending = select(Notification).where(Notification.state == NotificationState.SENDING)
+            for n in s.scalars(sending.with_for_update()):
+                n.state, n.next_attempt_at = NotificationState.PENDING, now
                 alert = s.get(Alert, n.alert_id)
                 recipient = s.get(Recipient, n.recipient_id)
                 if alert is not None:
@@ -290,7 +280,7 @@ class Dispatcher(ReceiptFollower):
         """Messages still unsent past their retry deadline (an outage, a restart after hours): give them up now
         rather than send them late, and move their chains on."""
         now = self._now()
-        overdue = Notification.state == PENDING, or_(
+        overdue = Notification.state == NotificationState.PENDING, or_(
             and_(Notification.priority >= HIGH, Notification.created_at <= now - self.retry_deadline_urgent),
             and_(Notification.priority < HIGH, Notification.created_at <= now - self.retry_deadline))
         ids = self._read(lambda s: list(s.scalars(select(Notification.id).where(*overdue)
@@ -300,7 +290,7 @@ class Dispatcher(ReceiptFollower):
 
     def _expire_if_pending(self, s: Session, notification_id: int) -> None:
         n, _, _ = self._load(s, notification_id)
-        if n.state == PENDING:  # nobody (acknowledge, another pass) changed it meanwhile
+        if n.state == NotificationState.PENDING:  # nobody (acknowledge, another pass) changed it meanwhile
             self._failed(s, notification_id, self._expiry_reason(n), expired=True)
 
     def _expiry_reason(self, n: Notification) -> str:
@@ -378,7 +368,7 @@ class Dispatcher(ReceiptFollower):
     def _claim(self, s: Session, busy_recipients: set[int]) -> tuple[int, int, Outgoing] | None:
         now = self._now()
         query = select(Notification).where(
-            Notification.state == PENDING,
+            Notification.state == NotificationState.PENDING,
             or_(Notification.next_attempt_at.is_(None), Notification.next_attempt_at <= now))
         if busy_recipients:  # their next message waits for the one in flight: a recipient's messages keep order
             query = query.where(Notification.recipient_id.not_in(busy_recipients))
@@ -388,7 +378,7 @@ class Dispatcher(ReceiptFollower):
             return None
         recipient = s.get(Recipient, n.recipient_id)
         assert recipient is not None  # foreign key
-        n.state, n.attempts = SENDING, n.attempts + 1
+        n.state, n.attempts = NotificationState.SENDING, n.attempts + 1
         priority = sendable_priority(n.priority, self.emergency_allowed)
         emergency = priority == EMERGENCY
         return n.id, recipient.id, Outgoing(
@@ -401,14 +391,14 @@ class Dispatcher(ReceiptFollower):
               token_refused: str | None = None) -> None:
         now = self._now()
         n, alert, recipient = self._load(s, notification_id)
-        n.state, n.sent_at, n.next_attempt_at, n.receipt = SENT, now, None, receipt
+        n.state, n.sent_at, n.next_attempt_at, n.receipt = NotificationState.SENT, now, None, receipt
         if token_refused is not None:
             n.last_error = f"Pushover refused the application token ({token_refused}): sent to the {via} instead"
         if receipt is not None:
             # Acknowledged or resolved while we were sending: stop Pushover repeating it.
-            n.receipt_state = R_OPEN if alert.state in UNACKNOWLEDGED else R_CANCEL
-        if n.purpose in ALERTING and alert.state == RAISED:
-            alert.state = NOTIFIED
+            n.receipt_state = ReceiptState.OPEN if alert.state in UNACKNOWLEDGED else ReceiptState.CANCEL
+        if n.purpose in ALERTING and alert.state == AlertState.RAISED:
+            alert.state = AlertState.NOTIFIED
         timeline(s, alert, now, "notified", f"{n.purpose}, step {n.step}, priority "
                  f"{sendable_priority(n.priority, self.emergency_allowed)}, via {via}"
                  + (f" (attempt {n.attempts})" if n.attempts > 1 else "")
@@ -418,17 +408,13 @@ class Dispatcher(ReceiptFollower):
     def _retry(self, s: Session, notification_id: int, error: Retry) -> None:
         now = self._now()
         n, alert, recipient = self._load(s, notification_id)
-        if error.retry_after_s is not None:
-            delay = min(error.retry_after_s, self.max_retry_after_s)
-        else:
-            delay = min(self.backoff_s[0] * 2 ** (n.attempts - 1), self.backoff_s[1])
-        delay = max(delay, 1.0)
+        delay = self.retry_backoff.delay_s(max(n.attempts, 1), error.retry_after_s)
         n.last_error = error.reason
         if now + timedelta(seconds=delay) >= n.created_at + self._deadline(n.priority):
             # The next attempt would come too late to be of use: the chain moves on now.
             self._failed(s, notification_id, self._expiry_reason(n), expired=True)
             return
-        n.state, n.next_attempt_at = PENDING, now + timedelta(seconds=delay)
+        n.state, n.next_attempt_at = NotificationState.PENDING, now + timedelta(seconds=delay)
         if n.attempts == 1:  # once in the timeline; the row keeps the count and the latest error
             timeline(s, alert, now, "delayed", f"{error.reason}; trying again", who=recipient.name)
         log.warning("alerting: notification %s to %s not sent (%s); retry in %.0fs", n.id, recipient.name,
@@ -440,13 +426,14 @@ class Dispatcher(ReceiptFollower):
         metric say which."""
         now = self._now()
         n, alert, recipient = self._load(s, notification_id)
-        n.state, n.next_attempt_at, n.last_error = FAILED, None, reason
+        n.state, n.next_attempt_at, n.last_error = NotificationState.FAILED, None, reason
         what = "expired" if expired else "failed"
         timeline(s, alert, now, what, f"{n.purpose} could not be delivered: {reason}", who=recipient.name)
         log.error("alerting: notification %s to %s given up: %s", n.id, recipient.name, reason)
         metric_reason = "expired" if expired else "internal" if reason.startswith("internal error") else "refused"
         self.metrics.notifications_failed.labels(metric_reason).inc()
-        if n.purpose in (ALERT, ESCALATION) and alert.state in UNACKNOWLEDGED and n.step == alert.escalation_step:
+        if (n.purpose in (Purpose.ALERT, Purpose.ESCALATION) and alert.state in UNACKNOWLEDGED
+                and n.step == alert.escalation_step):
             escalation.advance(s, alert, now, f"{recipient.name} could not be reached")
 
     def _load(self, s: Session, notification_id: int) -> tuple[Notification, Alert, Recipient]:
@@ -465,12 +452,13 @@ class Dispatcher(ReceiptFollower):
         def earliest(s: Session) -> datetime | None:
             now = self._now()
             times = [
-                s.scalar(select(func.min(Notification.next_attempt_at)).where(Notification.state == PENDING)),
+                s.scalar(select(func.min(Notification.next_attempt_at))
+                         .where(Notification.state == NotificationState.PENDING)),
                 s.scalar(select(func.min(Alert.next_escalation_at)).where(Alert.state.in_(UNACKNOWLEDGED))),
             ]
-            for state in (R_OPEN, R_CANCEL):
+            for state in (ReceiptState.OPEN, ReceiptState.CANCEL):
                 q = select(Notification.receipt_checked_at).where(Notification.receipt_state == state)
-                if state == R_OPEN:
+                if state == ReceiptState.OPEN:
                     q = q.join(Alert, Alert.id == Notification.alert_id).where(Alert.state.in_(UNACKNOWLEDGED))
                 checked = list(s.scalars(q))
                 if None in checked:
@@ -488,5 +476,5 @@ class Dispatcher(ReceiptFollower):
     # For tests and operators: whether anything is still in flight.
     def pending_count(self) -> int:
         return self._read(lambda s: s.scalar(select(func.count()).select_from(Notification).where(
-            Notification.state.in_((PENDING, SENDING)))) or 0)
+            Notification.state.in_((NotificationState.PENDING, NotificationState.SENDING)))) or 0)
 

@@ -6,30 +6,19 @@ everyone in the chain is alerted again at each interval (urgent alerts never go 
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from gateway.alerting import messages
-from gateway.alerting.outbox import (
-    ACKNOWLEDGED_MSG,
-    ALERT,
-    ALERTING,
-    CANCELLED,
-    ESCALATION,
-    PENDING,
-    R_CANCEL,
-    R_OPEN,
-    REPEAT,
-    alerted,
-    chain,
-    log,
-    queue,
-    timeline,
-)
+from gateway.alerting.outbox import alerted, chain, queue, timeline
 from gateway.alerting.policy import MIN_REPEAT_MIN, follow_up_priority, policy_for
+from gateway.alerting.states import ALERTING, NotificationState, Purpose, ReceiptState
 from gateway.db.models import Alert, EscalationStep, Notification
+
+log = logging.getLogger(__name__)
 
 
 def start(session: Session, alert: Alert, now: datetime) -> None:
@@ -41,7 +30,7 @@ def start(session: Session, alert: Alert, now: datetime) -> None:
         log.warning("alert %s (%s, home %s): nobody to notify: %s", alert.id, alert.kind, alert.home_id, why)
         alert.next_escalation_at = None
         return
-    _alert_step(session, alert, steps, 1, ALERT, alert.message, now)
+    _alert_step(session, alert, steps, 1, Purpose.ALERT, alert.message, now)
 
 
 def advance(session: Session, alert: Alert, now: datetime, why: str) -> None:
@@ -51,13 +40,13 @@ def advance(session: Session, alert: Alert, now: datetime, why: str) -> None:
     step = alert.escalation_step + 1
     if step <= len(steps):
         text = messages.escalation_message(session, alert, now)
-        _alert_step(session, alert, steps, step, ESCALATION, text, now)
+        _alert_step(session, alert, steps, step, Purpose.ESCALATION, text, now)
         timeline(session, alert, now, "escalated", f"{why}; step {step}: {steps[step - 1].recipient.name}")
     elif policy.repeat and steps:
         text = messages.escalation_message(session, alert, now)
         title = messages.title(session, alert)
         for i, s in enumerate(steps, 1):
-            queue(session, alert, s.recipient, step=i, purpose=REPEAT, priority=policy.priority,
+            queue(session, alert, s.recipient, step=i, purpose=Purpose.REPEAT, priority=policy.priority,
                   title=title, message=text, now=now)
         alert.escalation_step = len(steps) + 1
         alert.next_escalation_at = now + timedelta(minutes=max(steps[-1].wait_min, MIN_REPEAT_MIN))
@@ -75,7 +64,7 @@ def realert(session: Session, alert: Alert, now: datetime) -> None:
     steps = chain(session, alert.resident_id)
     if steps:
         step = min(max(alert.escalation_step, 1), len(steps))
-        _alert_step(session, alert, steps, step, ALERT, alert.message, now)
+        _alert_step(session, alert, steps, step, Purpose.ALERT, alert.message, now)
 
 
 def stop(session: Session, alert: Alert, now: datetime, *, purpose: str, by: str, note: str | None,
@@ -84,16 +73,16 @@ def stop(session: Session, alert: Alert, now: datetime, *, purpose: str, by: str
     already alerted is told (except the one who did it)."""
     alert.next_escalation_at = None
     cancelled = session.execute(
-        update(Notification).where(Notification.alert_id == alert.id, Notification.state == PENDING,
+        update(Notification).where(Notification.alert_id == alert.id, Notification.state == NotificationState.PENDING,
                                    Notification.purpose.in_(ALERTING))
-        .values(state=CANCELLED, next_attempt_at=None)).rowcount
+        .values(state=NotificationState.CANCELLED, next_attempt_at=None)).rowcount
     if cancelled:
         timeline(session, alert, now, "cancelled", f"{cancelled} alert message(s) not sent: no longer needed")
     session.execute(update(Notification).where(Notification.alert_id == alert.id,
-                                               Notification.receipt_state == R_OPEN)
-                    .values(receipt_state=R_CANCEL, receipt_checked_at=None))
+                                               Notification.receipt_state == ReceiptState.OPEN)
+                    .values(receipt_state=ReceiptState.CANCEL, receipt_checked_at=None))
     alert_title = messages.title(session, alert)
-    if purpose == ACKNOWLEDGED_MSG:
+    if purpose == Purpose.ACKNOWLEDGED:
         title, text = messages.acknowledged_message(alert_title, by, note)
     else:
         title, text = messages.resolved_message(alert_title, by, note)

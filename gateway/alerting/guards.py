@@ -16,10 +16,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, Engine, exists, func, select, text
 from sqlalchemy.orm import Session
 
-from gateway.alerting.outbox import PENDING, SENDING, UNACKNOWLEDGED
+from gateway.alerting.states import UNACKNOWLEDGED, NotificationState
 from gateway.db.models import Alert, Notification
 
-log = logging.getLogger("telecare.alerting")
+log = logging.getLogger(__name__)
 
 # pg_try_advisory_lock's key: any constant the other users of the database do not take ("telecare" in ASCII,
 # as a signed 64-bit integer).
@@ -125,7 +125,8 @@ def shift_deadlines(session: Session, jump: timedelta) -> int:
         assert alert.next_escalation_at is not None
         alert.next_escalation_at += jump
         moved += 1
-    for n in session.scalars(select(Notification).where(Notification.state == PENDING).with_for_update()):
+    pending = select(Notification).where(Notification.state == NotificationState.PENDING)
+    for n in session.scalars(pending.with_for_update()):
         if n.next_attempt_at is not None:
             n.next_attempt_at += jump
         n.created_at += jump
@@ -180,7 +181,7 @@ class OutboxHealth:
 
 
 def outbox_health(session: Session, now: datetime) -> OutboxHealth:
-    waiting = Notification.state.in_((PENDING, SENDING))
+    waiting = Notification.state.in_((NotificationState.PENDING, NotificationState.SENDING))
     pending = session.scalar(select(func.count()).select_from(Notification).where(waiting)) or 0
     oldest = session.scalar(select(func.min(Notification.created_at)).where(waiting))
     unrouted = session.scalar(select(func.count()).select_from(Alert).where(

@@ -7,8 +7,8 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gateway.alerting.outbox import ALERTING, FAILED, PENDING
 from gateway.alerting.policy import label, severity_name
+from gateway.alerting.states import ALERTING, NotificationState
 from gateway.db.models import Alert, Notification, Recipient, Resident
 
 PUSHOVER_MAX_TITLE = 250
@@ -40,9 +40,9 @@ def history(session: Session, alert: Alert, now: datetime) -> str:
     parts = []
     for name, since in first.items():
         n = last[name]
-        if n.state == FAILED:
+        if n.state == NotificationState.FAILED:
             parts.append(f"{name} (could not be reached: {n.last_error})")
-        elif n.state == PENDING:
+        elif n.state == NotificationState.PENDING:
             parts.append(f"{name} (not delivered yet: {n.last_error or 'waiting'})")
         else:
             minutes = round((now - since).total_seconds() / 60)

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 __all__ = ["LogNotifier", "Notifier", "Outgoing", "PushoverNotifier", "make_notifier"]
 
-log = logging.getLogger("telecare.alerting")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,31 +6,18 @@ send" hold: the dispatcher only ever sends rows that are committed.
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from gateway.alerting.states import ALERTING, AlertState, NotificationState
 from gateway.db.models import NAME_LEN, Alert, AlertLog, EscalationStep, Notification, Recipient
 
-log = logging.getLogger("telecare.alerting")
-
-# Alert states
-RAISED, NOTIFIED, ACKNOWLEDGED, RESOLVED = "raised", "notified", "acknowledged", "resolved"
-UNACKNOWLEDGED = (RAISED, NOTIFIED)
-
-# Notification states
-PENDING, SENDING, SENT, FAILED, CANCELLED = "pending", "sending", "sent", "failed", "cancelled"
-
-# Notification purposes: the first three ask someone to act; the others inform.
-ALERT, ESCALATION, REPEAT = "alert", "escalation", "repeat"
-ACKNOWLEDGED_MSG, RESOLVED_MSG, NOTICE = "acknowledged", "resolved", "notice"
-ALERTING = (ALERT, ESCALATION, REPEAT)
-
-# Receipt states of emergency messages
-R_OPEN, R_ACKNOWLEDGED, R_EXPIRED, R_CANCEL, R_CANCELLED, R_GONE = (
-    "open", "acknowledged", "expired", "cancel", "cancelled", "gone")
+# The old names of two states, for the modules that still import them from here (gateway/purge.py,
+# api/routers/privacy.py, tests/gateway/test_watchdog.py): new code imports gateway.alerting.states.
+RESOLVED = AlertState.RESOLVED
+PENDING = NotificationState.PENDING
 
 
 def timeline(session: Session, alert: Alert, now: datetime, what: str, detail: str = "",
@@ -50,8 +37,8 @@ def chain(session: Session, resident_id: int | None) -> list[EscalationStep]:
 def queue(session: Session, alert: Alert, recipient: Recipient, *, step: int, purpose: str, priority: int,
           title: str, message: str, now: datetime) -> Notification:
     n = Notification(alert_id=alert.id, recipient_id=recipient.id, step=step, purpose=purpose, priority=priority,
-                     title=title[:NAME_LEN], message=message, state=PENDING, attempts=0, next_attempt_at=now,
-                     created_at=now)
+                     title=title[:NAME_LEN], message=message, state=NotificationState.PENDING, attempts=0,
+                     next_attempt_at=now, created_at=now)
     session.add(n)
     return n
 
@@ -61,7 +48,8 @@ def alerted(session: Session, alert: Alert) -> list[Recipient]:
     rows = session.execute(
         select(Notification.recipient_id).where(
             Notification.alert_id == alert.id, Notification.purpose.in_(ALERTING),
-            Notification.state.in_((SENDING, SENT))).order_by(Notification.id)).scalars()
+            Notification.state.in_((NotificationState.SENDING, NotificationState.SENT)))
+        .order_by(Notification.id)).scalars()
     ids = list(dict.fromkeys(rows))
     recipients = {r.id: r for r in session.scalars(select(Recipient).where(Recipient.id.in_(ids)))}
     return [recipients[i] for i in ids if i in recipients]

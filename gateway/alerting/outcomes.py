@@ -19,7 +19,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from analytics.alerts import Outcome
-from gateway.alerting.outbox import RESOLVED
+from gateway.alerting.states import AlertState
 from gateway.db.models import Alert
 
 __all__ = ["LABELS", "Feedback", "label", "mark_fed", "parse_outcome", "pending_feedback"]
@@ -73,7 +73,8 @@ class Feedback:
 def pending_feedback(session: Session, *, limit: int = PENDING_LIMIT) -> list[Feedback]:
     """Resolved alerts whose outcome the detectors have not been given, oldest first (at most ``limit``)."""
     alerts = session.scalars(
-        select(Alert).where(Alert.outcome.is_not(None), Alert.outcome_learned_at.is_(None), Alert.state == RESOLVED)
+        select(Alert).where(Alert.outcome.is_not(None), Alert.outcome_learned_at.is_(None),
+                            Alert.state == AlertState.RESOLVED)
         .order_by(Alert.id).limit(limit))
     out = []
     for a in alerts:

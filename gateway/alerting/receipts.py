@@ -18,20 +18,12 @@ from gateway.alerting import service
 from gateway.alerting.errors import AlertError
 from gateway.alerting.guards import TokenAlarm
 from gateway.alerting.notifiers import Notifier
-from gateway.alerting.outbox import (
-    R_ACKNOWLEDGED,
-    R_CANCEL,
-    R_CANCELLED,
-    R_EXPIRED,
-    R_GONE,
-    R_OPEN,
-    UNACKNOWLEDGED,
-    timeline,
-)
+from gateway.alerting.outbox import timeline
+from gateway.alerting.states import UNACKNOWLEDGED, ReceiptState
 from gateway.db.models import Alert, Notification, Recipient
 from gateway.notify.errors import DeliveryError, GiveUp, Retry
 
-log = logging.getLogger("telecare.alerting")
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -59,7 +51,7 @@ class ReceiptFollower:
             Notification.receipt_state == receipt_state,
             or_(Notification.receipt_checked_at.is_(None),
                 Notification.receipt_checked_at <= now - self.poll_receipts_every))
-        if receipt_state == R_OPEN:
+        if receipt_state == ReceiptState.OPEN:
             query = query.join(Alert, Alert.id == Notification.alert_id).where(Alert.state.in_(UNACKNOWLEDGED))
         return [(i, r) for i, r in s.execute(query.order_by(Notification.id)) if r]
 
@@ -79,7 +71,7 @@ class ReceiptFollower:
 
     def _cancel_receipts(self) -> None:
         now = self._now()
-        due = self._read(self._due_receipts, R_CANCEL, now)
+        due = self._read(self._due_receipts, ReceiptState.CANCEL, now)
         for notification_id, outcome in self._ask_all(self.notifier.cancel, due):
             if isinstance(outcome, Retry):
                 log.warning("alerting: cannot cancel receipt of notification %s yet: %s", notification_id, outcome)
@@ -91,11 +83,11 @@ class ReceiptFollower:
                     self._tx(self._checked, notification_id, now, None, "")
                     continue
                 log.info("alerting: receipt of notification %s is gone: %s", notification_id, outcome)
-            self._tx(self._checked, notification_id, now, R_CANCELLED, "emergency message stopped repeating")
+            self._tx(self._checked, notification_id, now, ReceiptState.CANCELLED, "emergency message stopped repeating")
 
     def _poll_receipts(self) -> None:
         now = self._now()
-        due = self._read(self._due_receipts, R_OPEN, now)
+        due = self._read(self._due_receipts, ReceiptState.OPEN, now)
         for notification_id, status in self._ask_all(self.notifier.receipt, due):
             if isinstance(status, Retry):
                 log.warning("alerting: cannot poll receipt of notification %s: %s", notification_id, status)
@@ -105,13 +97,14 @@ class ReceiptFollower:
                     self._token.refused(status.reason)
                     self._tx(self._checked, notification_id, now, None, "")
                 else:
-                    self._tx(self._checked, notification_id, now, R_GONE, status.reason)
+                    self._tx(self._checked, notification_id, now, ReceiptState.GONE, status.reason)
             elif isinstance(status, DeliveryError):  # neither: treat as "try again later"
                 self._tx(self._checked, notification_id, now, None, "")
             elif status.acknowledged:
                 self._tx(self._acknowledged, notification_id, now)
             elif status.expired:
-                self._tx(self._checked, notification_id, now, R_EXPIRED, "emergency message expired unanswered")
+                self._tx(self._checked, notification_id, now, ReceiptState.EXPIRED,
+                         "emergency message expired unanswered")
             else:
                 self._tx(self._checked, notification_id, now, None, "")
 
@@ -125,7 +118,7 @@ class ReceiptFollower:
 
     def _acknowledged(self, s: Session, notification_id: int, now: datetime) -> None:
         n, alert, recipient = self._load(s, notification_id)
-        n.receipt_checked_at, n.receipt_state = now, R_ACKNOWLEDGED
+        n.receipt_checked_at, n.receipt_state = now, ReceiptState.ACKNOWLEDGED
         try:
             service.acknowledge(s, alert.id, recipient.name, "acknowledged in Pushover", now,
                                 recipient_id=recipient.id)

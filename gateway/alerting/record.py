@@ -6,6 +6,7 @@ transaction commits.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -14,22 +15,15 @@ from sqlalchemy.orm import Session
 
 from analytics.alerts import Action, AlertEvent
 from gateway.alerting import escalation, messages
-from gateway.alerting.outbox import (
-    NOTICE,
-    RAISED,
-    RESOLVED,
-    UNACKNOWLEDGED,
-    chain,
-    has_notifications,
-    log,
-    queue,
-    timeline,
-)
+from gateway.alerting.outbox import chain, has_notifications, queue, timeline
 from gateway.alerting.policy import policy_for, severity_name
 from gateway.alerting.service import AUTO, resolve
+from gateway.alerting.states import UNACKNOWLEDGED, AlertState, Purpose
 from gateway.db.models import Alert, Home, Resident
 
 __all__ = ["apply_events", "open_alert"]
+
+log = logging.getLogger(__name__)
 
 
 def apply_events(session: Session, events: Sequence[AlertEvent], now: datetime) -> list[Alert]:
@@ -50,7 +44,7 @@ def apply_events(session: Session, events: Sequence[AlertEvent], now: datetime) 
 
 def open_alert(session: Session, home: str, kind: str, subject: str) -> Alert | None:
     return session.scalars(select(Alert).where(Alert.home_id == home, Alert.kind == kind, Alert.subject == subject,
-                                               Alert.state != RESOLVED).with_for_update()).one_or_none()
+                                               Alert.state != AlertState.RESOLVED).with_for_update()).one_or_none()
 
 
 def _raise(session: Session, event: AlertEvent, now: datetime) -> Alert:
@@ -61,7 +55,7 @@ def _raise(session: Session, event: AlertEvent, now: datetime) -> Alert:
         session.flush()
         alert = None
     if alert is None:
-        alert = _new(session, event, now, state=RAISED)
+        alert = _new(session, event, now, state=AlertState.RAISED)
         timeline(session, alert, now, "raised", f"{severity_name(event.severity)}: {event.message}")
         escalation.start(session, alert, now)
         return alert
@@ -76,7 +70,7 @@ def _raise(session: Session, event: AlertEvent, now: datetime) -> Alert:
         timeline(session, alert, now, "updated", f"severity {severity_name(was)} → {severity_name(event.severity)}")
         if alert.state in UNACKNOWLEDGED:
             escalation.realert(session, alert, now)
-    if alert.state == RAISED and not has_notifications(session, alert) and chain(session, alert.resident_id):
+    if alert.state == AlertState.RAISED and not has_notifications(session, alert) and chain(session, alert.resident_id):
         escalation.start(session, alert, now)  # a chain was set up since it was raised
     return alert
 
@@ -91,14 +85,14 @@ def _clear(session: Session, event: AlertEvent, now: datetime) -> Alert | None:
 
 def _notice(session: Session, event: AlertEvent, now: datetime) -> Alert:
     """A notice (back from a planned absence) is a resolved-at-once record, told quietly to the first step."""
-    alert = _new(session, event, now, state=RESOLVED)
+    alert = _new(session, event, now, state=AlertState.RESOLVED)
     alert.resolved_at, alert.resolved_by = now, AUTO
     timeline(session, alert, now, "notice", event.message)
     steps = chain(session, alert.resident_id)
     if not steps:
         timeline(session, alert, now, "unrouted", "nobody to notify")
         return alert
-    queue(session, alert, steps[0].recipient, step=1, purpose=NOTICE,
+    queue(session, alert, steps[0].recipient, step=1, purpose=Purpose.NOTICE,
           priority=policy_for(alert.kind, alert.severity).priority, title=messages.title(session, alert),
           message=alert.message, now=now)
     return alert

@@ -15,8 +15,9 @@ from sqlalchemy.orm import Session
 from analytics.alerts import AlertKind, Outcome
 from gateway.alerting import escalation
 from gateway.alerting.errors import AlertAlreadyAcknowledged, AlertAlreadyResolved, AlertNotFound, OutcomeRefused
-from gateway.alerting.outbox import ACKNOWLEDGED, ACKNOWLEDGED_MSG, RESOLVED, RESOLVED_MSG, timeline
+from gateway.alerting.outbox import timeline
 from gateway.alerting.outcomes import label, parse_outcome
+from gateway.alerting.states import AlertState, Purpose
 from gateway.db.models import NAME_LEN, Alert
 
 __all__ = ["AUTO", "acknowledge", "record_outcome", "resolve"]
@@ -32,15 +33,15 @@ def acknowledge(session: Session, alert_id: int, by: str, note: str | None, now:
     Raises :class:`AlertNotFound`, :class:`AlertAlreadyResolved` or :class:`AlertAlreadyAcknowledged`.
     """
     alert = _locked(session, alert_id)
-    if alert.state == RESOLVED:
+    if alert.state == AlertState.RESOLVED:
         raise AlertAlreadyResolved(f"alert {alert_id} was resolved at {alert.resolved_at:%Y-%m-%d %H:%M} UTC")
-    if alert.state == ACKNOWLEDGED:
+    if alert.state == AlertState.ACKNOWLEDGED:
         raise AlertAlreadyAcknowledged(
             f"alert {alert_id} was acknowledged by {alert.acknowledged_by} at {alert.acknowledged_at:%H:%M} UTC")
     by = _name(by)
-    alert.state, alert.acknowledged_at, alert.acknowledged_by, alert.updated_at = ACKNOWLEDGED, now, by, now
+    alert.state, alert.acknowledged_at, alert.acknowledged_by, alert.updated_at = AlertState.ACKNOWLEDGED, now, by, now
     timeline(session, alert, now, "acknowledged", note or "", who=by)
-    escalation.stop(session, alert, now, purpose=ACKNOWLEDGED_MSG, by=by, note=note,
+    escalation.stop(session, alert, now, purpose=Purpose.ACKNOWLEDGED, by=by, note=note,
                     exclude_recipient_id=recipient_id)
     return alert
 
@@ -52,17 +53,17 @@ def resolve(session: Session, alert_id: int, by: str, note: str | None, now: dat
     :class:`AlertAlreadyResolved`."""
     outcome = parse_outcome(outcome) if outcome is not None else None
     alert = _locked(session, alert_id)
-    if alert.state == RESOLVED:
+    if alert.state == AlertState.RESOLVED:
         raise AlertAlreadyResolved(f"alert {alert_id} was resolved already, by {alert.resolved_by}"
                                    + ("; record what was found as its outcome instead" if outcome else ""))
     by = _name(by)
-    alert.state, alert.resolved_at, alert.resolved_by, alert.resolution_note = RESOLVED, now, by, note
+    alert.state, alert.resolved_at, alert.resolved_by, alert.resolution_note = AlertState.RESOLVED, now, by, note
     alert.updated_at = now
     timeline(session, alert, now, "cleared" if by == AUTO else "resolved", note or "", who=by)
     if outcome is not None:
         _set_outcome(session, alert, outcome, by, note, now)
     told = f"{label(outcome)}. {note or ''}".strip() if outcome is not None else note
-    escalation.stop(session, alert, now, purpose=RESOLVED_MSG, by=by, note=told, exclude_recipient_id=recipient_id)
+    escalation.stop(session, alert, now, purpose=Purpose.RESOLVED, by=by, note=told, exclude_recipient_id=recipient_id)
     return alert
 
 
@@ -75,7 +76,7 @@ def record_outcome(session: Session, alert_id: int, outcome: Outcome, by: str, n
     alert = _locked(session, alert_id)
     if alert.kind == AlertKind.RETURNED:
         raise OutcomeRefused(f"alert {alert_id} is a notice (the resident is back), not an alert: it has no outcome")
-    if alert.state != RESOLVED:
+    if alert.state != AlertState.RESOLVED:
         raise OutcomeRefused(f"alert {alert_id} is still open ({alert.state}): resolve it, with its outcome")
     if alert.outcome == outcome and alert.outcome_note == note:
         return alert  # said again (a retried request): nothing new
