@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import numpy as np
+import numpy.typing as npt
 
 from analytics.localtime import DAY_MS, MINUTE_MS
 
@@ -38,7 +39,7 @@ def stillness_by_slot(start_local_ms: int, end_local_ms: int) -> Iterator[tuple[
 
 
 class ElapsedModel:
-    def __init__(self, defaults_min: np.ndarray, *, quantile: float = 0.97, margin: float = 1.3,
+    def __init__(self, defaults_min: npt.NDArray[np.float64], *, quantile: float = 0.97, margin: float = 1.3,
                  neighbours: int = 1, prior_days: float = 5.0, floor_min: float = 30.0,
                  ceiling_min: float = 16 * 60.0) -> None:
         if defaults_min.shape != (len(CONTEXTS), SLOTS):
@@ -59,7 +60,7 @@ class ElapsedModel:
         self.days_learned = 0
         self._recompute()
 
-    def set_defaults(self, defaults_min: np.ndarray) -> None:
+    def set_defaults(self, defaults_min: npt.NDArray[np.float64]) -> None:
         self.defaults_min = defaults_min.astype(float)
         self._recompute()
 

@@ -19,6 +19,7 @@ bucket of ``EDGES_MIN``), at most ``MAX_PLACES`` places. Nothing here reads a cl
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 from analytics.elapsed import EDGES_MIN, SLOT_MS, SLOTS, stillness_by_slot
 from analytics.localtime import MINUTE_MS
@@ -43,12 +44,13 @@ class PlaceElapsed:
         self.widen_slots = widen_slots
         self.places: dict[str, int] = {}
         # (context, place index) -> [days kept, SLOTS] bucket of each day's longest stillness, ABSENT when none
-        self.maxima: dict[tuple[int, int], np.ndarray] = {}
-        self._today: dict[tuple[int, int], np.ndarray] = {}  # the same for the day under way, in minutes
+        self.maxima: dict[tuple[int, int], npt.NDArray[np.uint8]] = {}
+        self._today: dict[tuple[int, int], npt.NDArray[np.float64]] = {}  # the same for the day under way, in minutes
         self._day: int | None = None
         # (context, place index) -> limits (minutes) and days with data, per half-hour: derived as a day closes
-        self.learned: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
-        self.widened: dict[tuple[int, str], np.ndarray] = {}  # (context, place or HOME) -> factor per half-hour
+        self.learned: dict[tuple[int, int], tuple[npt.NDArray[np.float64], npt.NDArray[np.intp]]] = {}
+        # (context, place or HOME) -> factor per half-hour
+        self.widened: dict[tuple[int, str], npt.NDArray[np.float64]] = {}
 
     # --- Learning ---------------------------------------------------------------------------------------------
 
@@ -88,8 +90,8 @@ class PlaceElapsed:
         own = self._own_limit(context, place, slot, home_limit_min)
         return self._widened(context, place, slot, home_limit_min if own is None else own)
 
-    def deadline_local(self, context: int, place: str | None, since_local_ms: int, home_limits_min: np.ndarray,
-                       ceiling_min: float) -> int:
+    def deadline_local(self, context: int, place: str | None, since_local_ms: int,
+                       home_limits_min: npt.NDArray[np.float64], ceiling_min: float) -> int:
         """The first local moment at which stillness since ``since_local_ms`` passes the limit of its half-hour.
 
         Past the half-hours in which stillness from this place has ever been seen, the place's last limit still
@@ -153,7 +155,7 @@ class PlaceElapsed:
             self.learned[key] = self._limits(ring)
         return True
 
-    def _limits(self, ring: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _limits(self, ring: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.intp]]:
         """Per half-hour: the quantile of the daily maxima there and in its neighbours, times the margin; and the
         days those rest on (days with stillness from this place there or in a neighbouring half-hour)."""
         shifted = [np.roll(ring, shift, axis=1) for shift in range(-self.neighbours, self.neighbours + 1)]

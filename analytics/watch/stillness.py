@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import numpy as np
+import numpy.typing as npt
 
 from analytics.alerts import AlertKind, Outcome, Severity
 from analytics.elapsed import BED, CHAIR, CONTEXTS, SLOT_MS, SLOTS, ElapsedModel
@@ -30,7 +31,7 @@ _BLIND_CAUSE = {"hub_offline": " (the home hub is offline)",
                 "unavailable": " (the hub reports the sensors unavailable)"}
 
 
-def default_limits(has_bed_pad: bool) -> np.ndarray:
+def default_limits(has_bed_pad: bool) -> npt.NDArray[np.float64]:
     """Stillness limits before anything is learned: generous, so a new home does not cry wolf in week one."""
     hours = (np.arange(SLOTS) + 0.5) / 2
     night = (hours >= 22) | (hours < 8)
