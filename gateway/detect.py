@@ -45,6 +45,7 @@ from gateway.detector_checkpoints import (
     to_datetime,
 )
 from gateway.journal import Entry
+from gateway.logs import about
 from gateway.stores.readings.base import DailySummary, ReadingStore
 
 log = logging.getLogger(__name__)
@@ -223,7 +224,8 @@ class DetectorConsumer:
                                    role=role)
         except Exception:  # one reading a detector cannot take must not stop every home's watch
             self.skipped += 1
-            log.exception("home %s: reading %d (%s) not taken by the detectors", entry.home, entry.seq, entry.device)
+            log.exception("home %s: reading %d (%s) not taken by the detectors", entry.home, entry.seq, entry.device,
+                          extra=about(home=entry.home, device=entry.device))
             return []
 
     def _give_outcomes(self, outcomes: list[Feedback], touched: set[str]) -> None:
@@ -238,7 +240,7 @@ class DetectorConsumer:
                                        item.raised_at_ms, item.details, alert_id=item.alert_id, retract=retract)
             except ValueError:  # a kind or outcome of another version: nothing the detectors can learn from it
                 log.warning("alert %d: outcome %s on %s not understood by the detectors", item.alert_id,
-                            item.outcome, item.kind)
+                            item.outcome, item.kind, extra=about(home=item.home, alert_id=item.alert_id))
         if outcomes:
             log.info("%d carers' outcome(s) handed to the detectors", len(outcomes))
 
@@ -273,7 +275,7 @@ class DetectorConsumer:
                     touched.add(home)
             except Exception:  # as above: one home's fault stays that home's
                 self.skipped += 1
-                log.exception("home %s: its detectors failed to move on to %d", home, now_ms)
+                log.exception("home %s: its detectors failed to move on to %d", home, now_ms, extra=about(home=home))
         return events
 
     # --- State --------------------------------------------------------------------------------------------------
@@ -309,18 +311,20 @@ class DetectorConsumer:
         if row is not None:
             self.seen_seq[home] = row.journal_seq  # what the journal gave this home, whoever learned from it
         if row is not None and row.care_epoch != epoch:
-            log.info("home %s: the person cared for has changed; its detectors start learning again", home)
+            log.info("home %s: the person cared for has changed; its detectors start learning again", home,
+                     extra=about(home=home))
         elif row is not None and row.version == CHECKPOINT_VERSION:
             try:
                 detector = load_detector(row.state, home, home_zone(session, home), self.config)
                 if detector.restarted:
                     log.warning("home %s: detector parts %s changed; they start learning again", home,
-                                ", ".join(detector.restarted))
+                                ", ".join(detector.restarted), extra=about(home=home))
             except Exception:
-                log.exception("home %s: its detector checkpoint cannot be read; learning starts again", home)
+                log.exception("home %s: its detector checkpoint cannot be read; learning starts again", home,
+                              extra=about(home=home))
         elif row is not None:
             log.warning("home %s: detector checkpoint version %d is not %d; learning starts again", home,
-                        row.version, CHECKPOINT_VERSION)
+                        row.version, CHECKPOINT_VERSION, extra=about(home=home))
         if detector is None:
             detector = HomeDetector(home, home_zone(session, home), self.config)
         detector.set_absences(absences_for(session, home))
@@ -335,7 +339,8 @@ class DetectorConsumer:
         self._devices = {(h, n): (k, r, ro) for h, n, k, r, ro in rows}
         epochs = {home: epoch for home, epoch in session.execute(select(Home.id, Home.care_epoch))}
         for home in [h for h, epoch in self.care_epochs.items() if epochs.get(h, epoch) != epoch]:
-            log.info("home %s: the person cared for has changed; its detectors start learning again", home)
+            log.info("home %s: the person cared for has changed; its detectors start learning again", home,
+                     extra=about(home=home))
             self.detectors[home] = HomeDetector(home, home_zone(session, home), self.config)
             self.care_epochs[home] = epochs[home]
         for home, detector in self.detectors.items():

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from gateway.contract import Kind, Message, Reason
 from gateway.journal import NewEntry
+from gateway.logs import about
 from gateway.metrics import IngestMetrics
 
 log = logging.getLogger(__name__)
@@ -210,7 +211,7 @@ class ClockWatch:
         else:
             what = "last_seen unusable (not a time)"
         log.warning("home %s: hub clock wrong: %s; %s's reading stored at receipt time, skew recorded (set the "
-                    "hub's clock, NTP)", home, what, device)
+                    "hub's clock, NTP)", home, what, device, extra=about(home=home, device=device))
 
 
 def _clock_report(why: Reason, skew_ms: int | None) -> str:

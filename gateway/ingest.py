@@ -33,6 +33,7 @@ from gateway.contract import (
 )
 from gateway.hub_clocks import ClockWatch, HubClocks
 from gateway.journal import Journal, NewEntry
+from gateway.logs import about
 from gateway.metrics import IngestMetrics
 from gateway.quotas import HomeQuotas, QuotaGate
 
@@ -154,7 +155,8 @@ class Ingest:
 
     def _dead_letter(self, r: Rejected) -> NewEntry:
         self.metrics.rejected.labels(str(r.reason)).inc()
-        self._dead_log.warning("rejected message on %s: %s (%s)", r.topic, r.reason, r.detail)
+        self._dead_log.warning("rejected message on %s: %s (%s)", r.topic, r.reason, r.detail,
+                               extra=about(home=r.home, device=r.device))
         body: dict[str, str | int] = {"reason": str(r.reason), "detail": r.detail, "topic": r.topic,
                                       "payload": r.payload.decode("utf-8", "backslashreplace")}
         if r.topic_bytes > DEAD_LETTER_TOPIC_BYTES:
@@ -171,7 +173,7 @@ class _RateLimitedLog:
         self.count = 0
         self.suppressed = 0
 
-    def warning(self, fmt: str, *args: object) -> None:
+    def warning(self, fmt: str, *args: object, extra: dict[str, object] | None = None) -> None:
         now = time.monotonic()
         if now - self.window_start >= 60:
             if self.suppressed:
@@ -180,6 +182,6 @@ class _RateLimitedLog:
             self.window_start, self.count, self.suppressed = now, 0, 0
         self.count += 1
         if self.count <= self.per_minute:
-            log.warning(fmt, *args)
+            log.warning(fmt, *args, extra=extra)
         else:
             self.suppressed += 1

@@ -49,6 +49,7 @@ from gateway.db.models import (
     Resident,
 )
 from gateway.errors import StoreUnavailable
+from gateway.logs import about
 from gateway.metrics import WorkerMetrics
 from gateway.registry import to_datetime
 from gateway.retention import delete_in_batches, run_periodically
@@ -226,7 +227,7 @@ class RetentionPurge:
         except StoreUnavailable as e:
             log.warning("home %s: the readings of its care period %s to %s are past retention but could not be "
                         "deleted (%s); trying again at the next purge", period.home_id, period.start.isoformat(),
-                        period.end.isoformat(), e)
+                        period.end.isoformat(), e, extra=about(home=period.home_id))
             return False
         return True
 

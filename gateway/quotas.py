@@ -35,6 +35,7 @@ from gateway.contract import Kind, Message, Parsed, Rejected
 from gateway.db.models import Device
 from gateway.db.session import make_engine, make_session_factory
 from gateway.journal import NewEntry
+from gateway.logs import about
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +211,7 @@ class HomeQuotas:
             # so the registry cannot grow either); its dead letters are still bounded.
             state.loaded, state.load_retry_ms = False, now_ms + LOAD_RETRY_MS
             log.exception("home %s: its known devices could not be read; its device quota waits until they can",
-                          home)
+                          home, extra=about(home=home))
 
     def _evict(self) -> None:
         while len(self._homes) > self.max_homes:
@@ -274,7 +275,7 @@ class QuotaGate:
         self.dropped.labels(str(refused.quota)).inc()
         if refused.report is not None and refused.home != NO_HOME:
             log.warning("home %s: hub misbehaving: %s (%d more refused since the last report)", refused.home,
-                        refused.report, refused.earlier)
+                        refused.report, refused.earlier, extra=about(home=refused.home))
             entries.append((Kind.QUOTA, refused.home, None, parsed.received_ms, parsed.received_ms, False,
                             {"quota": str(refused.quota), "what": refused.report}))
         return None

@@ -53,6 +53,7 @@ from gateway.db.models import (
     Home,
 )
 from gateway.journal import Entry
+from gateway.logs import about
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +142,8 @@ class Batch:
                 batch._see(e)
             except (KeyError, TypeError, ValueError) as error:
                 # A malformed entry is a bug upstream; retrying its batch forever would stall the journal.
-                log.error("journal entry %d (%s) skipped: %s", e.seq, e.kind, error)
+                log.error("journal entry %d (%s) skipped: %s", e.seq, e.kind, error,
+                          extra=about(home=e.home, device=e.device))
         return batch
 
     def _see(self, e: Entry) -> None:
@@ -405,7 +407,8 @@ def _rename(session: Session, home_id: str, rows: list[Device], renames: list[tu
         else:
             _fold_into(row, occupant)
             session.delete(occupant)
-            log.info("home %s: %r folded into the renamed device %r", home_id, occupant.name, row.name)
+            log.info("home %s: %r folded into the renamed device %r", home_id, occupant.name, row.name,
+                     extra=about(home=home_id, device=row.name))
     session.flush()
     # Two steps, so names can swap without tripping the unique (home, name) constraint.
     for row, _ in renames:
@@ -418,12 +421,13 @@ def _rename(session: Session, home_id: str, rows: list[Device], renames: list[tu
         if name in taken:
             name = f"{name}~{occupant.id}"
         log.info("home %s: %r (%s) moved aside to %r: the hub gave its name to another device",
-                 home_id, occupant.name, occupant.ieee_address, name)
+                 home_id, occupant.name, occupant.ieee_address, name, extra=about(home=home_id, device=name))
         occupant.name = name
         taken.add(name)
     session.flush()
     for row, new in renames:
-        log.info("home %s: device %s renamed to %r", home_id, row.ieee_address, new)
+        log.info("home %s: device %s renamed to %r", home_id, row.ieee_address, new,
+                 extra=about(home=home_id, device=new))
         row.name = new
     session.flush()
 

@@ -24,6 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from analytics.alerts import AlertEvent
+from gateway import logs
 from gateway.alerting.dispatcher import Dispatcher, dispatcher_options
 from gateway.alerting.notifiers import make_notifier
 from gateway.backoff import Backoff
@@ -195,9 +196,10 @@ class Worker:
         self.store.close()
 
 
-def worker_main(settings: Settings, stop: ProcessEvent, parent_pid: int, log_level: int) -> None:
-    """Entry point of the worker process (multiprocessing, spawn)."""
-    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s worker %(name)s: %(message)s")
+def worker_main(settings: Settings, stop: ProcessEvent, parent_pid: int, log_level: int,
+                log_json: bool = False) -> None:
+    """Entry point of the worker process (multiprocessing, spawn): its lines in the ingest process's format."""
+    logs.configure(log_level, json=log_json, process="worker")
     with contextlib.suppress(OSError, AttributeError):  # Linux: die with the ingest process, even on SIGKILL
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the ingest process, which stops us in order
@@ -227,7 +229,8 @@ class WorkerSupervisor:
     def start(self) -> None:
         self._process = self._ctx.Process(
             target=worker_main, name="telecare-worker", daemon=True,
-            args=(self.settings, self._stop, os.getpid(), logging.getLogger().getEffectiveLevel()))
+            args=(self.settings, self._stop, os.getpid(), logging.getLogger().getEffectiveLevel(),
+                  logs.is_json()))
         self._process.start()
         self.on_state(True, False)
 

@@ -14,6 +14,7 @@ from gateway.clock import Clock
 from gateway.contract import Kind
 from gateway.errors import PointsRejected, StoreUnavailable
 from gateway.journal import Entry, Journal
+from gateway.logs import about
 from gateway.metrics import WorkerMetrics
 from gateway.stores.readings.base import Point, ReadingStore
 
@@ -116,7 +117,8 @@ class StoreWriter:
             self.store.write(points)
         except PointsRejected as e:
             if len(points) == 1:
-                log.error("readings store refused %s: %s", points[0], e)
+                log.error("readings store refused %s: %s", points[0], e,
+                          extra=about(home=points[0].tags.get("home"), device=points[0].tags.get("device")))
                 self.metrics.dropped.inc()
                 return
             half = len(points) // 2

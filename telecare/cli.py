@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import logging
 import signal
-import sys
 from types import FrameType
 
 import typer
 
 from gateway.cli_alerts import add_alert_commands
 from telecare.cli_api import add_api_commands
-from telecare.cli_common import settings_or_exit
+from telecare.cli_common import settings_or_exit, setup_logging
 from telecare.cli_db import db_app, homes_app
 from telecare.cli_demo import demo
 from telecare.cli_detect import analyse, baseline_app
@@ -31,9 +30,7 @@ add_api_commands(app)  # api, users
 app.command()(demo)
 
 
-def setup_logging(level: str = "INFO") -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-
+log = logging.getLogger(__name__)
 
 
 @app.command()
@@ -45,7 +42,7 @@ def gateway(log_level: str = typer.Option("INFO", help="DEBUG, INFO, WARNING ...
     gw = Gateway(settings_or_exit())
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
-        logging.getLogger("telecare").info("signal %d: stopping", signum)
+        log.info("signal %d: stopping", signum)
         gw.stop_event.set()
 
     signal.signal(signal.SIGTERM, on_signal)

@@ -16,7 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from gateway.db import migrate
 from gateway.db.models import Organisation, User
 from gateway.db.session import make_engine, make_session_factory
-from telecare.cli_common import fail, settings_or_exit
+from telecare.cli_common import fail, settings_or_exit, setup_logging
 
 ROLES = ("admin", "coordinator", "carer")
 EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
@@ -41,12 +41,14 @@ def api(
 
     from api.app import create_app
 
+    setup_logging(log_level)
     settings = settings_or_exit()
     try:
         migrate.upgrade(settings.database_url)
     except SQLAlchemyError as e:
         raise fail(f"cannot migrate the operational database: {type(e).__name__}: {getattr(e, 'orig', e)}") from None
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level.lower())
+    # log_config=None: uvicorn's lines go through the one configuration (TELECARE_LOG_FORMAT) like the API's own.
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level.lower(), log_config=None)
 
 
 @users_app.command("add")

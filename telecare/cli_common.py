@@ -21,6 +21,19 @@ def fail(message: str, code: int = EXIT_BAD) -> typer.Exit:
     return typer.Exit(code)
 
 
+def setup_logging(level: str = "INFO", *, console: bool = False) -> None:
+    """Log lines on stderr: console lines, or JSON lines for a collector when TELECARE_LOG_FORMAT=json
+    (docs/production.md, "Logs"); ``console`` for the commands a person watches (the demo) whatever it says.
+    A bad level or format is a sentence and exit code 2."""
+    from gateway import logs
+
+    try:
+        json = not console and logs.format_from_env() == "json"
+        logs.configure(level, json=json)
+    except ValueError as e:
+        raise fail(str(e)) from None
+
+
 def settings_or_exit() -> Settings:
     try:
         return load_settings()

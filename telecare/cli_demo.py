@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import signal
-import sys
 import threading
 from pathlib import Path
 from types import FrameType
@@ -13,6 +12,7 @@ from typing import Annotated
 import typer
 
 from gateway.alerting.people import USER_KEY
+from telecare.cli_common import setup_logging
 
 
 def demo(
@@ -44,8 +44,7 @@ def demo(
     if port is not None and not port_is_free(port):
         typer.echo(f"port {port} is in use on 127.0.0.1: choose another with --port", err=True)
         raise typer.Exit(2)
-    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(log_level, console=True)  # a person watches the demo: console lines, whatever the environment
     if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
         # amqtt reports every client's coming and going (and the last goodbyes at exit) as warnings or errors.
         logging.getLogger("amqtt").setLevel(logging.CRITICAL)
