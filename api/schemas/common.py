@@ -9,7 +9,7 @@ from typing import Annotated
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 __all__ = ["INT32_MAX", "ClaimCode", "DbId", "HomeId", "In", "Name", "Note", "Notes", "Out", "UtcDatetime", "Word",
-           "no_control", "printable", "text"]
+           "no_control", "printable"]
 
 # NUL and lone surrogates cannot be stored (PostgreSQL refuses NUL; UTF-8 has no surrogates).
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
@@ -66,15 +66,6 @@ HomeId = Annotated[str, _stripped(64), _LINE]  # also a room's name
 ClaimCode = Annotated[str, _stripped(128), _LINE]
 Word = Annotated[str, _stripped(32), _LINE]  # a filter on a short code: an audit action, a dead letter's reason
 Notes = Annotated[str, _stripped(10_000, min_length=0), _PROSE]  # a person's notes may be emptied
-
-
-def text(max_length: int, min_length: int = 1, *, multiline: bool = False) -> object:
-    """A stripped string of ``min_length`` to ``max_length`` characters, storable on every backend and free of
-    control characters (``multiline``: tabs and line breaks allowed, for notes).
-
-    Kept only for api/schemas/privacy.py until it moves to the aliases above: a type checker cannot read the type
-    this returns, so new code uses (or adds) an alias instead."""
-    return Annotated[str, _stripped(max_length, min_length), _PROSE if multiline else _LINE]
 
 
 def _utc(value: datetime) -> datetime:

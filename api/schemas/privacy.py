@@ -9,7 +9,7 @@ from pydantic import AfterValidator, Field
 
 from api.schemas.alerts import AlertDetailOut
 from api.schemas.audit import AuditOut
-from api.schemas.common import In, Out, text
+from api.schemas.common import In, Name, Out
 from api.schemas.people import AbsenceOut, HomeBrief
 
 MAX_RETENTION_DAYS = 36_525  # 100 years
@@ -47,7 +47,7 @@ class RetentionUpdate(In):
 
 
 class ErasureIn(In):
-    confirm: text(200) = Field(  # type: ignore[valid-type]
+    confirm: Name = Field(
         description="the resident's name exactly as stored (GET /residents/{id}): erasure cannot be undone")
 
 
