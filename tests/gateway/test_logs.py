@@ -10,7 +10,8 @@ import logging
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import orjson
 import pytest
@@ -153,3 +154,25 @@ def test_the_gateway_command_refuses_a_bad_log_format_or_level_with_a_sentence(
     result = CliRunner().invoke(app, ["gateway", *args], env=env)
     assert result.exit_code == 2
     assert said in result.output and "Traceback" not in result.output
+
+
+def test_the_worker_process_is_told_the_level_and_format_of_the_ingest_process(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from gateway.config import Settings
+    from gateway.worker import WorkerSupervisor
+
+    configure("WARNING", json=True, stream=io.StringIO())
+    started: list[tuple[object, ...]] = []
+
+    class NoProcess:  # records what the spawned worker_main would be given
+        def __init__(self, *, target: object, name: str, daemon: bool, args: tuple[object, ...]) -> None:
+            started.append(args)
+
+        def start(self) -> None:
+            pass
+
+    supervisor = WorkerSupervisor(cast(Settings, None), lambda up, restarted: None)
+    monkeypatch.setattr(supervisor, "_ctx", SimpleNamespace(Process=NoProcess))
+    supervisor.start()
+    [args] = started
+    assert args[3:] == (logging.WARNING, True)
