@@ -13,10 +13,10 @@ import math
 import zlib
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, tzinfo
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import BindParameter, Table, bindparam, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from analytics.detector import DetectorConfig, HomeDetector
@@ -74,7 +74,7 @@ def save_checkpoints(session: Session, snapshots: dict[str, Snapshot], written_b
     a thousand homes touched by every batch, per-home ORM loads (each flushing the previous home's update)
     were most of the detectors' time (docs/benchmarks.md, Ingest)."""
     saved = _saved_checkpoints(session, list(snapshots))
-    table = DetectorCheckpoint.__table__
+    table = cast(Table, DetectorCheckpoint.__table__)  # a Table, typed as any FromClause
     inserts: list[dict[str, Any]] = []
     updates: dict[bool, list[dict[str, Any]]] = {False: [], True: []}  # by whether the baseline is written
     written: dict[str, Mark] = {}
@@ -101,10 +101,10 @@ def save_checkpoints(session: Session, snapshots: dict[str, Snapshot], written_b
         session.execute(table.insert(), inserts)
     for with_baseline, params in updates.items():
         if params:
-            columns = {"journal_seq": bindparam("b_seq"), "version": bindparam("b_version"),
-                       "state": bindparam("b_state"), "saved_at": bindparam("b_saved_at"),
-                       "care_epoch": bindparam("b_epoch"),
-                       "baseline_at": bindparam("b_baseline_at")}
+            columns: dict[str, BindParameter[Any]] = {
+                "journal_seq": bindparam("b_seq"), "version": bindparam("b_version"), "state": bindparam("b_state"),
+                "saved_at": bindparam("b_saved_at"), "care_epoch": bindparam("b_epoch"),
+                "baseline_at": bindparam("b_baseline_at")}
             if with_baseline:
                 columns["baseline"] = bindparam("b_baseline")
             session.execute(table.update().where(table.c.home_id == bindparam("b_home")).values(columns), params)

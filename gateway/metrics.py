@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, make_server
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
@@ -118,7 +118,7 @@ class IngestMetrics:
         # As prometheus_client's start_http_server, with one more path: a thread per request, quiet log.
         family = socket.getaddrinfo(addr or None, port, type=socket.SOCK_STREAM)[0][0]
         server_class = type("MetricsServer", (ThreadingWSGIServer,), {"address_family": family})
-        server = make_server(addr, port, app, server_class, handler_class=_QuietHandler)
+        server: WSGIServer = make_server(addr, port, app, server_class, handler_class=_QuietHandler)
         threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
         return int(server.server_port)
 

@@ -102,7 +102,7 @@ def with_clock(messages: Iterable[Outgoing], speed: float | None, every_ms: int 
 
 
 def play(messages: Iterable[Outgoing], send: Callable[[Outgoing], None], *, speed: float | None,
-         sleep: Callable[[float], None] = time.sleep, monotonic: Callable[[], float] = time.monotonic,
+         sleep: Callable[[float], object] = time.sleep, monotonic: Callable[[], float] = time.monotonic,
          progress: Callable[[PlayStats], None] | None = None, progress_every_s: float = 60.0) -> PlayStats:
     """Send ``messages`` (ordered by time), each when its simulated time comes at ``speed`` (None: at once).
 

@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
-import click
 import typer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -29,7 +28,8 @@ from telecare.cli_common import db_session, fail, print_table, settings_or_exit
 class _AwayGroup(TyperGroup):
     """``telecare away HOME ...`` means ``telecare away add HOME ...``; ``list`` and ``end`` are subcommands."""
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+    # typer passes its own Context (a subclass of the click it vendors), which is all this reads.
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:  # type: ignore[override]
         if args and not args[0].startswith("-") and args[0] not in self.commands:
             args = ["add", *args]
         return super().parse_args(ctx, args)

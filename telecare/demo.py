@@ -153,7 +153,8 @@ def store_morning(settings: Settings, observations: list[Observation]) -> None:
     try:
         store.write([Point("reading", {"home": o.home, "device": o.device, "kind": o.kind, "room": o.room or "",
                                        "role": o.role or ""},
-                           {_FIELD.get(o.kind, "value"): o.value}, o.time_ms) for o in observations])
+                           {_FIELD.get(o.kind, "value"): o.value}, o.time_ms)
+                     for o in observations if o.value is not None])
     finally:
         store.close()
 
@@ -326,10 +327,10 @@ class Demo:
         self.stop_event.set()
         sim = self.sim_thread
         steps: list[tuple[str, Callable[[], object] | None]] = [
-            ("simulator", sim and (lambda: sim.join(timeout=15))),  # it stops at its next message or wait
-            ("API", self.api and self.api.stop),
-            ("gateway", self.gateway and self.gateway.stop),
-            ("broker", self.broker and self.broker.stop),
+            ("simulator", (lambda: sim.join(timeout=15)) if sim else None),  # it stops at its next message or wait
+            ("API", self.api.stop if self.api else None),
+            ("gateway", self.gateway.stop if self.gateway else None),
+            ("broker", self.broker.stop if self.broker else None),
         ]
         for name, stop in steps:
             try:

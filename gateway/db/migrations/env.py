@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from alembic import context
 
@@ -14,7 +14,7 @@ MIGRATION_LOCK_ID = 0x7E1E_CA7E  # any constant: the PostgreSQL advisory lock th
 target_metadata = Base.metadata
 
 
-def render_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:
+def render_item(type_: str, obj: Any, autogen_context: Any) -> str | Literal[False]:
     """Migrations stay free of the app's types: UTCDateTime is stored as a timezone-aware DateTime."""
     if type_ == "type" and isinstance(obj, UTCDateTime):
         return "sa.DateTime(timezone=True)"

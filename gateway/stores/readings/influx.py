@@ -135,8 +135,8 @@ class InfluxReadingStore:
             return
         body = "\n".join(lines).encode()
         try:
-            self._write_api.write(bucket=self.bucket, org=self.org, record=body,
-                                  write_precision=WritePrecision.MS)
+            self._write_api.write(bucket=self.bucket, org=self.org, record=body,  # its precisions are plain str
+                                  write_precision=WritePrecision.MS)  # type: ignore[arg-type]
         except ApiException as e:
             raise _api_error(e, f"write of {len(lines)} points") from e
         except (urllib3.exceptions.HTTPError, OSError) as e:  # refused, timed out, reset ...
