@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
-from gateway.alerting.outbox import RESOLVED
+from gateway.alerting.states import AlertState
 from gateway.claims import current_claim_start
 from gateway.clock import Clock
 from gateway.db.models import (
@@ -208,7 +208,7 @@ class RetentionPurge:
             report.alerts += self._delete(
                 Alert, Alert.id, dry_run,
                 (Alert.organisation_id == org) & (Alert.home_id == period.home_id) & raised
-                & (Alert.state == RESOLVED))
+                & (Alert.state == AlertState.RESOLVED))
             if dry_run:
                 report.reading_periods += 1
                 report.claims += 1

@@ -8,7 +8,7 @@ from types import FrameType
 
 import typer
 
-from gateway.cli_alerts import add_alert_commands
+from telecare.cli_alerts import add_alert_commands
 from telecare.cli_api import add_api_commands
 from telecare.cli_common import settings_or_exit, setup_logging
 from telecare.cli_db import db_app, homes_app

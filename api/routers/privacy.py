@@ -37,7 +37,7 @@ from api.schemas.privacy import (
     RetentionUpdate,
     SubjectAccessExport,
 )
-from gateway.alerting.outbox import RESOLVED
+from gateway.alerting.states import AlertState
 from gateway.db.models import (
     Absence,
     Alert,
@@ -209,7 +209,7 @@ def erase_resident(resident_id: PathId, body: ErasureIn, principal: Admin, sessi
         raise Invalid(f"'confirm' must be the resident's name exactly as stored (see GET /residents/{resident.id}): "
                       "erasure cannot be undone")
     still_open = session.scalar(select(func.count()).select_from(Alert).where(
-        Alert.resident_id == resident.id, Alert.state != RESOLVED)) or 0
+        Alert.resident_id == resident.id, Alert.state != AlertState.RESOLVED)) or 0
     if still_open:
         raise Conflict(f"resident {resident.id} has {still_open} open alert(s): acknowledge and resolve them first "
                        f"(GET /alerts?resident_id={resident.id}&open=true); an alert nobody has dealt with is never "

@@ -72,10 +72,10 @@ def stop(session: Session, alert: Alert, now: datetime, *, purpose: str, by: str
     """Acknowledged or resolved: no further steps, no pending alerts, emergency receipts to cancel, and everyone
     already alerted is told (except the one who did it)."""
     alert.next_escalation_at = None
-    cancelled = session.execute(
+    cancelled = session.execute(  # an UPDATE's result says how many rows it changed
         update(Notification).where(Notification.alert_id == alert.id, Notification.state == NotificationState.PENDING,
                                    Notification.purpose.in_(ALERTING))
-        .values(state=NotificationState.CANCELLED, next_attempt_at=None)).rowcount
+        .values(state=NotificationState.CANCELLED, next_attempt_at=None)).rowcount  # type: ignore[attr-defined]
     if cancelled:
         timeline(session, alert, now, "cancelled", f"{cancelled} alert message(s) not sent: no longer needed")
     session.execute(update(Notification).where(Notification.alert_id == alert.id,

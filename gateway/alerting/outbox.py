@@ -11,13 +11,8 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gateway.alerting.states import ALERTING, AlertState, NotificationState
+from gateway.alerting.states import ALERTING, NotificationState
 from gateway.db.models import NAME_LEN, Alert, AlertLog, EscalationStep, Notification, Recipient
-
-# The old names of two states, for the modules that still import them from here (gateway/purge.py,
-# api/routers/privacy.py, tests/gateway/test_watchdog.py): new code imports gateway.alerting.states.
-RESOLVED = AlertState.RESOLVED
-PENDING = NotificationState.PENDING
 
 
 def timeline(session: Session, alert: Alert, now: datetime, what: str, detail: str = "",

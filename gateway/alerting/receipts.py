@@ -43,6 +43,9 @@ class ReceiptFollower:
     def _read(self, fn: Callable[..., T], *args: Any) -> T:
         raise NotImplementedError
 
+    def _now(self) -> datetime:
+        raise NotImplementedError
+
     def _load(self, s: Session, notification_id: int) -> tuple[Notification, Alert, Recipient]:
         raise NotImplementedError
 

@@ -13,8 +13,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
 from analytics.alerts import Action, AlertKind, Severity
-from gateway.cli_alerts import add_alert_commands
 from gateway.db.models import AlertLog, Notification
+from telecare.cli_alerts import add_alert_commands
 from tests.alerting.conftest import Clock, World
 from tests.alerting.helpers import alert, apply, event
 

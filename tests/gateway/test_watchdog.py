@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bench.pushover_server import PushoverServer
 from gateway.alerting import people
-from gateway.alerting.outbox import PENDING
+from gateway.alerting.states import NotificationState
 from gateway.db.models import Alert, Notification
 from gateway.journal import Journal
 from gateway.notify.pushover import PushoverClient
@@ -169,7 +169,7 @@ def test_a_notification_waiting_past_its_bound_is_a_dispatcher_problem(sessions:
         s.add(alert)
         s.flush()
         s.add(Notification(alert_id=alert.id, recipient_id=recipient.id, step=1, purpose="alert", priority=1,
-                           title="t", message="m", state=PENDING, attempts=3, next_attempt_at=NOW,
+                           title="t", message="m", state=NotificationState.PENDING, attempts=3, next_attempt_at=NOW,
                            created_at=NOW - timedelta(minutes=12)))
         s.commit()
     problem = check()
