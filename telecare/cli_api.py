@@ -47,8 +47,9 @@ def api(
         migrate.upgrade(settings.database_url)
     except SQLAlchemyError as e:
         raise fail(f"cannot migrate the operational database: {type(e).__name__}: {getattr(e, 'orig', e)}") from None
-    # log_config=None: uvicorn's lines go through the one configuration (TELECARE_LOG_FORMAT) like the API's own.
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level.lower(), log_config=None)
+    # The API's own lines (and the gateway modules') take TELECARE_LOG_FORMAT; uvicorn keeps its own handlers for
+    # its startup and access lines (docs/production.md, "Logs").
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level.lower())
 
 
 @users_app.command("add")
