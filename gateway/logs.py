@@ -26,7 +26,26 @@ FORMATS = ("console", "json")
 
 
 class _OurHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Marks the handler configure() installs, so a second call replaces it and leaves others' (pytest's) alone."""
+    """Marks the handler configure() installs, so a second call replaces it and leaves others' (pytest's) alone;
+    it remembers the root level it found, for unconfigure()."""
+
+    level_before = logging.WARNING
+
+
+class _StderrHandler(_OurHandler):
+    """Writes to whatever sys.stderr is when a line is written, not when configured: a command run in-process
+    (tests' CliRunner) swaps it, and a closed stream must never be written to."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: TextIO) -> None:
+        pass
 
 
 def about(*, home: str | None = None, device: str | None = None, alert_id: int | None = None,
@@ -69,10 +88,12 @@ def configure(level: int | str, *, json: bool, process: str | None = None, strea
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder(allow=CONTEXT_KEYS)],
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *renderer])
-    handler = _OurHandler(sys.stderr if stream is None else stream)
+    handler = _StderrHandler() if stream is None else _OurHandler(stream)
     handler.setFormatter(formatter)
     root = logging.getLogger()
+    handler.level_before = root.level
     for old in [h for h in root.handlers if isinstance(h, _OurHandler)]:
+        handler.level_before = old.level_before
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(numeric)
@@ -82,6 +103,16 @@ def configure(level: int | str, *, json: bool, process: str | None = None, strea
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=False)  # configure() may run again (tests, the worker): no stale loggers
+
+
+def unconfigure() -> None:
+    """Undo configure(): its handler gone, the root level and structlog as they were. For a command that returns
+    to its caller (run in-process by a test) rather than ending the process."""
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, _OurHandler)]:
+        root.removeHandler(handler)
+        root.setLevel(handler.level_before)
+    structlog.reset_defaults()
 
 
 def is_json() -> bool:

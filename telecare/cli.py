@@ -10,7 +10,7 @@ import typer
 
 from telecare.cli_alerts import add_alert_commands
 from telecare.cli_api import add_api_commands
-from telecare.cli_common import settings_or_exit, setup_logging
+from telecare.cli_common import logging_set_up, settings_or_exit
 from telecare.cli_db import db_app, homes_app
 from telecare.cli_demo import demo
 from telecare.cli_detect import analyse, baseline_app
@@ -38,19 +38,19 @@ def gateway(log_level: str = typer.Option("INFO", help="DEBUG, INFO, WARNING ...
     """Run the gateway: MQTT in, journal, readings store and device registry."""
     from gateway.bootstrap import Gateway
 
-    setup_logging(log_level)
-    gw = Gateway(settings_or_exit())
+    with logging_set_up(log_level):
+        gw = Gateway(settings_or_exit())
 
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("signal %d: stopping", signum)
-        gw.stop_event.set()
+        def on_signal(signum: int, _frame: FrameType | None) -> None:
+            log.info("signal %d: stopping", signum)
+            gw.stop_event.set()
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    gw.start()
-    while not gw.stop_event.wait(1.0):
-        pass
-    gw.stop()
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        gw.start()
+        while not gw.stop_event.wait(1.0):
+            pass
+        gw.stop()
 
 
 if __name__ == "__main__":

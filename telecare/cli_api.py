@@ -16,7 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from gateway.db import migrate
 from gateway.db.models import Organisation, User
 from gateway.db.session import make_engine, make_session_factory
-from telecare.cli_common import fail, settings_or_exit, setup_logging
+from telecare.cli_common import fail, logging_set_up, settings_or_exit
 
 ROLES = ("admin", "coordinator", "carer")
 EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
@@ -41,15 +41,16 @@ def api(
 
     from api.app import create_app
 
-    setup_logging(log_level)
-    settings = settings_or_exit()
-    try:
-        migrate.upgrade(settings.database_url)
-    except SQLAlchemyError as e:
-        raise fail(f"cannot migrate the operational database: {type(e).__name__}: {getattr(e, 'orig', e)}") from None
     # The API's own lines (and the gateway modules') take TELECARE_LOG_FORMAT; uvicorn keeps its own handlers for
     # its startup and access lines (docs/production.md, "Logs").
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level.lower())
+    with logging_set_up(log_level):
+        settings = settings_or_exit()
+        try:
+            migrate.upgrade(settings.database_url)
+        except SQLAlchemyError as e:
+            raise fail(f"cannot migrate the operational database: {type(e).__name__}: {getattr(e, 'orig', e)}"
+                       ) from None
+        uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level.lower())
 
 
 @users_app.command("add")

@@ -21,10 +21,12 @@ def fail(message: str, code: int = EXIT_BAD) -> typer.Exit:
     return typer.Exit(code)
 
 
-def setup_logging(level: str = "INFO", *, console: bool = False) -> None:
-    """Log lines on stderr: console lines, or JSON lines for a collector when TELECARE_LOG_FORMAT=json
-    (docs/production.md, "Logs"); ``console`` for the commands a person watches (the demo) whatever it says.
-    A bad level or format is a sentence and exit code 2."""
+@contextmanager
+def logging_set_up(level: str = "INFO", *, console: bool = False) -> Iterator[None]:
+    """Log lines on stderr while the command runs: console lines, or JSON lines for a collector when
+    TELECARE_LOG_FORMAT=json (docs/production.md, "Logs"); ``console`` for the commands a person watches (the
+    demo) whatever it says. A bad level or format is a sentence and exit code 2. Undone when the command returns,
+    so a command run in-process (tests) leaves the caller's logging as it was."""
     from gateway import logs
 
     try:
@@ -32,6 +34,10 @@ def setup_logging(level: str = "INFO", *, console: bool = False) -> None:
         logs.configure(level, json=json)
     except ValueError as e:
         raise fail(str(e)) from None
+    try:
+        yield
+    finally:
+        logs.unconfigure()
 
 
 def settings_or_exit() -> Settings:

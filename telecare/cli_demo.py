@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from gateway.alerting.people import USER_KEY
-from telecare.cli_common import setup_logging
+from telecare.cli_common import logging_set_up
 
 
 def demo(
@@ -44,21 +44,21 @@ def demo(
     if port is not None and not port_is_free(port):
         typer.echo(f"port {port} is in use on 127.0.0.1: choose another with --port", err=True)
         raise typer.Exit(2)
-    setup_logging(log_level, console=True)  # a person watches the demo: console lines, whatever the environment
-    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
-        # amqtt reports every client's coming and going (and the last goodbyes at exit) as warnings or errors.
-        logging.getLogger("amqtt").setLevel(logging.CRITICAL)
+    with logging_set_up(log_level, console=True):  # a person watches the demo: console lines, whatever is set
+        if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+            # amqtt reports every client's coming and going (and the last goodbyes at exit) as warnings or errors.
+            logging.getLogger("amqtt").setLevel(logging.CRITICAL)
 
-    stop = threading.Event()
+        stop = threading.Event()
 
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        if stop.is_set():
-            return
-        typer.echo(f"{signal.Signals(signum).name}: stopping ...")
-        stop.set()
+        def on_signal(signum: int, _frame: FrameType | None) -> None:
+            if stop.is_set():
+                return
+            typer.echo(f"{signal.Signals(signum).name}: stopping ...")
+            stop.set()
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    options = DemoOptions(data_dir=data_dir, speed=speed, port=port, duration_s=duration_s,
-                          pushover_token=pushover_token or None, pushover_user=pushover_user or None)
-    raise typer.Exit(run_demo(options, stop))
+        signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGTERM, on_signal)
+        options = DemoOptions(data_dir=data_dir, speed=speed, port=port, duration_s=duration_s,
+                              pushover_token=pushover_token or None, pushover_user=pushover_user or None)
+        raise typer.Exit(run_demo(options, stop))

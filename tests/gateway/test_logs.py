@@ -176,3 +176,37 @@ def test_the_worker_process_is_told_the_level_and_format_of_the_ingest_process(
     supervisor.start()
     [args] = started
     assert args[3:] == (logging.WARNING, True)
+
+
+def test_unconfigure_leaves_the_root_logger_as_configure_found_it() -> None:
+    root = logging.getLogger()
+    root.setLevel(logging.ERROR)
+    before = list(root.handlers)
+    configure("DEBUG", json=True, stream=io.StringIO())
+    configure("INFO", json=False, stream=io.StringIO())
+    logs.unconfigure()
+    assert (list(root.handlers), root.level) == (before, logging.ERROR)
+
+
+def test_without_a_stream_lines_go_to_the_stderr_of_the_moment(monkeypatch: pytest.MonkeyPatch) -> None:
+    configure("INFO", json=False)
+    later = io.StringIO()
+    monkeypatch.setattr("sys.stderr", later)  # as CliRunner does: the stream configured with may be closed by now
+    logging.getLogger("gateway.journal").info("journal compacted")
+    assert "gateway.journal: journal compacted" in later.getvalue()
+
+
+def test_a_command_run_in_process_leaves_the_callers_logging_as_it_was(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`telecare api` run by CliRunner (uvicorn.run replaced) once left its handler and INFO level behind, and the
+    next command's output in the same test process held alembic's lines."""
+    from telecare.cli import app
+
+    root = logging.getLogger()
+    before = list(root.handlers), root.level
+    monkeypatch.setenv("TELECARE_DB_URL", f"sqlite:///{tmp_path / 'api.db'}")
+    monkeypatch.setattr("uvicorn.run", lambda *_a, **_kw: logging.getLogger("api.app").info("serving"))
+    result = CliRunner().invoke(app, ["api", "--port", "8123"])
+    assert result.exit_code == 0, result.output
+    assert "api.app: serving" in result.output  # configured while it ran
+    assert (list(root.handlers), root.level) == before
