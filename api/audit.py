@@ -77,7 +77,7 @@ __all__ = [
     "write_deferred",
 ]
 
-log = logging.getLogger("telecare.api.audit")
+log = logging.getLogger(__name__)
 
 # Actions on a resident's data
 VIEW, LIST, CREATE, UPDATE, DELETE, ACKNOWLEDGE, RESOLVE, OUTCOME = (

@@ -24,7 +24,7 @@ from gateway.alerting.errors import (
     PeopleError,
 )
 
-log = logging.getLogger("telecare.api")
+log = logging.getLogger(__name__)
 
 __all__ = ["ApiError", "BadRequest", "Conflict", "Forbidden", "Invalid", "NotFound", "Unauthorized", "Unavailable",
            "install_error_handlers"]

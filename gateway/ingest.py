@@ -113,8 +113,10 @@ class Ingest:
             except Exception as e:  # a bug in the parser must not stop the stream
                 log.exception("parser failed on %s", clip_utf8(topic, DEAD_LETTER_TOPIC_BYTES))
                 parsed = Rejected(Reason.PARSER_ERROR, f"{type(e).__name__}: {e}", topic, payload, received_ms)
-            if (parsed := self.quotas.judge(parsed, entries)) is None:
+            judged = self.quotas.judge(parsed, entries)
+            if judged is None:
                 continue  # refused by a per-home quota: counted, acknowledged with the batch, not stored
+            parsed = judged
             if type(parsed) is Message:
                 if parsed.kind is Kind.CLOCK:
                     now_ms = max(now_ms, parsed.time_ms)

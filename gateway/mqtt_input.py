@@ -67,7 +67,9 @@ class MqttInput:
             self.client.username_pw_set(unquote(url.username), unquote(url.password or ""))
         if url.scheme == "mqtts":
             self.client.tls_set(ca_certs=options.ca_file, cert_reqs=ssl.CERT_REQUIRED)
-        self.client.reconnect_delay_set(min_delay=options.reconnect_min_s, max_delay=options.reconnect_max_s)
+        # paho annotates whole seconds, but waits with float arithmetic: tests reconnect within half a second.
+        self.client.reconnect_delay_set(min_delay=options.reconnect_min_s,  # type: ignore[arg-type]
+                                        max_delay=options.reconnect_max_s)  # type: ignore[arg-type]
         self.client.max_inflight_messages_set(1000)
         self.client.on_pre_connect = self._on_pre_connect
         self.client.on_connect = self._on_connect
@@ -149,7 +151,7 @@ class MqttInput:
             topic = msg.topic
         except UnicodeDecodeError:
             topic = msg._topic.decode("utf-8", "backslashreplace")  # brokers check UTF-8; belt and braces
-        self._on_message_cb(msg.mid, msg.qos, topic, msg.payload)
+        self._on_message_cb(msg.mid, msg.qos, topic, msg.payload)  # type: ignore[arg-type]  # bytes as received
 
 
 # CONNACK reason codes (MQTT 5; paho maps 3.1.1's return codes 1-5 onto 132-136) -> metric label, advice.

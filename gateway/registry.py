@@ -250,7 +250,8 @@ class DeviceRegistry:
     handle = apply  # the journal consumer protocol (gateway.consumers.Consumer)
 
 
-_INSERTS = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}
+# Each dialect's INSERT, both with on_conflict_do_nothing (typed apart, so the map is typed by what is used).
+_INSERTS: dict[str, Callable[[Any], Any]] = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}
 
 
 def _insert_ignore(session: Session, table: Any, rows: list[dict[str, Any]], conflict: list[str]) -> None:

@@ -62,12 +62,15 @@ class StoreWriter:
         points: list[Point] = []
         for e in entries:
             if e.kind == Kind.STATE:
+                assert e.home is not None and e.device is not None  # a state always has both (gateway.contract)
                 if e.body:
                     time_ms = self._distinct_time(e.home, e.device, e.time_ms, e.body)
                     points.append(Point("reading", self._tags_for(e.home, e.device, e.body), e.body, time_ms))
             elif e.kind == Kind.AVAILABILITY:
+                assert e.home is not None and e.device is not None
                 points.append(Point("availability", {"home": e.home, "device": e.device}, e.body, e.time_ms))
             elif e.kind == Kind.BRIDGE_STATE:
+                assert e.home is not None
                 points.append(Point("hub", {"home": e.home}, e.body, e.time_ms))
         return points
 

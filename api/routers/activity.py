@@ -40,7 +40,7 @@ from gateway.db.models import DetectorCheckpoint, Device, Home, Resident
 from gateway.errors import StoreUnavailable
 from gateway.stores.readings.base import DailySummary, Point, ReadingStore
 
-log = logging.getLogger("telecare.api")
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/residents/{resident_id}", tags=["activity"])
 

@@ -55,7 +55,7 @@ from gateway.stores.readings.base import Point, ReadingStore
 
 __all__ = ["care_period", "router"]
 
-log = logging.getLogger("telecare.api")
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["privacy"])
 
 StoreDep = Annotated[ReadingStore, Depends(get_store)]

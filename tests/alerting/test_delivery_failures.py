@@ -112,7 +112,7 @@ def test_a_refused_token_falls_back_to_the_console_and_alarms_operators_once(
     pushover.tokens.clear()  # Pushover refuses our token: 400, {"token": "invalid", ...}
     [first] = apply(sessions, clock, event(clock=clock))
     [second] = apply(sessions, clock, event(clock=clock, kind=AlertKind.PENDANT))
-    with caplog.at_level("ERROR", logger="telecare.alerting"):
+    with caplog.at_level("ERROR", logger="gateway.alerting"):
         d.run_once()
     # Not the recipients' fault: nobody is marked unreachable and no chain runs to its end.
     for alert_id in (first, second):
