@@ -52,6 +52,7 @@ from gateway.backoff import Backoff, RetryAfter
 from gateway.clock import Clock, WallClock
 from gateway.db.models import Alert, Notification, Recipient
 from gateway.db.session import read_only_sessions
+from gateway.logs import about
 from gateway.metrics import WorkerMetrics
 from gateway.notify.errors import GiveUp, Retry
 
@@ -247,7 +248,7 @@ class Dispatcher(ReceiptFollower):
                     timeline(s, alert, now, "resending", "the gateway stopped while sending this message: sending"
                              " it again (it may arrive twice)", who=recipient.name if recipient else None)
                 log.warning("alerting: notification %s was being sent when the gateway stopped: sending again",
-                            n.id)
+                            n.id, extra=about(alert_id=n.alert_id, notification_id=n.id))
         self._tx(recover)
 
     def _escalate_due(self) -> bool:
@@ -362,7 +363,8 @@ class Dispatcher(ReceiptFollower):
         elif isinstance(error, GiveUp):
             self._tx(self._failed, notification_id, error.reason)
         else:  # a bug must not make a poison message that blocks the outbox
-            log.error("alerting: notification %s could not be sent", notification_id, exc_info=error)
+            log.error("alerting: notification %s could not be sent", notification_id, exc_info=error,
+                      extra=about(notification_id=notification_id))
             self._tx(self._failed, notification_id, f"internal error: {error!r}")
 
     def _claim(self, s: Session, busy_recipients: set[int]) -> tuple[int, int, Outgoing] | None:
@@ -418,7 +420,7 @@ class Dispatcher(ReceiptFollower):
         if n.attempts == 1:  # once in the timeline; the row keeps the count and the latest error
             timeline(s, alert, now, "delayed", f"{error.reason}; trying again", who=recipient.name)
         log.warning("alerting: notification %s to %s not sent (%s); retry in %.0fs", n.id, recipient.name,
-                    error.reason, delay)
+                    error.reason, delay, extra=about(home=alert.home_id, alert_id=alert.id, notification_id=n.id))
 
     def _failed(self, s: Session, notification_id: int, reason: str, *, expired: bool = False) -> None:
         """Given up: refused by Pushover, a bug, or (``expired``) past the retry deadline. The row is ``failed``
@@ -429,7 +431,8 @@ class Dispatcher(ReceiptFollower):
         n.state, n.next_attempt_at, n.last_error = NotificationState.FAILED, None, reason
         what = "expired" if expired else "failed"
         timeline(s, alert, now, what, f"{n.purpose} could not be delivered: {reason}", who=recipient.name)
-        log.error("alerting: notification %s to %s given up: %s", n.id, recipient.name, reason)
+        log.error("alerting: notification %s to %s given up: %s", n.id, recipient.name, reason,
+                  extra=about(home=alert.home_id, alert_id=alert.id, notification_id=n.id))
         metric_reason = "expired" if expired else "internal" if reason.startswith("internal error") else "refused"
         self.metrics.notifications_failed.labels(metric_reason).inc()
         if (n.purpose in (Purpose.ALERT, Purpose.ESCALATION) and alert.state in UNACKNOWLEDGED

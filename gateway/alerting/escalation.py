@@ -17,6 +17,7 @@ from gateway.alerting.outbox import alerted, chain, queue, timeline
 from gateway.alerting.policy import MIN_REPEAT_MIN, follow_up_priority, policy_for
 from gateway.alerting.states import ALERTING, NotificationState, Purpose, ReceiptState
 from gateway.db.models import Alert, EscalationStep, Notification
+from gateway.logs import about
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,8 @@ def start(session: Session, alert: Alert, now: datetime) -> None:
     if not steps:
         why = "the home has no resident" if alert.resident_id is None else "the resident has no escalation chain"
         timeline(session, alert, now, "unrouted", f"nobody to notify: {why}")
-        log.warning("alert %s (%s, home %s): nobody to notify: %s", alert.id, alert.kind, alert.home_id, why)
+        log.warning("alert %s (%s, home %s): nobody to notify: %s", alert.id, alert.kind, alert.home_id, why,
+                    extra=about(home=alert.home_id, alert_id=alert.id))
         alert.next_escalation_at = None
         return
     _alert_step(session, alert, steps, 1, Purpose.ALERT, alert.message, now)
@@ -52,11 +54,12 @@ def advance(session: Session, alert: Alert, now: datetime, why: str) -> None:
         alert.next_escalation_at = now + timedelta(minutes=max(steps[-1].wait_min, MIN_REPEAT_MIN))
         timeline(session, alert, now, "repeated", f"{why}; chain exhausted, alerting everyone in it again")
         log.warning("alert %s (%s, home %s): nobody has acknowledged; alerting the whole chain again",
-                    alert.id, alert.kind, alert.home_id)
+                    alert.id, alert.kind, alert.home_id, extra=about(home=alert.home_id, alert_id=alert.id))
     else:
         alert.next_escalation_at = None
         timeline(session, alert, now, "exhausted", f"{why}; nobody further in the chain")
-        log.warning("alert %s (%s, home %s): chain exhausted", alert.id, alert.kind, alert.home_id)
+        log.warning("alert %s (%s, home %s): chain exhausted", alert.id, alert.kind, alert.home_id,
+                    extra=about(home=alert.home_id, alert_id=alert.id))
 
 
 def realert(session: Session, alert: Alert, now: datetime) -> None:

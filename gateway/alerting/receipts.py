@@ -21,6 +21,7 @@ from gateway.alerting.notifiers import Notifier
 from gateway.alerting.outbox import timeline
 from gateway.alerting.states import UNACKNOWLEDGED, ReceiptState
 from gateway.db.models import Alert, Notification, Recipient
+from gateway.logs import about
 from gateway.notify.errors import DeliveryError, GiveUp, Retry
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,8 @@ class ReceiptFollower:
         due = self._read(self._due_receipts, ReceiptState.CANCEL, now)
         for notification_id, outcome in self._ask_all(self.notifier.cancel, due):
             if isinstance(outcome, Retry):
-                log.warning("alerting: cannot cancel receipt of notification %s yet: %s", notification_id, outcome)
+                log.warning("alerting: cannot cancel receipt of notification %s yet: %s", notification_id, outcome,
+                            extra=about(notification_id=notification_id))
                 self._tx(self._checked, notification_id, now, None, "")
                 continue
             if isinstance(outcome, GiveUp):
@@ -85,7 +87,8 @@ class ReceiptFollower:
                     self._token.refused(outcome.reason)
                     self._tx(self._checked, notification_id, now, None, "")
                     continue
-                log.info("alerting: receipt of notification %s is gone: %s", notification_id, outcome)
+                log.info("alerting: receipt of notification %s is gone: %s", notification_id, outcome,
+                         extra=about(notification_id=notification_id))
             self._tx(self._checked, notification_id, now, ReceiptState.CANCELLED, "emergency message stopped repeating")
 
     def _poll_receipts(self) -> None:
@@ -93,7 +96,8 @@ class ReceiptFollower:
         due = self._read(self._due_receipts, ReceiptState.OPEN, now)
         for notification_id, status in self._ask_all(self.notifier.receipt, due):
             if isinstance(status, Retry):
-                log.warning("alerting: cannot poll receipt of notification %s: %s", notification_id, status)
+                log.warning("alerting: cannot poll receipt of notification %s: %s", notification_id, status,
+                            extra=about(notification_id=notification_id))
                 self._tx(self._checked, notification_id, now, None, "")
             elif isinstance(status, GiveUp):
                 if status.token_refused:  # not the receipt's fault: ask again once the token is fixed
@@ -126,4 +130,5 @@ class ReceiptFollower:
             service.acknowledge(s, alert.id, recipient.name, "acknowledged in Pushover", now,
                                 recipient_id=recipient.id)
         except AlertError as e:  # someone else was first: nothing more to do
-            log.info("alerting: receipt acknowledgement of alert %s by %s: %s", alert.id, recipient.name, e)
+            log.info("alerting: receipt acknowledgement of alert %s by %s: %s", alert.id, recipient.name, e,
+                     extra=about(home=alert.home_id, alert_id=alert.id, notification_id=n.id))
