@@ -16,10 +16,18 @@ class Clock(Protocol):
         """Wait ``seconds`` of this clock's time, or until ``stop`` is set (then return True)."""
         ...
 
+    def tick(self, time_ms: int, speed: float) -> bool:
+        """The simulator's clock says it is ``time_ms``; returns whether this clock follows it."""
+        ...
+
 
 class WallClock:
     def now_ms(self) -> int:
         return time.time_ns() // 1_000_000
+
+    def tick(self, time_ms: int, speed: float) -> bool:
+        """The wall clock follows no simulator."""
+        return False
 
     def wait(self, stop: threading.Event, seconds: float) -> bool:
         return stop.wait(max(0.0, seconds))
@@ -37,10 +45,11 @@ class SimulatedClock:
         self._now_ms: int | None = None
         self.speed = 1.0
 
-    def tick(self, time_ms: int, speed: float) -> None:
+    def tick(self, time_ms: int, speed: float) -> bool:
         if self._now_ms is None or time_ms > self._now_ms:
             self._now_ms = time_ms
         self.speed = speed
+        return True
 
     def now_ms(self) -> int:
         return self._now_ms if self._now_ms is not None else time.time_ns() // 1_000_000

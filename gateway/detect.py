@@ -96,9 +96,7 @@ class DetectorConsumer:
                     if self._hurries and i % HURRY_EVERY == 0:
                         outcomes = self._serve_hurries(events, touched, outcomes)
                     if entry.kind == Kind.CLOCK:
-                        tick = getattr(self.clock, "tick", None)
-                        if tick is not None:
-                            tick(entry.time_ms, float(entry.body.get("speed", 1.0)))
+                        self.clock.tick(entry.time_ms, float(entry.body.get("speed", 1.0)))
                         events += self._advance_all(entry.time_ms, touched)
                     elif _for_detectors(entry):
                         events += self._take(entry, touched)
