@@ -33,9 +33,9 @@ from gateway.alerting.record import apply_events
 from gateway.clock import Clock
 from gateway.contract import Kind
 from gateway.db.models import Absence, DetectorCheckpoint, Device, Home, Resident
+from gateway.db.upserts import ensure_homes
 from gateway.detector_checkpoints import (
     CHECKPOINT_VERSION,
-    CHUNK,
     Mark,
     Snapshot,
     home_zone,
@@ -71,6 +71,7 @@ class DetectorConsumer:
         self.seen_seq: dict[str, int] = {}
         self.care_epochs: dict[str, int] = {}  # the home's care epoch each detector learned in (Home.care_epoch)
         self._written: dict[str, Mark] = {}  # home -> (seq, state digest) its checkpoint row holds
+        self._homes_known: set[str] = set()  # homes whose row this consumer has seen committed
         self.skipped = 0  # readings or wake-ups a detector failed on (logged with the reading)
         self._devices: dict[tuple[str, str], tuple[str | None, str | None, str | None]] = {}
         self._refreshed_at = -REFRESH_S
@@ -198,6 +199,7 @@ class DetectorConsumer:
                 self.detectors.pop(home, None)
                 self.seen_seq.pop(home, None)
                 self.care_epochs.pop(home, None)
+            self._homes_known.clear()  # whatever failed, the homes' rows are made sure of again
             raise
 
     def _take(self, entry: Entry, touched: set[str]) -> list[AlertEvent]:
@@ -364,13 +366,9 @@ class DetectorConsumer:
         if not events and not touched:
             return
         now = to_datetime(self.clock.now_ms())
-        homes = sorted({e.home for e in events} | touched)
+        new_homes = ({e.home for e in events} | touched) - self._homes_known
         with self.sessions() as session:
-            known = _existing_homes(session, homes)  # one query per CHUNK homes, not one per home
-            for home in homes:
-                if home not in known:
-                    session.add(Home(id=home, first_seen=now))
-            session.flush()
+            ensure_homes(session, new_homes, now)  # one statement, for the homes not yet known to have a row
             if outcomes:
                 mark_fed(session, outcomes, now)
             if events:
@@ -381,6 +379,7 @@ class DetectorConsumer:
             written = save_checkpoints(session, snapshots, self._written, now)
             session.commit()
         self._written.update(written)  # only once committed: a failed commit leaves them to be written again
+        self._homes_known |= new_homes
         if events:
             log.info("%d alert event(s): %s", len(events),
                      "; ".join(f"{e.home} {e.action} {e.kind}" for e in events[:5]))
@@ -400,13 +399,6 @@ class _Hurry:
 
 def _for_detectors(entry: Entry) -> bool:
     return entry.home is not None and entry.kind in DETECTED
-
-
-def _existing_homes(session: Session, homes: list[str]) -> set[str]:
-    found: set[str] = set()
-    for i in range(0, len(homes), CHUNK):
-        found.update(session.scalars(select(Home.id).where(Home.id.in_(homes[i:i + CHUNK]))))
-    return found
 
 
 def _end_returned(session: Session, home: str, start_ms: int, back_ms: int) -> None:

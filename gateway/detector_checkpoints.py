@@ -23,6 +23,7 @@ from analytics.detector import DetectorConfig, HomeDetector
 from analytics.replay import ObservationLike, feed
 from gateway import timezones
 from gateway.db.models import DetectorCheckpoint, Home
+from gateway.db.upserts import ensure_homes
 
 log = logging.getLogger(__name__)
 
@@ -178,11 +179,9 @@ def warm_baselines(sessions: sessionmaker[Session], observations: Iterable[Obser
             fed[o.home] = fed.get(o.home, 0) + 1
         now = datetime.now(UTC)
         for home, detector in detectors.items():
+            ensure_homes(session, [home], now)
             home_row = session.get(Home, home)
-            if home_row is None:
-                home_row = Home(id=home, first_seen=now, care_epoch=0)
-                session.add(home_row)
-                session.flush()
+            assert home_row is not None
             row = session.get(DetectorCheckpoint, home)
             blob = dump_detector(detector)
             if row is None:

@@ -35,8 +35,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Table, bindparam, select
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from analytics.devices import infer_kind
@@ -52,6 +50,7 @@ from gateway.db.models import (
     Device,
     Home,
 )
+from gateway.db.upserts import ensure_homes, insert_ignore
 from gateway.journal import Entry
 from gateway.logs import about
 
@@ -245,24 +244,9 @@ class DeviceRegistry:
             for home_id, listed in batch.bridge_lists:
                 _apply_bridge_list(session, home_id, listed)
             if batch.dead:
-                _insert_ignore(session, DeadLetter.__table__, batch.dead, ["journal_seq", "received_at"])
+                insert_ignore(session, DeadLetter.__table__, batch.dead, ["journal_seq", "received_at"])
 
     handle = apply  # the journal consumer protocol (gateway.consumers.Consumer)
-
-
-# Each dialect's INSERT, both with on_conflict_do_nothing (typed apart, so the map is typed by what is used).
-_INSERTS: dict[str, Callable[[Any], Any]] = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}
-
-
-def _insert_ignore(session: Session, table: Any, rows: list[dict[str, Any]], conflict: list[str]) -> None:
-    """INSERT ... ON CONFLICT DO NOTHING, on SQLite and PostgreSQL."""
-    assert isinstance(table, Table)
-    dialect = session.get_bind().dialect.name
-    dialect_insert = _INSERTS.get(dialect)
-    if dialect_insert is None:  # pragma: no cover - only SQLite and PostgreSQL are supported
-        raise NotImplementedError(f"the registry does not support {dialect}")
-    # executemany of one statement: compiled once and cached (a multi-row VALUES is compiled per row count).
-    session.execute(dialect_insert(table).on_conflict_do_nothing(index_elements=conflict), rows)
 
 
 def _update_by_key(session: Session, table: Any, rows: list[dict[str, Any]]) -> None:
@@ -282,7 +266,7 @@ def _write_homes(session: Session, homes: dict[str, HomeFold]) -> None:
         return
     ids = sorted(homes)
     # Taking the write lock first (SQLite) means the reads below see what this transaction will update.
-    _insert_ignore(session, Home.__table__, [{"id": i} for i in ids], ["id"])
+    ensure_homes(session, ids)
     params = []
     for chunk in _chunks(ids):
         rows = session.execute(
@@ -308,7 +292,7 @@ def _write_devices(session: Session, devices: dict[tuple[str, str], DeviceFold])
     if not devices:
         return
     keys = sorted(devices)
-    _insert_ignore(session, Device.__table__, [{"home_id": h, "name": n} for h, n in keys],
+    insert_ignore(session, Device.__table__, [{"home_id": h, "name": n} for h, n in keys],
                    ["home_id", "name"])
     homes = sorted({h for h, _ in keys})
     params = []

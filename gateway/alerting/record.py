@@ -20,6 +20,7 @@ from gateway.alerting.policy import policy_for, severity_name
 from gateway.alerting.service import AUTO, resolve
 from gateway.alerting.states import UNACKNOWLEDGED, AlertState, Purpose
 from gateway.db.models import Alert, Home, Resident
+from gateway.db.upserts import ensure_homes
 
 __all__ = ["apply_events", "open_alert"]
 
@@ -30,7 +31,7 @@ def apply_events(session: Session, events: Sequence[AlertEvent], now: datetime) 
     """Apply ``events`` in order; returns the alerts created or changed (each once). The caller commits."""
     touched: dict[int, Alert] = {}
     for event in events:
-        _ensure_home(session, event.home)
+        ensure_homes(session, [event.home])  # the registry creates homes as seen: first here only in a replay
         if event.action is Action.RAISE:
             alert: Alert | None = _raise(session, event, now)
         elif event.action is Action.CLEAR:
@@ -119,8 +120,3 @@ def _organisation_id(session: Session, home: str) -> int | None:
     return session.scalar(select(Home.organisation_id).where(Home.id == home))
 
 
-def _ensure_home(session: Session, home: str) -> None:
-    # The registry creates homes as they are seen; an event can only get here first in a replay or a test.
-    if session.get(Home, home) is None:
-        session.add(Home(id=home))
-        session.flush()
