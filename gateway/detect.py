@@ -32,7 +32,7 @@ from gateway.alerting.people import absences_for, end_absence
 from gateway.alerting.record import apply_events
 from gateway.clock import Clock
 from gateway.contract import Kind
-from gateway.db.models import Absence, DetectorCheckpoint, Device, Home, Resident
+from gateway.db.models import Absence, DetectorCheckpoint, Home, Resident
 from gateway.db.upserts import ensure_homes
 from gateway.detector_checkpoints import (
     CHECKPOINT_VERSION,
@@ -44,6 +44,7 @@ from gateway.detector_checkpoints import (
     snapshot,
     to_datetime,
 )
+from gateway.device_table import DeviceTable
 from gateway.journal import Entry
 from gateway.logs import about
 from gateway.stores.readings.base import DailySummary, ReadingStore
@@ -62,8 +63,10 @@ class DetectorConsumer:
     name = "detect"
 
     def __init__(self, sessions: sessionmaker[Session], clock: Clock, *, config: DetectorConfig | None = None,
-                 on_alerts: Callable[[list[AlertEvent]], None] | None = None) -> None:
+                 on_alerts: Callable[[list[AlertEvent]], None] | None = None,
+                 devices: DeviceTable | None = None) -> None:
         self.sessions = sessions
+        self.devices = devices or DeviceTable(sessions)  # the worker's, shared with the readings-store writer
         self.clock = clock
         self.config = config or DetectorConfig()
         self.on_alerts = on_alerts  # after commit: wakes the dispatcher, counts them
@@ -73,7 +76,6 @@ class DetectorConsumer:
         self._written: dict[str, Mark] = {}  # home -> (seq, state digest) its checkpoint row holds
         self._homes_known: set[str] = set()  # homes whose row this consumer has seen committed
         self.skipped = 0  # readings or wake-ups a detector failed on (logged with the reading)
-        self._devices: dict[tuple[str, str], tuple[str | None, str | None, str | None]] = {}
         self._refreshed_at = -REFRESH_S
         self._outcomes_at = -OUTCOMES_S
         self._lock = threading.Lock()  # handle(), catch_up() and tick() come from different threads
@@ -218,7 +220,7 @@ class DetectorConsumer:
             if entry.kind == Kind.BRIDGE_STATE:
                 return detector.hub(entry.time_ms, bool(entry.body.get("online")))
             assert entry.device is not None
-            known_kind, room, role = self._devices.get((entry.home, entry.device), (None, None, None))
+            known_kind, room, role = self.devices.get(entry.home, entry.device)
             # The same call as `telecare analyse` makes for a neutral-CSV row: the two cannot decide differently.
             return observe_reading(detector, entry.time_ms, entry.device, known_kind, entry.body, room=room,
                                    role=role)
@@ -284,8 +286,8 @@ class DetectorConsumer:
         """One short transaction for what feeding ``entries`` needs from the database: rooms and roles, the
         detectors of homes not yet loaded, and (every OUTCOMES_S) carers' new outcomes, which are returned."""
         now = time.monotonic()  # about the machine's work, not the data: wall time
-        unknown_device = any(e.kind == Kind.STATE and e.home is not None and (e.home, e.device) not in self._devices
-                             for e in entries)
+        unknown_device = any(e.kind == Kind.STATE and e.home is not None and e.device is not None
+                             and not self.devices.knows(e.home, e.device) for e in entries)
         refresh = unknown_device or now - self._refreshed_at >= REFRESH_S
         want_outcomes = outcomes_due and now - self._outcomes_at >= OUTCOMES_S
         homes = {e.home for e in entries if e.home is not None and _for_detectors(e)} - self.detectors.keys()
@@ -335,8 +337,7 @@ class DetectorConsumer:
         """Rooms, roles, absences and care epochs come from the database: read again now and then, or for a new
         device. A home whose person cared for has changed (claimed by another organisation, a new resident) starts
         learning again: judging someone by another's routine would raise their false alarms and miss their falls."""
-        rows = session.execute(select(Device.home_id, Device.name, Device.kind, Device.room, Device.role))
-        self._devices = {(h, n): (k, r, ro) for h, n, k, r, ro in rows}
+        self.devices.read(session)
         epochs = {home: epoch for home, epoch in session.execute(select(Home.id, Home.care_epoch))}
         for home in [h for h, epoch in self.care_epochs.items() if epochs.get(h, epoch) != epoch]:
             log.info("home %s: the person cared for has changed; its detectors start learning again", home,

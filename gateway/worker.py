@@ -20,9 +20,6 @@ import time
 from collections.abc import Callable, Sequence
 from multiprocessing.synchronize import Event as ProcessEvent
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
-
 from analytics.alerts import AlertEvent
 from gateway import logs
 from gateway.alerting.dispatcher import Dispatcher, dispatcher_options
@@ -31,9 +28,9 @@ from gateway.backoff import Backoff
 from gateway.clock import Clock, SimulatedClock, WallClock
 from gateway.config import Settings
 from gateway.consumers import Consumer, run_consumer
-from gateway.db.models import Device
 from gateway.db.session import make_engine, make_session_factory
 from gateway.detect import DetectorConsumer
+from gateway.device_table import DeviceTable
 from gateway.heartbeats import HeartbeatFilter
 from gateway.journal import Entry, Journal
 from gateway.metrics import WorkerMetrics
@@ -76,14 +73,6 @@ def make_reading_store(settings: Settings) -> ReadingStore:
     return SqliteReadingStore(settings.embedded_readings_path)
 
 
-def device_tags_loader(sessions: sessionmaker[Session]) -> Callable[[], dict[tuple[str, str], dict[str, str]]]:
-    def load() -> dict[tuple[str, str], dict[str, str]]:
-        with sessions() as s:
-            rows = s.execute(select(Device.home_id, Device.name, Device.kind, Device.room, Device.role))
-            return {(h, n): {"kind": k or "", "room": r or "", "role": ro or ""} for h, n, k, r, ro in rows}
-    return load
-
-
 class RegistryConsumer:
     """The device registry as a journal consumer, heartbeats filtered out."""
 
@@ -118,9 +107,10 @@ class Worker:
                          "retry_deadline_s": SIMULATED_RETRY_DEADLINE_S}
         self.dispatcher = Dispatcher(self.sessions, make_notifier(settings), self.clock,
                                      emergency_allowed=not self.simulated, metrics=self.metrics, **delivery)
-        self.detect = DetectorConsumer(self.sessions, self.clock, on_alerts=self._alerted)
+        devices = DeviceTable(self.sessions)  # one copy for the writer's tags and the detectors
+        self.detect = DetectorConsumer(self.sessions, self.clock, on_alerts=self._alerted, devices=devices)
         self.consumers: list[Consumer] = [
-            StoreWriter(self.store, self.journal, self.metrics, self.clock, device_tags_loader(self.sessions)),
+            StoreWriter(self.store, self.journal, self.metrics, self.clock, devices),
             RegistryConsumer(DeviceRegistry(self.sessions), HeartbeatFilter()),
             self.detect,
         ]

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from analytics.devices import infer_kind
 from gateway.clock import Clock
 from gateway.contract import Kind
+from gateway.device_table import DeviceTable
 from gateway.errors import PointsRejected, StoreUnavailable
 from gateway.journal import Entry, Journal
 from gateway.logs import about
@@ -20,23 +21,17 @@ from gateway.stores.readings.base import Point, ReadingStore
 
 log = logging.getLogger(__name__)
 
-# (home, device) -> tags the operational database knows (kind, room, role); refreshed by the caller.
-DeviceTags = Callable[[], dict[tuple[str, str], dict[str, str]]]
-
 
 class StoreWriter:
     name = "store"
 
     def __init__(self, store: ReadingStore, journal: Journal, metrics: WorkerMetrics, clock: Clock,
-                 device_tags: DeviceTags = dict, tags_refresh_s: float = 30.0) -> None:
+                 devices: DeviceTable | None = None) -> None:
         self.store = store
         self.clock = clock
         self.journal = journal
         self.metrics = metrics
-        self.device_tags = device_tags
-        self.tags_refresh_s = tags_refresh_s
-        self._tags: dict[tuple[str, str], dict[str, str]] = {}
-        self._tags_loaded = -1e9
+        self.devices = devices or DeviceTable()
         self._kinds: dict[tuple[str, str], str] = {}
         self._last: dict[tuple[str, str], tuple[int, int, dict]] = {}  # device -> (event ms, point ms, fields)
 
@@ -58,7 +53,7 @@ class StoreWriter:
             m.event_age.observe((now_ms - p.time_ms) / 1000)
 
     def points(self, entries: Sequence[Entry]) -> list[Point]:
-        self._refresh_tags()
+        self.devices.refresh_if_due()
         points: list[Point] = []
         for e in entries:
             if e.kind == Kind.STATE:
@@ -92,25 +87,18 @@ class StoreWriter:
 
     def _tags_for(self, home: str, device: str, fields: dict) -> dict[str, str]:
         key = (home, device)
-        known = self._tags.get(key)
-        kind = (known or {}).get("kind") or self._kinds.get(key)
+        known = self.devices.get(home, device)
+        kind = known.kind or self._kinds.get(key)
         if kind is None and (kind := infer_kind(fields)):
             self._kinds[key] = kind  # sticky: a battery-only report keeps the kind seen before
         tags = {"home": home, "device": device}
         if kind:
             tags["kind"] = kind
-        if known:
-            tags.update((k, v) for k, v in known.items() if v and k != "kind")
+        if known.room:
+            tags["room"] = known.room
+        if known.role:
+            tags["role"] = known.role
         return tags
-
-    def _refresh_tags(self) -> None:
-        now = time.monotonic()
-        if now - self._tags_loaded >= self.tags_refresh_s:
-            try:
-                self._tags = self.device_tags()
-            except Exception as e:  # the operational database is not on the readings path
-                log.warning("could not refresh device tags: %s", e)
-            self._tags_loaded = now
 
     def _write(self, points: list[Point]) -> None:
         """Write; a refused batch is halved until the bad points are found, logged and skipped."""

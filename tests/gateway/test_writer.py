@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from gateway.clock import WallClock
+from gateway.device_table import DeviceInfo, DeviceTable
 from gateway.journal import Journal
 from gateway.metrics import WorkerMetrics
 from gateway.stores.readings.sqlite import SqliteReadingStore
@@ -16,7 +17,9 @@ def run(tmp_path: Path, messages: list[tuple[str, str, int, dict]], tags: dict |
     journal.register("store")
     journal.append([(kind, "h1", device, t, t, True, body) for kind, device, t, body in messages])
     store = SqliteReadingStore(tmp_path / "r.sqlite3")
-    writer = StoreWriter(store, journal, WorkerMetrics(), WallClock(), device_tags=lambda: tags or {})
+    devices = DeviceTable(devices={key: DeviceInfo(t["kind"] or None, t["room"] or None, t["role"] or None)
+                                   for key, t in (tags or {}).items()})
+    writer = StoreWriter(store, journal, WorkerMetrics(), WallClock(), devices)
     writer.handle(journal.read("store", 100))
     return store.timeline("h1", T - 10, T + 10_000)
 
