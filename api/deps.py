@@ -181,9 +181,9 @@ def get_store(request: Request) -> ReadingStore:
     """The readings store, created at the first request that needs it (not every deployment reads readings)."""
     store: ReadingStore | None = request.app.state.store
     if store is None:
-        from gateway.worker import make_reading_store
+        from gateway.stores.readings import reading_store_for
 
-        store = request.app.state.store = make_reading_store(request.app.state.settings)
+        store = request.app.state.store = reading_store_for(request.app.state.settings)
     return store
 
 

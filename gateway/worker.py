@@ -38,7 +38,7 @@ from gateway.presses_first import PressesFirst
 from gateway.purge import run_purge
 from gateway.registry import DeviceRegistry
 from gateway.retention import DeadLetterLimits, DeadLetterRetention
-from gateway.stores.readings.base import ReadingStore
+from gateway.stores.readings import reading_store_for
 from gateway.watchdog import build_watchdog
 from gateway.writer import StoreWriter
 
@@ -58,19 +58,6 @@ PER_HOME_BATCHES = {"registry": 4, "detect": 4}
 # What each journal consumer is, for an operator reading the watchdog's message.
 CONSUMER_WORDS = {"store": "readings-store writer", "registry": "device registry", "detect": "detectors"}
 PR_SET_PDEATHSIG = 1
-
-
-def make_reading_store(settings: Settings) -> ReadingStore:
-    """InfluxDB 2.x when configured, else the embedded SQLite store beside the operational database."""
-    if settings.influx_url:
-        from gateway.stores.readings.influx import InfluxReadingStore
-
-        assert settings.influx_token and settings.influx_org and settings.influx_bucket
-        return InfluxReadingStore(settings.influx_url, settings.influx_token.get_secret_value(),
-                                  settings.influx_org, settings.influx_bucket, timeout_s=settings.influx_timeout_s)
-    from gateway.stores.readings.sqlite import SqliteReadingStore
-
-    return SqliteReadingStore(settings.embedded_readings_path)
 
 
 class RegistryConsumer:
@@ -98,7 +85,7 @@ class Worker:
         self.metrics = WorkerMetrics()
         self.journal = Journal(settings.journal_path, max_entries=settings.spool_max_entries)
         self.sessions = make_session_factory(make_engine(settings.database_url))
-        self.store = make_reading_store(settings)
+        self.store = reading_store_for(settings)
         # Pushover's emergency retry/expire run on wall time: not in accelerated runs. Nor retry deadlines: sends
         # take wall seconds while simulated minutes race by, and a message would expire before its first try.
         delivery = dispatcher_options(settings)

@@ -102,7 +102,7 @@ def db_purge(
     expired login tokens. Prints what was removed per organisation."""
     from gateway.clock import WallClock
     from gateway.purge import RetentionPurge
-    from gateway.worker import make_reading_store
+    from gateway.stores.readings import reading_store_for
 
     try:
         settings = load_settings()
@@ -111,7 +111,7 @@ def db_purge(
     url = settings.database_url
     require_head(url)
     engine = make_engine(url)
-    store = None if dry_run else make_reading_store(settings)
+    store = None if dry_run else reading_store_for(settings)
     try:
         purge = RetentionPurge(make_session_factory(engine), WallClock(), store,
                                dead_letter_max_age_days=settings.dead_letter_max_age_days)

@@ -38,8 +38,8 @@ from gateway.db.models import Alert
 from gateway.db.session import make_engine, make_session_factory
 from gateway.detector_checkpoints import warm_baselines
 from gateway.homes import import_homes, parse_description
+from gateway.stores.readings import reading_store_for
 from gateway.stores.readings.base import Point
-from gateway.worker import make_reading_store
 from sensors_sim.events import Observation
 from sensors_sim.generate import Simulation, start_of
 from sensors_sim.incidents import Fall, local_ms
@@ -149,7 +149,7 @@ def prepare(settings: Settings, homes: list[SimHome], pushover_user: str | None)
 
 def store_morning(settings: Settings, observations: list[Observation]) -> None:
     """The played day's morning as readings, so the dashboard's "today" starts at midnight, not at 13:50."""
-    store = make_reading_store(settings)
+    store = reading_store_for(settings)
     try:
         store.write([Point("reading", {"home": o.home, "device": o.device, "kind": o.kind, "room": o.room or "",
                                        "role": o.role or ""},
