@@ -51,13 +51,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.pushover_server import PushoverServer
 from bench.services import Mosquitto, VictoriaMetrics
 from gateway.alerting import people
-from gateway.bootstrap import Gateway
 from gateway.config import Settings
 from gateway.db.migrate import upgrade
 from gateway.db.models import Alert, AlertLog
 from gateway.db.session import make_engine, make_session_factory
 from gateway.homes import import_homes, parse_description
 from sensors_sim.scenario import default_home, to_home_description
+from telecare.processes import Gateway
 
 BACKLOG_AGE_MS = 3_600_000
 

@@ -9,38 +9,32 @@ up again where its positions stand.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import logging
 import multiprocessing as mp
 import os
-import signal
 import threading
-import time
 from collections.abc import Callable, Sequence
-from multiprocessing.synchronize import Event as ProcessEvent
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session, sessionmaker
 
 from analytics.alerts import AlertEvent
 from gateway import logs
-from gateway.alerting.dispatcher import Dispatcher, dispatcher_options
-from gateway.alerting.notifiers import make_notifier
+from gateway.alerting.dispatcher import Dispatcher
 from gateway.backoff import Backoff
-from gateway.clock import Clock, SimulatedClock, WallClock
+from gateway.clock import Clock, SimulatedClock
 from gateway.config import Settings
 from gateway.consumers import Consumer, run_consumer
-from gateway.db.session import make_engine, make_session_factory
 from gateway.detect import DetectorConsumer
-from gateway.device_table import DeviceTable
 from gateway.heartbeats import HeartbeatFilter
 from gateway.journal import Entry, Journal
 from gateway.metrics import WorkerMetrics
 from gateway.presses_first import PressesFirst
 from gateway.purge import run_purge
 from gateway.registry import DeviceRegistry
-from gateway.retention import DeadLetterLimits, DeadLetterRetention
-from gateway.stores.readings import reading_store_for
-from gateway.watchdog import build_watchdog
-from gateway.writer import StoreWriter
+from gateway.retention import DeadLetterRetention
+from gateway.stores.readings.base import ReadingStore
+from gateway.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +44,10 @@ SUMMARIES_S = 5.0  # wall seconds between writes of closed days' summaries
 RESTART_BACKOFF = Backoff(first_s=1.0, cap_s=60.0)  # wall seconds before restarting a dead worker
 RETENTION_S = 60.0  # wall seconds between dead-letter purges
 WATCHDOG_S = 60.0  # wall seconds between the watchdog's checks
-SIMULATED_RETRY_DEADLINE_S = 7 * 24 * 3600.0  # on a simulated clock, a retry deadline would be measured in its time
 # Consumers whose cost per batch grows with the homes and devices it touches (a detector checkpoint per home, a row
 # per device) take larger batches when behind: a backlog costs them fewer checkpoints and rows per reading. Caught
 # up, a batch is what arrived since the last, so this adds no latency (docs/benchmarks.md, Ingest).
 PER_HOME_BATCHES = {"registry": 4, "detect": 4}
-# What each journal consumer is, for an operator reading the watchdog's message.
-CONSUMER_WORDS = {"store": "readings-store writer", "registry": "device registry", "detect": "detectors"}
-PR_SET_PDEATHSIG = 1
 
 
 class RegistryConsumer:
@@ -76,41 +66,32 @@ class RegistryConsumer:
         self.heartbeats.written(seen)
 
 
+@dataclass
 class Worker:
-    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
-        self.settings = settings
-        self.simulated = settings.clock == "simulated"
-        # Simulated: the detectors move this clock on as they meet the simulator's ticks in the journal.
-        self.clock = clock or (SimulatedClock() if self.simulated else WallClock())
-        self.metrics = WorkerMetrics()
-        self.journal = Journal(settings.journal_path, max_entries=settings.spool_max_entries)
-        self.sessions = make_session_factory(make_engine(settings.database_url))
-        self.store = reading_store_for(settings)
-        # Pushover's emergency retry/expire run on wall time: not in accelerated runs. Nor retry deadlines: sends
-        # take wall seconds while simulated minutes race by, and a message would expire before its first try.
-        delivery = dispatcher_options(settings)
-        if self.simulated:
-            delivery |= {"retry_deadline_urgent_s": SIMULATED_RETRY_DEADLINE_S,
-                         "retry_deadline_s": SIMULATED_RETRY_DEADLINE_S}
-        self.dispatcher = Dispatcher(self.sessions, make_notifier(settings), self.clock,
-                                     emergency_allowed=not self.simulated, metrics=self.metrics, **delivery)
-        devices = DeviceTable(self.sessions)  # one copy for the writer's tags and the detectors
-        self.detect = DetectorConsumer(self.sessions, self.clock, on_alerts=self._alerted, devices=devices)
-        self.consumers: list[Consumer] = [
-            StoreWriter(self.store, self.journal, self.metrics, self.clock, devices),
-            RegistryConsumer(DeviceRegistry(self.sessions), HeartbeatFilter()),
-            self.detect,
-        ]
-        assert tuple(c.name for c in self.consumers) == CONSUMERS
-        self.watchdog = build_watchdog(settings, self.journal, self.sessions, self.clock,
-                                       [(c, CONSUMER_WORDS[c]) for c in CONSUMERS])
-        self.retention = DeadLetterRetention(
-            self.sessions, self.clock, DeadLetterLimits(max_age_days=settings.dead_letter_max_age_days,
-                                                        max_rows=settings.dead_letter_max_rows,
-                                                        max_per_home=settings.dead_letter_max_per_home),
-            self.metrics)
+    """The worker's threads over parts built for it (telecare.processes.build_worker): the journal's consumers, the
+    presses-first loop, the dispatcher, the daily summaries, retention, the purge and the watchdog."""
 
-    def _alerted(self, events: list[AlertEvent]) -> None:
+    settings: Settings
+    clock: Clock
+    metrics: WorkerMetrics
+    journal: Journal
+    sessions: sessionmaker[Session]
+    store: ReadingStore
+    dispatcher: Dispatcher
+    detect: DetectorConsumer
+    consumers: list[Consumer]
+    watchdog: Watchdog
+    retention: DeadLetterRetention
+
+    def __post_init__(self) -> None:
+        assert tuple(c.name for c in self.consumers) == CONSUMERS
+
+    @property
+    def simulated(self) -> bool:
+        return self.settings.clock == "simulated"
+
+    def alerted(self, events: list[AlertEvent]) -> None:
+        """The detectors committed alert events: count them, and wake the dispatcher."""
         for e in events:
             self.metrics.alert_events.labels(str(e.action), str(e.kind)).inc()
         self.dispatcher.wake()
@@ -173,39 +154,21 @@ class Worker:
         self.store.close()
 
 
-def worker_main(settings: Settings, stop: ProcessEvent, parent_pid: int, log_level: int,
-                log_json: bool = False) -> None:
-    """Entry point of the worker process (multiprocessing, spawn): its lines in the ingest process's format."""
-    logs.configure(log_level, json=log_json, process="worker")
-    with contextlib.suppress(OSError, AttributeError):  # Linux: die with the ingest process, even on SIGKILL
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the ingest process, which stops us in order
-    local_stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: local_stop.set())
-
-    def watch() -> None:
-        while not local_stop.is_set():
-            if stop.is_set() or os.getppid() != parent_pid:
-                local_stop.set()
-            time.sleep(0.2)
-
-    threading.Thread(target=watch, daemon=True).start()
-    Worker(settings).run(local_stop)
-
-
 class WorkerSupervisor:
     """Starts the worker process, restarts it if it dies, stops it on request."""
 
-    def __init__(self, settings: Settings, on_state: Callable[[bool, bool], None]) -> None:
+    def __init__(self, settings: Settings, on_state: Callable[[bool, bool], None],
+                 target: Callable[..., None]) -> None:
         self.settings = settings
         self.on_state = on_state  # (up, restarted)
+        self.target = target  # the process's entry: (settings, stop, parent pid, log level, JSON logs)
         self._ctx = mp.get_context("spawn")  # never fork a process with threads running
         self._stop = self._ctx.Event()
         self._process: mp.process.BaseProcess | None = None
 
     def start(self) -> None:
         self._process = self._ctx.Process(
-            target=worker_main, name="telecare-worker", daemon=True,
+            target=self.target, name="telecare-worker", daemon=True,
             args=(self.settings, self._stop, os.getpid(), logging.getLogger().getEffectiveLevel(),
                   logs.is_json()))
         self._process.start()

@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 @app.command()
 def gateway(log_level: str = typer.Option("INFO", help="DEBUG, INFO, WARNING ...")) -> None:
     """Run the gateway: MQTT in, journal, readings store and device registry."""
-    from gateway.bootstrap import Gateway
+    from telecare.processes import Gateway
 
     with logging_set_up(log_level):
         gw = Gateway(settings_or_exit())

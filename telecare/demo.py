@@ -30,7 +30,6 @@ from sqlalchemy import func, select
 
 from analytics.devices import DEVICE_KINDS
 from gateway.alerting import people
-from gateway.bootstrap import Gateway
 from gateway.config import Settings
 from gateway.contract import CLOCK_TOPIC
 from gateway.db.migrate import upgrade
@@ -47,6 +46,7 @@ from sensors_sim.publish import MqttPublisher, Outgoing, PlayStats, device_messa
 from sensors_sim.scenario import SimHome, default_home, to_home_description
 from sensors_sim.sensors import Radio
 from telecare.demo_servers import ApiServer, EmbeddedBroker, free_port
+from telecare.processes import Gateway
 
 log = logging.getLogger(__name__)
 Out = Callable[[str], None]

@@ -12,8 +12,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from bench.services import Mosquitto, VictoriaMetrics
-from gateway.bootstrap import Gateway
 from gateway.config import Settings
+from telecare.processes import Gateway
 
 T0_MS = 1_764_000_000_000  # a fixed event time base: points are identified by their time
 

@@ -20,7 +20,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from bench.pushover_server import PushoverServer
 from bench.services import Mosquitto
 from gateway.alerting import people, service
-from gateway.bootstrap import Gateway
 from gateway.db.migrate import upgrade
 from gateway.db.models import Alert, AlertLog, Notification
 from gateway.db.session import make_engine, make_session_factory
@@ -30,6 +29,7 @@ from sensors_sim.generate import Simulation, start_of
 from sensors_sim.publish import clock_tick
 from sensors_sim.scenario import default_home, to_home_description
 from sensors_sim.sensors import iso_ms
+from telecare.processes import Gateway
 from tests.e2e.helpers import gateway_settings, publish, start_gateway, wait_for
 
 pytest_plugins = ["tests.conftest_pushover"]

@@ -22,10 +22,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bench.services import Mosquitto, VictoriaMetrics
-from gateway.bootstrap import Gateway
 from gateway.db.models import DeadLetter, Device, Home
 from gateway.db.session import make_engine, make_session_factory
 from gateway.stores.readings.sqlite import SqliteReadingStore
+from telecare.processes import Gateway
 from tests.e2e.helpers import T0_MS, gateway_settings, publish, readings, settings_env, start_gateway, wait_for
 
 TEMPERATURE = '{__name__="reading_temperature"}'

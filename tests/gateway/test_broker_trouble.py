@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 
 from bench.services import Mosquitto, free_port
-from gateway.bootstrap import Gateway
 from gateway.config import Settings
 from gateway.metrics import IngestMetrics
 from gateway.mqtt_input import BrokerTrouble, MqttInput, MqttOptions, for_how_long
+from telecare.processes import Gateway
 
 LOGGER = "gateway.mqtt_input"
 FAST = {"reconnect_min_s": 0.05, "reconnect_max_s": 0.1}  # paho's back-off, shortened

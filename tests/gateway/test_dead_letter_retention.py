@@ -150,12 +150,12 @@ def test_the_worker_purges_at_start_and_then_periodically(sessions: sessionmaker
 
 
 def test_the_worker_runs_retention_with_the_configured_limits(tmp_path: Path) -> None:
-    from gateway.worker import Worker
+    from telecare.processes import build_worker
 
     settings = load_settings(data_dir=tmp_path, dead_letter_max_age_days=1, dead_letter_max_rows=50,
                              dead_letter_max_per_home=7)
     upgrade(settings.database_url)
-    worker = Worker(settings)
+    worker = build_worker(settings)
     assert (worker.retention.limits.max_age_days, worker.retention.limits.max_rows,
             worker.retention.limits.max_per_home) == (1, 50, 7)
     sessions = make_session_factory(make_engine(settings.database_url))

@@ -171,7 +171,7 @@ def test_the_worker_process_is_told_the_level_and_format_of_the_ingest_process(
         def start(self) -> None:
             pass
 
-    supervisor = WorkerSupervisor(cast(Settings, None), lambda up, restarted: None)
+    supervisor = WorkerSupervisor(cast(Settings, None), lambda up, restarted: None, lambda *args: None)
     monkeypatch.setattr(supervisor, "_ctx", SimpleNamespace(Process=NoProcess))
     supervisor.start()
     [args] = started

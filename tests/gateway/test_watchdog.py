@@ -179,12 +179,12 @@ def test_a_notification_waiting_past_its_bound_is_a_dispatcher_problem(sessions:
 def test_the_worker_builds_its_watchdog_from_settings(tmp_path: Path, pushover: PushoverServer, pings: Pings) -> None:
     from gateway.config import load_settings
     from gateway.db.migrate import upgrade
-    from gateway.worker import Worker
+    from telecare.processes import build_worker
 
     settings = load_settings(data_dir=tmp_path, pushover_url=pushover.url, pushover_token=TOKEN,
                              operator_pushover_user=OPERATORS, healthcheck_url=pings.url, watchdog_min_free_gib=1e9)
     upgrade(settings.database_url)
-    worker = Worker(settings)
+    worker = build_worker(settings)
     names = {getattr(c, "__name__", "") for c in worker.watchdog.checks}
     assert names == {"disk", "journal_lag", "dispatcher_lag"}
     [problem] = worker.watchdog.run_once()  # a billion GiB free is asked for: the disk is "nearly full"
