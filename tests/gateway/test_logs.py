@@ -86,7 +86,7 @@ def test_a_logged_exception_keeps_its_traceback_in_both_formats() -> None:
         try:
             raise RuntimeError("disk full")
         except RuntimeError:
-            logging.getLogger("gateway.bootstrap").exception("journal trim failed")
+            logging.getLogger("telecare.processes").exception("journal trim failed")
         text = json_lines(out)[0]["exception"] if as_json else out.getvalue()
         assert "Traceback" in text and "RuntimeError: disk full" in text
 
