@@ -137,10 +137,16 @@ def clock() -> Clock:
     return Clock(T0.replace(hour=10))
 
 
-@pytest.fixture
-def client(tmp_path: Path, sessions: sessionmaker[Session], world: World, clock: Clock) -> Iterator[TestClient]:
+def app_for(tmp_path: Path, sessions: sessionmaker[Session], clock: Clock) -> FastAPI:
+    """The API over the test database, on the test clock."""
     app = create_app(settings_for(tmp_path), sessions=sessions)
     app.state.now = clock
+    return app
+
+
+@pytest.fixture
+def client(tmp_path: Path, sessions: sessionmaker[Session], world: World, clock: Clock) -> Iterator[TestClient]:
+    app = app_for(tmp_path, sessions, clock)
     with TestClient(app) as c:
         yield c
 

@@ -11,9 +11,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.app import create_app
 from gateway.db.models import AuditEntry
-from tests.api.conftest import H9_CLAIM_CODE, KEY, PASSWORD, Clock, World, settings_for
+from tests.api.conftest import H9_CLAIM_CODE, KEY, PASSWORD, Clock, World, app_for
 
 ADDRESS = "testclient"  # the TestClient's peer address
 
@@ -176,8 +175,7 @@ def test_the_trail_lists_the_address_and_occurrences(client: TestClient, world: 
 
 def test_the_address_is_the_clients_behind_a_trusted_proxy(tmp_path: Path, sessions: sessionmaker[Session],
                                                            world: World, clock: Clock) -> None:
-    app = create_app(settings_for(tmp_path), sessions=sessions)
-    app.state.now = clock
+    app = app_for(tmp_path, sessions, clock)
     with TestClient(app, client=("127.0.0.1", 50000)) as proxied:  # 127.0.0.1: the default trusted proxy
         r = proxied.post("/auth/token", data={"username": world.emails["cora"], "password": PASSWORD},
                          headers={"X-Forwarded-For": "198.51.100.7, 203.0.113.9"})

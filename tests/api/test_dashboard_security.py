@@ -20,7 +20,7 @@ from api.app import create_app
 from api.dashboard.csrf import LOGIN_CSRF_COOKIE, token_for_session
 from api.headers import STRICT_CSP
 from gateway.db.models import Alert, AuditEntry, AuthToken
-from tests.api.conftest import PASSWORD, Clock, World, raise_alerts, serving, settings_for
+from tests.api.conftest import PASSWORD, Clock, World, app_for, raise_alerts, serving, settings_for
 
 HUGE_ID = "9" * 20  # beyond 64 bits, let alone PostgreSQL's 32-bit ids
 
@@ -228,8 +228,7 @@ def test_an_id_out_of_range_is_a_422_on_a_form(client: TestClient, world: World,
 @pytest.fixture
 def served(tmp_path: Path, sessions: sessionmaker[Session], world: World, clock: Clock) -> Iterator[str]:
     """The app under uvicorn, as deployed (the connection reset happened there, not in the test client)."""
-    app = create_app(settings_for(tmp_path), sessions=sessions)
-    app.state.now = clock
+    app = app_for(tmp_path, sessions, clock)
     with serving(app) as url:
         yield url
 

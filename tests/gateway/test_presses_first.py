@@ -114,26 +114,36 @@ def test_trimming_the_journal_forgets_its_presses(tmp_path: Path) -> None:
     assert journal.urgent_after(0) == []
 
 
-class PressedMidBatch(DetectorConsumer):
-    """A consumer whose batch, half-way through, meets a press that the presses-first loop hands over."""
+class PressedDuringABatch(DetectorConsumer):
+    """A consumer whose batch meets a press that the presses-first loop hands over (:meth:`press_now`)."""
 
-    def __init__(self, sessions: sessionmaker[Session], journal: Journal, press_seq: int, last_seq: int) -> None:
+    def __init__(self, sessions: sessionmaker[Session], journal: Journal, press_seq: int) -> None:
         clock = SimulatedClock()
         clock.tick(T0, 1.0)
         super().__init__(sessions, clock)
-        self.journal, self.press_seq, self.last_seq = journal, press_seq, last_seq
+        self.journal, self.press_seq, self.sessions_for_check = journal, press_seq, sessions
         self.raised_by_catch_up: list[int] = []
+
+    def press_now(self) -> None:
+        """catch_up from another thread, as the presses-first loop calls it; returns once it is queued."""
+        press = self.journal.read_home(HOME, 0, self.press_seq)
+        self.thread = threading.Thread(target=lambda: self.raised_by_catch_up.append(self.catch_up(HOME, press)))
+        self.thread.start()
+        while not self._hurries:
+            time.sleep(0.001)
+
+
+class PressedMidBatch(PressedDuringABatch):
+    """The press is found while the batch is being fed."""
+
+    def __init__(self, sessions: sessionmaker[Session], journal: Journal, press_seq: int, last_seq: int) -> None:
+        super().__init__(sessions, journal, press_seq)
+        self.last_seq = last_seq
         self.alerts_before_the_batch_ended: int | None = None
-        self.sessions_for_check = sessions
 
     def _take(self, entry: Entry, touched: set[str]) -> list[AlertEvent]:
-        if entry.seq == 10:  # the press is found while this batch is being fed
-            press = self.journal.read_home(HOME, 0, self.press_seq)
-            thread = threading.Thread(target=lambda: self.raised_by_catch_up.append(self.catch_up(HOME, press)))
-            thread.start()
-            while not self._hurries:
-                time.sleep(0.001)
-            self.thread = thread
+        if entry.seq == 10:
+            self.press_now()
         if entry.seq == self.last_seq:
             self.alerts_before_the_batch_ended = len(pendant_alerts(self.sessions_for_check))
         return super()._take(entry, touched)
@@ -157,25 +167,18 @@ def test_a_batch_in_progress_takes_the_press_at_its_next_look_and_commits_it_at_
         assert s.get(DetectorCheckpoint, "other0").journal_seq > 0  # type: ignore[union-attr]
 
 
-class PressedAtTheBatchsEnd(DetectorConsumer):
-    """A consumer that meets a press after feeding its batch, while it pickles its homes to commit them."""
+class PressedAtTheBatchsEnd(PressedDuringABatch):
+    """The press is found after the batch is fed, while it pickles its homes to commit them."""
 
     def __init__(self, sessions: sessionmaker[Session], journal: Journal, trigger_seq: int, press_seq: int) -> None:
-        clock = SimulatedClock()
-        clock.tick(T0, 1.0)
-        super().__init__(sessions, clock)
-        self.journal, self.trigger_seq, self.press_seq = journal, trigger_seq, press_seq
-        self.raised_by_catch_up: list[int] = []
+        super().__init__(sessions, journal, press_seq)
+        self.trigger_seq = trigger_seq
         self.commits: list[tuple[str, str]] = []
 
     def _take(self, entry: Entry, touched: set[str]) -> list[AlertEvent]:
         taken = super()._take(entry, touched)
         if entry.seq == self.trigger_seq:
-            press = self.journal.read_home(HOME, 0, self.press_seq)
-            self.thread = threading.Thread(target=lambda: self.raised_by_catch_up.append(self.catch_up(HOME, press)))
-            self.thread.start()
-            while not self._hurries:
-                time.sleep(0.001)
+            self.press_now()
         return taken
 
     def _commit(self, events: list[AlertEvent], touched: set[str], outcomes: Sequence[Feedback] = (), *,
