@@ -19,12 +19,12 @@ class Observation:
     time_ms: int  # event time, epoch milliseconds UTC
     home: str
     device: str  # the zigbee2mqtt friendly name
-    kind: str  # a key of analytics.devices.KINDS_BY_KEY: motion, contact, presence, plug, button, climate ...
+    kind: str  # a key of sensors_sim.devices.KINDS_BY_KEY: motion, contact, presence, plug, button, climate ...
     # motion/presence: occupied; contact: True = closed; plug: watts; button: action; climate: °C. None: a report
     # without one (a battery report, say), which then carries at least one of the fields below.
     value: Value | None
     room: str | None = None
-    role: str | None = None  # analytics.devices.ROLES: front_door, fridge, bed, kettle, pendant ...
+    role: str | None = None  # sensors_sim.devices.ROLES: front_door, fridge, bed, kettle, pendant ...
     # What else the report said, as zigbee2mqtt names it; None: not reported.
     temperature: float | None = None  # °C, from a device that is not a climate sensor (a climate sensor's is value)
     battery: float | None = None  # percent

@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime
 
 import numpy as np
 
-from analytics.reading import flag, lux, number
+from sensors_sim.devices import flag, lux, number
 from sensors_sim.events import Observation
 from sensors_sim.faults import Fault, HubEvent, apply_faults
 from sensors_sim.incidents import GroundTruth, Incident, IncidentRunner

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from analytics.devices import KINDS_BY_KEY, ROLES
+from sensors_sim.devices import KINDS_BY_KEY, ROLES
 
 HALL, KITCHEN, LIVING_ROOM, BEDROOM, BATHROOM = "hall", "kitchen", "living room", "bedroom", "bathroom"
 ROOMS: tuple[str, ...] = (HALL, KITCHEN, LIVING_ROOM, BEDROOM, BATHROOM)  # the routine walks these, by name

@@ -14,7 +14,7 @@ from operator import attrgetter
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from analytics.devices import KINDS_BY_KEY, ROLES
+from sensors_sim.devices import KINDS_BY_KEY, ROLES
 from sensors_sim.events import Observation, Value
 
 _EPOCH_NAIVE = datetime(1970, 1, 1)
@@ -36,7 +36,7 @@ class SensorMap:
     """How one recorded sensor appears as a contract device (a row of a reader's mapping table)."""
 
     device: str  # the friendly name it gets
-    kind: str  # a key of analytics.devices.KINDS_BY_KEY
+    kind: str  # a key of sensors_sim.devices.KINDS_BY_KEY
     room: str | None = None
     role: str | None = None
     watts: float | None = None  # plug kind only: the nominal power while the appliance is on

@@ -19,8 +19,7 @@ from operator import attrgetter
 from pathlib import Path
 from typing import IO, Literal
 
-from analytics.devices import FIELDS, KINDS_BY_KEY, ROLES
-from analytics.reading import REPORT_FIELDS
+from sensors_sim.devices import KINDS, KINDS_BY_KEY, REPORT_FIELDS, REPORTS, REPORTS_BY_NAME, ROLES, ValueType
 from sensors_sim.events import Observation, Value
 
 COLUMNS = ("time", "home", "device", "kind", "value", "room", "role", *REPORT_FIELDS)
@@ -34,9 +33,10 @@ ONE_MS = timedelta(milliseconds=1)
 # zigbee2mqtt's ``contact: true``.
 _BOOL_WORDS = {"1": True, "0": False, "true": True, "false": False}
 _CONTACT_WORDS = {**_BOOL_WORDS, "closed": True, "open": False}
-BOOL_KINDS = frozenset({"motion", "presence", "vibration", "leak"})
-NUMBER_KINDS = frozenset({"plug", "climate"})
-TEXT_KINDS = frozenset({"button"})
+# Each kind's value as its table describes it (sensors_sim/devices.py); contact has its own words above.
+BOOL_KINDS = frozenset(k.key for k in KINDS if k.value_type is ValueType.BOOL and k.key != "contact")
+NUMBER_KINDS = frozenset(k.key for k in KINDS if k.value_type is ValueType.NUMBER)
+TEXT_KINDS = frozenset(k.key for k in KINDS if k.value_type is ValueType.TEXT)
 
 PathOrFile = str | Path | IO[str]
 
@@ -90,6 +90,8 @@ def _parse_bool(words: dict[str, bool]) -> Callable[[str], bool]:
 
 
 def _parse_number(kind: str) -> Callable[[str], float]:
+    spec = KINDS_BY_KEY[kind]
+
     def parse(text: str) -> float:
         try:
             value = float(text)
@@ -97,8 +99,9 @@ def _parse_number(kind: str) -> Callable[[str], float]:
             raise ValueError(f"value {text!r} is not a number") from None
         if not math.isfinite(value):
             raise ValueError(f"value {text!r} is not a finite number")
-        if kind == "plug" and value < 0:
-            raise ValueError(f"power {text!r} is negative")
+        if spec.minimum is not None and value < spec.minimum:
+            below = "negative" if spec.minimum == 0 else f"below {spec.minimum:g}"
+            raise ValueError(f"{spec.signature} {text!r} is {below}")
         return value
 
     return parse
@@ -112,7 +115,7 @@ def _parse_text(text: str) -> str:
 
 def _parse_reported_number(name: str) -> Callable[[str], float]:
     """A report column's number, within the range the gateway's contract accepts for that field."""
-    spec = FIELDS[name]
+    spec = REPORTS_BY_NAME[name]
 
     def parse(text: str) -> float:
         try:
@@ -144,24 +147,24 @@ def _parse_battery_low(text: str) -> bool:
     return value
 
 
+_LINK = REPORTS_BY_NAME["linkquality"]
+_LINK_LOW, _LINK_HIGH = int(_LINK.minimum or 0), int(_LINK.maximum or 255)
+
+
 def _parse_linkquality(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
         raise ValueError(f"linkquality {text!r} is not a whole number") from None
-    if not 0 <= value <= 255:
-        raise ValueError(f"linkquality {text!r} is outside 0-255")
+    if not _LINK_LOW <= value <= _LINK_HIGH:
+        raise ValueError(f"linkquality {text!r} is outside {_range(_LINK.minimum, _LINK.maximum)}")
     return value
 
 
 # Each report column's parser, in REPORT_COLUMNS order.
 REPORT_PARSERS: dict[str, Callable[[str], float | bool | int]] = {
-    "temperature": _parse_reported_number("temperature"),
-    "battery": _parse_reported_number("battery"),
-    "battery_low": _parse_battery_low,
-    "illuminance": _parse_reported_number("illuminance"),
-    "linkquality": _parse_linkquality,
-}
+    r.name: _parse_battery_low if r.type is ValueType.BOOL else _parse_linkquality if r.whole
+    else _parse_reported_number(r.name) for r in REPORTS}
 assert tuple(REPORT_PARSERS) == REPORT_COLUMNS
 
 
