@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from datetime import tzinfo
 from typing import Any
 
-from analytics.activity import ActivityTracker, Change, Value
+from analytics.activity import NOT_JUDGED, ActivityTracker, Change, Judged, NotJudged, Value
 from analytics.alerts import AlertEvent, AlertKind, Outcome
 from analytics.elapsed import BED, CHAIR, UP
 from analytics.localtime import DAY_MS, LocalTime
@@ -98,13 +98,20 @@ class HomeDetector:
 
     def observe(self, time_ms: int, device: str, kind: str, value: Value | None = None, *, room: str | None = None,
                 role: str | None = None, temperature: float | None = None, battery: float | None = None,
-                battery_low: bool | None = None, illuminance: float | None = None) -> list[AlertEvent]:
-        """One reading from ``device``: its activity value (None for a report without one), and what else it said."""
+                battery_low: bool | None = None, illuminance: float | None = None,
+                change: Judged = NOT_JUDGED) -> list[AlertEvent]:
+        """One reading from ``device``: its activity value (None for a report without one), and what else it said.
+
+        ``change``: the activity as the caller decided it (the gateway does, once, at ingest), or NOT_JUDGED for
+        this detector's tracker to decide it from ``value``."""
         self._advance(time_ms)
         home = self.state
         t = max(time_ms, home.now_ms or time_ms)
         info = self._device(device, kind, room, role)
-        change = self.tracker.update(device, kind, value) if value is not None else None
+        if isinstance(change, NotJudged):
+            change = self.tracker.update(device, kind, value) if value is not None else None
+        elif value is not None:
+            self.tracker.remember(device, value)
         if illuminance is not None:
             home.lights[device] = illuminance
         away = home.away(t)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol
 
-from analytics.activity import Value, activity_value
+from analytics.activity import NOT_JUDGED, Judged, Value, activity_value
 from analytics.alerts import AlertEvent
 from analytics.devices import KINDS_BY_KEY, UNKNOWN_KIND, infer_kind
 
@@ -29,21 +29,25 @@ class Observer(Protocol):
 
     def observe(self, time_ms: int, device: str, kind: str, value: Value | None = None, *, room: str | None = None,
                 role: str | None = None, temperature: float | None = None, battery: float | None = None,
-                battery_low: bool | None = None, illuminance: float | None = None) -> list[AlertEvent]: ...
+                battery_low: bool | None = None, illuminance: float | None = None,
+                change: Judged = NOT_JUDGED) -> list[AlertEvent]: ...
 
 
 def observe_reading(detector: Observer, time_ms: int, device: str, kind: str | None, fields: Mapping[str, object],
-                    *, room: str | None = None, role: str | None = None) -> list[AlertEvent]:
+                    *, room: str | None = None, role: str | None = None, change: Judged = NOT_JUDGED
+                    ) -> list[AlertEvent]:
     """One reading of ``device`` (its zigbee2mqtt fields) into ``detector``.
 
     ``kind``: the device's kind as described (the home's description, a CSV row), or None to infer it from the
     fields; a report that reveals none (battery only, from a device not yet described) is still a report.
+    ``change``: the activity as the gateway decided it at ingest (gateway.reading_facts); NOT_JUDGED for the
+    detector to decide it (the offline analysis).
     """
     kind = kind or infer_kind(fields) or UNKNOWN_KIND
     return detector.observe(time_ms, device, kind, activity_value(kind, fields), room=room, role=role,
                             temperature=number(fields.get("temperature")) if kind == "climate" else None,
                             battery=number(fields.get("battery")), battery_low=flag(fields.get("battery_low")),
-                            illuminance=lux(fields))
+                            illuminance=lux(fields), change=change)
 
 
 def observation_fields(kind: str, value: Value | None, *, temperature: float | None = None,

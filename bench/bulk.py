@@ -55,7 +55,8 @@ from gateway.db.models import (
     User,
 )
 from gateway.detector_checkpoints import CHECKPOINT_VERSION, dump_detector, store_baseline
-from gateway.stores.readings.base import DailySummary, Point, ReadingStore
+from gateway.reading_facts import ReadingFacts
+from gateway.stores.readings.base import ACTIVITY_FIELD, DailySummary, FieldValue, Point, ReadingStore
 from sensors_sim.generate import Simulation
 from sensors_sim.scenario import default_home
 from sensors_sim.sensors import Radio, payload
@@ -330,12 +331,16 @@ def _readings(engine: Engine, store: ReadingStore, homes: Sequence[str], start: 
     sim = Simulation(sim_homes, int(start.timestamp() * 1000), days, seed)
     radio = {h.id: Radio(h, np.random.default_rng([seed, 7, i])) for i, h in enumerate(sim_homes)}
     detectors = {h: HomeDetector(h, ZoneInfo(TIMEZONE)) for h in homes}
+    facts = ReadingFacts()  # each reading's activity, as ingest decides it
     written = 0
     batch: list[Point] = []
     for o in sim.observations():
         feed(detectors[o.home], o)
         # As the gateway's parser keeps them (a pad's boolean ``pressure`` becomes ``presence`` ...).
-        fields = state_fields(payload(o, *radio[o.home].report(o.device, o.kind)))
+        fields: dict[str, FieldValue] = dict(state_fields(payload(o, *radio[o.home].report(o.device, o.kind))))
+        _, change = facts.judge(o.home, o.device, fields)
+        if change is not None:
+            fields[ACTIVITY_FIELD] = change  # as the gateway's writer stores it
         tags = {"home": o.home, "device": o.device, "kind": o.kind}
         tags.update({k: v for k, v in (("room", o.room), ("role", o.role)) if v})
         batch.append(Point("reading", tags, fields, o.time_ms))

@@ -24,6 +24,7 @@ from datetime import timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from analytics.activity import NOT_JUDGED, Change, Judged
 from analytics.alerts import Action, AlertEvent, AlertKind, Outcome
 from analytics.detector import DetectorConfig, HomeDetector
 from analytics.reading import observe_reading
@@ -45,7 +46,7 @@ from gateway.detector_checkpoints import (
     to_datetime,
 )
 from gateway.device_table import DeviceTable
-from gateway.journal import Entry
+from gateway.journal import UNDECIDED, Entry
 from gateway.logs import about
 from gateway.stores.readings.base import DailySummary, ReadingStore
 
@@ -221,9 +222,12 @@ class DetectorConsumer:
                 return detector.hub(entry.time_ms, bool(entry.body.get("online")))
             assert entry.device is not None
             known_kind, room, role = self.devices.get(entry.home, entry.device)
-            # The same call as `telecare analyse` makes for a neutral-CSV row: the two cannot decide differently.
-            return observe_reading(detector, entry.time_ms, entry.device, known_kind, entry.body, room=room,
-                                   role=role)
+            # The same call as `telecare analyse` makes for a neutral-CSV row, with the kind and the activity as
+            # ingest decided them (gateway.reading_facts); an entry journaled before ingest decided them is
+            # decided here, as it was then.
+            change: Judged = NOT_JUDGED if entry.activity == UNDECIDED else _change(entry.activity)
+            return observe_reading(detector, entry.time_ms, entry.device, entry.device_kind or known_kind,
+                                   entry.body, room=room, role=role, change=change)
         except Exception:  # one reading a detector cannot take must not stop every home's watch
             self.skipped += 1
             log.exception("home %s: reading %d (%s) not taken by the detectors", entry.home, entry.seq, entry.device,
@@ -396,6 +400,10 @@ class _Hurry:
         self.done = threading.Event()
         self.raised = 0
         self.failed: BaseException | None = None
+
+
+def _change(activity: str | None) -> Change | None:
+    return Change(activity) if activity else None
 
 
 def _for_detectors(entry: Entry) -> bool:

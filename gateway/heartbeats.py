@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from analytics.devices import infer_kind
 from gateway.contract import Kind
 from gateway.journal import Entry
 
@@ -35,7 +34,7 @@ class HeartbeatFilter:
             key = (e.home, e.device)
             body = e.body
             battery = body.get("battery")
-            kind = infer_kind(body)
+            kind = e.device_kind  # as ingest decided it (gateway.reading_facts)
             last = seen.get(key) or self._known.get(key)
             if (last is None or e.time_ms - last[0] >= self.step_ms or (battery is not None and battery != last[1])
                     or (kind is not None and kind != last[2]) or e.timed != last[3]):

@@ -36,6 +36,7 @@ from gateway.journal import Journal, NewEntry
 from gateway.logs import about
 from gateway.metrics import IngestMetrics
 from gateway.quotas import HomeQuotas, QuotaGate
+from gateway.reading_facts import ReadingFacts
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,8 @@ Ack = Callable[[int, int], None]  # (mid, qos)
 class Ingest:
     def __init__(self, journal: Journal, clock: Clock, metrics: IngestMetrics, *, root: str = "telecare",
                  limits: Limits = DEFAULT_LIMITS, batch_max: int = 5000, linger_s: float = 0.02,
-                 clock_check_s: float = 60.0, quotas: HomeQuotas | None = None) -> None:
+                 clock_check_s: float = 60.0, quotas: HomeQuotas | None = None,
+                 facts: ReadingFacts | None = None) -> None:
         self.journal = journal
         self.clock = clock
         self.metrics = metrics
@@ -59,6 +61,8 @@ class Ingest:
         self._dead_log = _RateLimitedLog(per_minute=60)
         self.clock_watch = ClockWatch(HubClocks(limits.max_future_ms), metrics, check_every_s=clock_check_s)
         self.quotas = QuotaGate(quotas or HomeQuotas(), metrics.quota_dropped)  # per-home bounds, before storing
+        # Each reading's device kind and activity, decided once here and journaled with it (gateway.reading_facts).
+        self.facts = facts or ReadingFacts(states=journal.device_states())
 
     def offer(self, mid: int, qos: int, topic: str, payload: bytes) -> None:
         """Called from the MQTT network thread: keep it thin."""
@@ -122,8 +126,11 @@ class Ingest:
                     now_ms = max(now_ms, parsed.time_ms)
                 elif parsed.clock_skew_ms is not None or parsed.retimed is not None:
                     skews.append(parsed)
-                if parsed.kind is Kind.STATE and "action" in parsed.body:
-                    urgent.append(len(entries))
+                if parsed.kind is Kind.STATE:
+                    entries.append(self._judged(parsed))
+                    if "action" in parsed.body:
+                        urgent.append(len(entries) - 1)
+                    continue
                 entries.append((parsed.kind, parsed.home, parsed.device, parsed.time_ms, parsed.received_ms,
                                 parsed.timed_by_device, parsed.body))
             elif type(parsed) is Rejected:
@@ -133,10 +140,12 @@ class Ingest:
                 self.metrics.ignored.inc()
         entries += self.clock_watch.reports(skews)  # a hub whose clock cost readings their time: device health
         try:
-            self.journal.append(entries, urgent)
+            self.journal.append(entries, urgent, self.facts.pending())
         except BaseException:
             pending.extendleft(reversed(taken))  # not committed: keep them, in order, for the next try
+            self.facts.rolled_back()
             raise
+        self.facts.committed()
         ack = self.ack
         for mid, qos, *_ in taken:
             if qos:
@@ -147,6 +156,12 @@ class Ingest:
         self.clock_watch.take(skews, now_ms)
         self.quotas.committed()  # the quotas' reports are journaled: not to be given again
         return len(taken)
+
+    def _judged(self, state: Message) -> NewEntry:
+        assert state.home is not None and state.device is not None  # a state always has both (gateway.contract)
+        kind, change = self.facts.judge(state.home, state.device, state.body)
+        return (state.kind, state.home, state.device, state.time_ms, state.received_ms, state.timed_by_device,
+                state.body, kind, change)
 
     def _tick(self, time_ms: int, speed: float) -> None:
         if not self.clock.tick(time_ms, speed):

@@ -33,7 +33,7 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -52,12 +52,19 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS batches (
     first_seq INTEGER PRIMARY KEY,
     last_seq INTEGER NOT NULL,
-    entries BLOB NOT NULL  -- JSON array of [kind, home, device, time_ms, received_ms, timed, body]
+    -- JSON array of [kind, home, device, time_ms, received_ms, timed, body, device_kind, activity]; batches written
+    -- before device_kind and activity were journaled hold the first seven.
+    entries BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS positions (consumer TEXT PRIMARY KEY, seq INTEGER NOT NULL);
 -- Entries that must not wait behind the backlog (a button pressed): their seq and home, kept until trimmed.
 CREATE TABLE IF NOT EXISTS urgent (seq INTEGER PRIMARY KEY, home TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+-- Each device's kind and last activity value as ingest last committed them (gateway.reading_facts): the state
+-- an activity change is decided from. One row a device; a home's hub can add at most its device quota.
+CREATE TABLE IF NOT EXISTS device_states (
+    home TEXT NOT NULL, device TEXT NOT NULL, kind TEXT, value BLOB, PRIMARY KEY (home, device)
+) WITHOUT ROWID;
 INSERT OR IGNORE INTO meta VALUES ('last_seq', 0);
 """
 
@@ -71,10 +78,19 @@ class Entry(NamedTuple):
     received_ms: int
     timed: bool
     body: Any
+    device_kind: str | None = None  # a state's device kind, decided at ingest (gateway.reading_facts)
+    # The activity change a state shows (analytics.activity.Change's value), None for none; UNDECIDED in an entry
+    # journaled before ingest decided activity, which its consumers then decide as they did before.
+    activity: str | None = ""
 
 
-# What ingest appends: an Entry without its seq.
-NewEntry = tuple[str, str | None, str | None, int, int, bool, Any]
+UNDECIDED = ""  # Entry.activity of an entry journaled without a decision
+
+
+# What ingest appends: an Entry without its seq; a state carries its device kind and activity change too.
+NewEntry = (tuple[str, str | None, str | None, int, int, bool, Any]
+            | tuple[str, str | None, str | None, int, int, bool, Any, str | None, str | None])
+DeviceStates = Mapping[tuple[str, str], tuple[str | None, Any]]  # (home, device) -> (kind, last activity value)
 
 
 class Journal:
@@ -118,11 +134,13 @@ class Journal:
                 self._conn().execute("INSERT OR IGNORE INTO positions VALUES (?, ?)", (consumer, self._trimmed_to))
                 self._positions[consumer] = self._trimmed_to
 
-    def append(self, entries: Sequence[NewEntry], urgent: Sequence[int] = ()) -> int:
+    def append(self, entries: Sequence[NewEntry], urgent: Sequence[int] = (), states: DeviceStates | None = None
+               ) -> int:
         """Commit a batch (one transaction, one fsync); returns the last seq. Called from one thread only.
 
         ``urgent`` are the indexes in ``entries`` of those a consumer may take ahead of its position
-        (:meth:`urgent_after`); each must have a home."""
+        (:meth:`urgent_after`); each must have a home. ``states``: the devices' states the batch changed
+        (:meth:`device_states`), committed with it."""
         if not entries:
             return self._last_seq
         first, last = self._last_seq + 1, self._last_seq + len(entries)
@@ -132,6 +150,10 @@ class Journal:
             conn.execute("INSERT INTO batches VALUES (?, ?, ?)", (first, last, orjson.dumps(entries)))
             if urgent:
                 conn.executemany("INSERT INTO urgent VALUES (?, ?)", [(first + i, entries[i][1]) for i in urgent])
+            if states:
+                conn.executemany("INSERT OR REPLACE INTO device_states VALUES (?, ?, ?, ?)",
+                                 [(home, device, kind, orjson.dumps(value))
+                                  for (home, device), (kind, value) in states.items()])
             conn.execute("UPDATE meta SET value = ? WHERE key = 'last_seq'", (last,))
             conn.execute("COMMIT")
         except BaseException:
@@ -139,6 +161,11 @@ class Journal:
             raise
         self._last_seq = last
         return last
+
+    def device_states(self) -> dict[tuple[str, str], tuple[str | None, Any]]:
+        """Every device's kind and last activity value as last committed by :meth:`append`."""
+        rows = self._conn().execute("SELECT home, device, kind, value FROM device_states")
+        return {(home, device): (kind, orjson.loads(value)) for home, device, kind, value in rows}
 
     def read(self, consumer: str, limit: int) -> list[Entry]:
         """Whole batches after the consumer's position, oldest first, about ``limit`` entries (at least one batch)."""

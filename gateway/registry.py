@@ -37,7 +37,6 @@ from typing import Any
 from sqlalchemy import Table, bindparam, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from analytics.devices import infer_kind
 from gateway.contract import Kind
 from gateway.db.models import (
     DESCRIPTION_LEN,
@@ -113,10 +112,10 @@ class DeviceFold:
     timed: bool | None = None  # whether the last report carried last_seen
     availability: Flips | None = None
 
-    def see_state(self, body: dict[str, Any], ms: int, timed: bool) -> None:
+    def see_state(self, body: dict[str, Any], ms: int, timed: bool, kind: str | None) -> None:
         self.first_ms = ms if self.first_ms is None else min(self.first_ms, ms)
         self.last_ms = ms if self.last_ms is None else max(self.last_ms, ms)
-        self.kind = infer_kind(body) or self.kind
+        self.kind = kind or self.kind  # as ingest decided it (gateway.reading_facts)
         battery = body.get("battery")
         if isinstance(battery, int | float) and not isinstance(battery, bool):
             self.battery = float(battery)
@@ -191,7 +190,7 @@ class Batch:
             if device is None:
                 self.devices[key] = device = DeviceFold()
             if kind == Kind.STATE:
-                device.see_state(e.body, e.time_ms, e.timed)
+                device.see_state(e.body, e.time_ms, e.timed, e.device_kind)
             else:
                 assert online is not None
                 if device.availability is None:

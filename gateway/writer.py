@@ -9,7 +9,6 @@ import logging
 import time
 from collections.abc import Sequence
 
-from analytics.devices import infer_kind
 from gateway.clock import Clock
 from gateway.contract import Kind
 from gateway.device_table import DeviceTable
@@ -17,7 +16,7 @@ from gateway.errors import PointsRejected, StoreUnavailable
 from gateway.journal import Entry, Journal
 from gateway.logs import about
 from gateway.metrics import WorkerMetrics
-from gateway.stores.readings.base import Point, ReadingStore
+from gateway.stores.readings.base import ACTIVITY_FIELD, Point, ReadingStore
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +31,6 @@ class StoreWriter:
         self.journal = journal
         self.metrics = metrics
         self.devices = devices or DeviceTable()
-        self._kinds: dict[tuple[str, str], str] = {}
         self._last: dict[tuple[str, str], tuple[int, int, dict]] = {}  # device -> (event ms, point ms, fields)
 
     def handle(self, entries: Sequence[Entry]) -> None:
@@ -60,7 +58,8 @@ class StoreWriter:
                 assert e.home is not None and e.device is not None  # a state always has both (gateway.contract)
                 if e.body:
                     time_ms = self._distinct_time(e.home, e.device, e.time_ms, e.body)
-                    points.append(Point("reading", self._tags_for(e.home, e.device, e.body), e.body, time_ms))
+                    fields = {**e.body, ACTIVITY_FIELD: e.activity} if e.activity else e.body
+                    points.append(Point("reading", self._tags_for(e.home, e.device, e.device_kind), fields, time_ms))
             elif e.kind == Kind.AVAILABILITY:
                 assert e.home is not None and e.device is not None
                 points.append(Point("availability", {"home": e.home, "device": e.device}, e.body, e.time_ms))
@@ -85,12 +84,10 @@ class StoreWriter:
         self._last[key] = (time_ms, point_ms, fields)
         return point_ms
 
-    def _tags_for(self, home: str, device: str, fields: dict) -> dict[str, str]:
-        key = (home, device)
+    def _tags_for(self, home: str, device: str, kind: str | None) -> dict[str, str]:
+        """The device's kind as ingest decided it, its room and role as the device table has them now."""
         known = self.devices.get(home, device)
-        kind = known.kind or self._kinds.get(key)
-        if kind is None and (kind := infer_kind(fields)):
-            self._kinds[key] = kind  # sticky: a battery-only report keeps the kind seen before
+        kind = kind or known.kind  # known: for entries journaled before ingest decided kinds
         tags = {"home": home, "device": device}
         if kind:
             tags["kind"] = kind

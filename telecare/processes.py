@@ -36,6 +36,7 @@ from gateway.journal import Journal
 from gateway.metrics import IngestMetrics, WorkerMetrics
 from gateway.mqtt_input import MqttInput, MqttOptions
 from gateway.quotas import stored_quotas
+from gateway.reading_facts import ReadingFacts
 from gateway.registry import DeviceRegistry
 from gateway.retention import DeadLetterLimits, DeadLetterRetention
 from gateway.stores.readings import reading_store_for
@@ -126,8 +127,14 @@ class Gateway:
         for name in CONSUMERS:
             self.journal.register(name)  # before the first append, so trimming waits for the worker
         limits = Limits(max_payload_bytes=s.max_payload_bytes, max_future_ms=s.max_future_s * 1000)
+        # The device table tells ingest each device's described kind; it is read again by the trim thread, so a
+        # slow database never holds up a batch.
+        self.devices = DeviceTable(make_session_factory(make_engine(s.database_url)))
+        self.devices.refresh_if_due()
+        facts = ReadingFacts(self.devices, self.journal.device_states())
         self.ingest = Ingest(self.journal, self.clock, self.metrics, root=s.mqtt_topic_root, limits=limits,
-                             batch_max=s.batch_max, linger_s=s.linger_ms / 1000, quotas=stored_quotas(s))
+                             batch_max=s.batch_max, linger_s=s.linger_ms / 1000, quotas=stored_quotas(s),
+                             facts=facts)
         self.mqtt = MqttInput(
             MqttOptions(url=s.mqtt_url, client_id=s.mqtt_client_id, topics=self.topics(),
                         session_expiry_s=s.mqtt_session_expiry_s, protocol=s.mqtt_protocol,
@@ -185,3 +192,4 @@ class Gateway:
                 self.metrics.journal_entries.set(self.journal.kept())
             except Exception:
                 log.exception("journal trim failed")
+            self.devices.refresh_if_due()  # never raises: the last copy stays while the database is away

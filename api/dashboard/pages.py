@@ -28,7 +28,6 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from analytics.activity import ActivityTracker, activity_value
 from analytics.alerts import DEVICE_HEALTH, AlertKind, Outcome
 from analytics.watch.pendant import setting_up_needed, setting_up_urgency
 from api.audit import LOGOUT, OUTCOME, RESOLVE, VIEW, remember_principal
@@ -57,7 +56,7 @@ from gateway.alerting import outcomes, service
 from gateway.alerting.states import AlertState
 from gateway.db.models import Alert, Device, Home, Resident
 from gateway.errors import StoreUnavailable
-from gateway.stores.readings.base import ReadingStore
+from gateway.stores.readings.base import ReadingStore, stored_activity
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
 STATIC = Path(__file__).parent / "static"
@@ -362,12 +361,9 @@ def _today(store: ReadingStore, home: str, zone: ZoneInfo, day: date, at: dateti
     from_ms = start_ms if since is None else max(start_ms, int(since.timestamp() * 1000))
     end_ms = int(at.timestamp() * 1000) + 1
     points = store.timeline(home, from_ms, end_ms, limit=50_000) if since is not None and from_ms < end_ms else []
-    tracker = ActivityTracker()
     marks, rooms = [], set()
     for p in points:
-        kind = p.tags.get("kind", "")
-        value = activity_value(kind, p.fields)
-        change = tracker.update(p.tags.get("device", ""), kind, value) if value is not None else None
+        change = stored_activity(p)  # as ingest decided it, and the detectors took it (gateway.reading_facts)
         if change is None:
             continue
         room = p.tags.get("room") or p.tags.get("device", "?")

@@ -19,8 +19,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from analytics.activity import ActivityTracker, activity_value
-from analytics.devices import infer_kind
+from analytics.activity import activity_value
 from api.audit import VIEW
 from api.deps import Clock, CurrentUser, PathId, SessionDep, audit, care_started, get_store, resident_for
 from api.errors import Invalid, NotFound, Unavailable
@@ -38,7 +37,14 @@ from api.schemas.common import UtcDatetime
 from gateway import timezones
 from gateway.db.models import DetectorCheckpoint, Device, Home, Resident
 from gateway.errors import StoreUnavailable
-from gateway.stores.readings.base import DailySummary, Point, ReadingStore
+from gateway.stores.readings.base import (
+    ACTIVITY_FIELD,
+    DailySummary,
+    FieldValue,
+    Point,
+    ReadingStore,
+    stored_activity,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +54,6 @@ StoreDep = Annotated[ReadingStore, Depends(get_store)]
 
 MAX_TIMELINE = timedelta(days=7)
 DEFAULT_TIMELINE = timedelta(hours=24)
-# Read this far before the period to learn each device's state, so that a reading at the start is judged a change
-# or not as the detectors judged it. Battery devices re-send their state about every 50 minutes.
-LOOKBACK = timedelta(hours=2)
 MAX_POINTS = 100_000  # a busy home sends about 2,000 readings a day: a week is well under
 MAX_DAYS = 92
 DEFAULT_DAYS = 30
@@ -100,14 +103,12 @@ def timeline(
     points: list[Point] = []
     if since is not None and shown_from < end:
         try:
-            points = store.timeline(resident.home_id, _ms(max(start - LOOKBACK, since)), _ms(end),
-                                    limit=MAX_POINTS + 1)
+            points = store.timeline(resident.home_id, _ms(shown_from), _ms(end), limit=MAX_POINTS + 1)
         except StoreUnavailable as e:
             raise _unavailable(e) from e
     if len(points) > MAX_POINTS:
         raise Invalid(f"more than {MAX_POINTS:,} readings in this period: ask for a shorter one")
-    events = timeline_events(points, _devices(session, resident.home_id), _ms(shown_from), include=include,
-                             room=room)
+    events = timeline_events(points, _devices(session, resident.home_id), include=include, room=room)
     items = events[page.offset:page.offset + page.limit]
     following = page.offset + len(items)
     audit(session, principal, VIEW, "activity.timeline", resident.id,
@@ -118,22 +119,19 @@ def timeline(
 
 
 def timeline_events(points: Sequence[Point], devices: dict[str, tuple[str | None, str | None, str | None]],
-                    start_ms: int, *, include: Include = "activity", room: str | None = None
+                    *, include: Include = "activity", room: str | None = None
                     ) -> list[TimelineEvent]:
-    """The readings as events, judged as the detectors judge activity (analytics/activity.py): a change, not a
-    field being present. Points before ``start_ms`` only teach the tracker each device's state."""
-    tracker = ActivityTracker()
+    """The readings as events, each with the activity change ingest decided for it and stored with it (the
+    detectors took the same decision: gateway.reading_facts)."""
     wanted_room = room.strip().casefold() if room else None
     out: list[TimelineEvent] = []
     for p in points:
         device = p.tags.get("device", "")
         known_kind, known_room, known_role = devices.get(device, (None, None, None))
         # The tags are the device's description when the reading was stored; the database's is the fallback.
-        kind = p.tags.get("kind") or known_kind or infer_kind(p.fields)
+        kind = p.tags.get("kind") or known_kind
         value = activity_value(kind, p.fields) if kind else None
-        change = tracker.update(device, kind, value) if kind and value is not None else None
-        if p.time_ms < start_ms:
-            continue
+        change = stored_activity(p)
         where = p.tags.get("room") or known_room
         if wanted_room is not None and (where or "").casefold() != wanted_room:
             continue
@@ -145,9 +143,14 @@ def timeline_events(points: Sequence[Point], devices: dict[str, tuple[str | None
         out.append(TimelineEvent(
             time=datetime.fromtimestamp(p.time_ms / 1000, UTC), device=device, room=where,
             role=p.tags.get("role") or known_role, kind=kind, activity=change is not None,
-            change=change.value if change is not None else None, value=value,
-            fields=dict(p.fields) if include == "all" else None))
+            change=change, value=value,
+            fields=_reported(p.fields) if include == "all" else None))
     return out
+
+
+def _reported(fields: dict[str, FieldValue]) -> dict[str, FieldValue]:
+    """The fields as the device reported them, without the activity the gateway stored beside them."""
+    return {name: value for name, value in fields.items() if name != ACTIVITY_FIELD}
 
 
 def _devices(session: Session, home: str) -> dict[str, tuple[str | None, str | None, str | None]]:

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from analytics.activity import NOT_JUDGED, ActivityTracker, Judged, NotJudged, Value
 from analytics.alerts import AlertEvent
 from analytics.localtime import DAY_MS, HOUR_MS, MINUTE_MS
 from analytics.reading import lux, observation_fields, observe_reading
@@ -21,15 +22,21 @@ START = start_of(date(2026, 3, 2))
 
 
 class Recorder:
-    """Takes readings as a detector does and remembers each call."""
+    """Takes readings as a detector does and remembers each call, with the activity change: as the caller judged
+    it, or (NOT_JUDGED) as the detector's tracker decides it."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[object, ...]] = []
+        self.tracker = ActivityTracker()
 
-    def observe(self, time_ms: int, device: str, kind: str, value: object = None, *, room: str | None = None,
+    def observe(self, time_ms: int, device: str, kind: str, value: Value | None = None, *, room: str | None = None,
                 role: str | None = None, temperature: float | None = None, battery: float | None = None,
-                battery_low: bool | None = None, illuminance: float | None = None) -> list[AlertEvent]:
-        self.calls.append((time_ms, device, kind, value, room, role, temperature, battery, battery_low, illuminance))
+                battery_low: bool | None = None, illuminance: float | None = None,
+                change: Judged = NOT_JUDGED) -> list[AlertEvent]:
+        if isinstance(change, NotJudged):
+            change = self.tracker.update(device, kind, value) if value is not None else None
+        self.calls.append((time_ms, device, kind, value, room, role, temperature, battery, battery_low, illuminance,
+                           change))
         return []
 
 
@@ -37,7 +44,7 @@ def call(kind: str | None, fields: dict[str, object]) -> tuple[object, ...]:
     recorder = Recorder()
     observe_reading(recorder, 5, "d", kind, fields, room="hall", role="room")
     [made] = recorder.calls
-    return made
+    return made[:10]  # without the activity change
 
 
 @pytest.mark.parametrize(("kind", "fields", "value", "temperature"), [
@@ -86,7 +93,7 @@ def test_feed_makes_the_gateways_call_for_a_row() -> None:
     row = Observation(7, "h", "hall_pir", "motion", None, "hall", "room", temperature=30.0, battery=12.0,
                       battery_low=True, illuminance=40.0, linkquality=200)
     feed(recorder, row)  # type: ignore[arg-type]
-    assert recorder.calls == [(7, "hall_pir", "motion", None, "hall", "room", None, 12.0, True, 40.0)]
+    assert recorder.calls == [(7, "hall_pir", "motion", None, "hall", "room", None, 12.0, True, 40.0, None)]
 
 
 def reports_of(value: str, battery: str, days: int = 6) -> list[Observation]:

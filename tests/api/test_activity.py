@@ -23,8 +23,9 @@ from analytics.detector import HomeDetector
 from analytics.replay import feed
 from api.app import create_app
 from api.security import sha256
+from gateway.clock import WallClock
 from gateway.config import Settings
-from gateway.contract import state_fields
+from gateway.contract import Kind, state_fields
 from gateway.db.migrate import upgrade
 from gateway.db.models import (
     AuditEntry,
@@ -39,8 +40,13 @@ from gateway.db.models import (
 )
 from gateway.db.session import make_engine, make_session_factory
 from gateway.detector_checkpoints import CHECKPOINT_VERSION, dump_detector, store_baseline
-from gateway.stores.readings.base import DailySummary, Point, ReadingStore
+from gateway.device_table import DeviceInfo, DeviceTable
+from gateway.journal import Entry, Journal
+from gateway.metrics import WorkerMetrics
+from gateway.reading_facts import ReadingFacts
+from gateway.stores.readings.base import DailySummary, ReadingStore
 from gateway.stores.readings.sqlite import SqliteReadingStore
+from gateway.writer import StoreWriter
 from sensors_sim.events import Observation
 from sensors_sim.generate import Simulation
 from sensors_sim.scenario import default_home
@@ -99,20 +105,23 @@ def act(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Activity]:
     sessions = make_session_factory(engine)
     store = SqliteReadingStore(root / "readings.sqlite3")
 
-    # A few simulated days: readings stored as the gateway's writer stores them, and a detector fed the same rows.
+    # A few simulated days: readings judged as ingest judges them and stored by the gateway's writer, and a
+    # detector fed the same rows.
     sim_home = default_home(HOME)
     sim = Simulation([sim_home], int(START.timestamp() * 1000), DAYS, seed=3)
     radio = Radio(sim_home, np.random.default_rng(3))
     detector = HomeDetector(HOME, ZoneInfo("Europe/London"))
     observations = list(sim.observations())
-    points = []
-    for o in observations:
+    devices = DeviceTable(devices={(HOME, d.name): DeviceInfo(d.kind, d.room, d.role) for d in sim_home.devices})
+    facts = ReadingFacts(devices)
+    entries = []
+    for seq, o in enumerate(observations, 1):
         feed(detector, o)
         fields = state_fields(payload(o, *radio.report(o.device, o.kind)))  # as the gateway keeps them
-        tags = {"home": HOME, "device": o.device, "kind": o.kind, **({"room": o.room} if o.room else {}),
-                **({"role": o.role} if o.role else {})}
-        points.append(Point("reading", tags, fields, o.time_ms))
-    store.write(points)
+        kind, change = facts.judge(HOME, o.device, fields)
+        entries.append(Entry(seq, Kind.STATE, HOME, o.device, o.time_ms, o.time_ms, True, fields, kind, change))
+    writer = StoreWriter(store, Journal(root / "journal.sqlite3"), WorkerMetrics(), WallClock(), devices)
+    writer.handle(entries)
     store.write_daily_summaries([
         DailySummary(HOME, date(2026, 11, 1) + timedelta(days=i), {
             "activities": 300 + i, "first_activity_min": 410 + i, "last_activity_min": 1385 + 40 * i,

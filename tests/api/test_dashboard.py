@@ -23,7 +23,7 @@ from gateway.db.migrate import upgrade
 from gateway.db.models import Home, Organisation, User
 from gateway.db.session import make_engine, make_session_factory
 from gateway.homes import import_homes, parse_description
-from gateway.stores.readings.base import DailySummary, Point
+from gateway.stores.readings.base import ACTIVITY_FIELD, DailySummary, Point
 from gateway.stores.readings.sqlite import SqliteReadingStore
 from sensors_sim.scenario import default_home, to_home_description
 from tests.api.conftest import serving
@@ -59,7 +59,8 @@ def seed(sessions: sessionmaker[Session], store: SqliteReadingStore) -> None:
                                                "bathroom_visits": 6}) for d in range(1, 28)])
     start = int(datetime.combine(today, datetime.min.time(), UTC).timestamp() * 1000)
     store.write([Point("reading", {"home": "h-fall", "device": "kitchen_pir", "kind": "motion", "room": "kitchen"},
-                       {"occupancy": i % 2 == 0}, start + i * 600_000) for i in range(40)])
+                       {"occupancy": i % 2 == 0, **({ACTIVITY_FIELD: "motion"} if i % 2 == 0 else {})},
+                       start + i * 600_000) for i in range(40)])
 
 
 @pytest.fixture

@@ -189,7 +189,7 @@ def test_a_batch_that_fails_to_commit_reports_again_when_retried(tmp_path: Path)
     ingest.offer(1, 1, "telecare/h1/pir", orjson.dumps({"occupancy": True, "last_seen": NOW + SIX_MIN}))
     append = journal.append
 
-    def failing(entries: object, urgent: object = ()) -> None:
+    def failing(entries: object, urgent: object = (), states: object = None) -> None:
         raise OSError("disk full")
 
     journal.append = failing  # type: ignore[method-assign]

@@ -19,10 +19,12 @@ from analytics.alerts import Action, AlertEvent
 from analytics.reading import observe_reading
 from analytics.replay import feed
 from gateway.clock import SimulatedClock
-from gateway.contract import Message, parse
+from gateway.contract import Kind, Message, parse
 from gateway.db.models import Alert
 from gateway.detect import DetectorConsumer
+from gateway.device_table import DeviceInfo, DeviceTable
 from gateway.journal import Entry
+from gateway.reading_facts import ReadingFacts
 from sensors_sim.faults import parse_faults
 from sensors_sim.generate import Simulation, reported, start_of
 from sensors_sim.incidents import parse_incidents
@@ -59,15 +61,19 @@ def test_each_exported_row_makes_the_call_its_published_message_makes() -> None:
     exported = reported(observations, Radio(None, np.random.default_rng(SEED)), sim.battery_cap)
     rows = list(read_csv(io.StringIO(to_csv_text(exported)), sort=False))
     assert len(rows) == len(observations)
-    kinds = {d.name: d.kind for d in default_home(HOME).devices}  # what the gateway knows from the description
+    # What the gateway knows from the description; ingest judges each reading's kind and activity with it.
+    facts = ReadingFacts(DeviceTable(devices={(HOME, d.name): DeviceInfo(d.kind, d.room, d.role)
+                                              for d in default_home(HOME).devices}))
     live, offline = Recorder(), Recorder()
     for message, row in zip(published, rows, strict=True):
         parsed = parse(message.topic, message.payload, message.time_ms, message.time_ms)
-        assert isinstance(parsed, Message) and parsed.device is not None
-        observe_reading(live, parsed.time_ms, parsed.device, kinds[parsed.device], parsed.body, room=row.room,
-                        role=row.role)
+        assert isinstance(parsed, Message) and parsed.home is not None and parsed.device is not None
+        kind, change = facts.judge(parsed.home, parsed.device, parsed.body)
+        observe_reading(live, parsed.time_ms, parsed.device, kind, parsed.body, room=row.room, role=row.role,
+                        change=change)
         feed(offline, row)  # type: ignore[arg-type]
-    assert offline.calls == live.calls
+    assert offline.calls == live.calls, "ingest's activity is the offline analysis' activity"
+    assert sum(c[10] is not None for c in live.calls) > 1000
     assert any(c[7] is not None and c[7] <= 15 for c in live.calls), "the faded battery is in both"
     assert any(c[9] is not None for c in live.calls), "and the PIRs' light levels"
 
@@ -83,13 +89,18 @@ def through_the_gateway(sessions: sessionmaker[Session]) -> tuple[list[AlertEven
     clock.tick(START, 1.0)
     events: list[AlertEvent] = []
     detect = DetectorConsumer(sessions, clock, on_alerts=events.extend)
+    facts = ReadingFacts(DeviceTable(sessions))  # as ingest decides each reading's kind and activity
+    facts.devices.refresh_if_due()
     batch: list[Entry] = []
     last_ms = 0
     for seq, m in enumerate(messages, 1):
         parsed = parse(m.topic, m.payload, m.time_ms, m.time_ms)
         assert isinstance(parsed, Message), parsed
+        kind, change = (facts.judge(parsed.home, parsed.device, parsed.body)
+                        if parsed.home is not None and parsed.device is not None and parsed.kind == Kind.STATE
+                        else (None, None))
         batch.append(Entry(seq, str(parsed.kind), parsed.home, parsed.device, parsed.time_ms, parsed.received_ms,
-                           parsed.timed_by_device, parsed.body))
+                           parsed.timed_by_device, parsed.body, kind, change))
         if parsed.device is not None:
             last_ms = parsed.time_ms
         if len(batch) == 2000:

@@ -164,10 +164,10 @@ def test_a_batch_that_fails_to_commit_gives_its_report_again(tmp_path: Path, mon
     append = journal.append
     failures = iter([True])
 
-    def fail_once(entries: list[object], urgent: list[int] | tuple[()] = ()) -> int:
+    def fail_once(entries: list[object], urgent: list[int] | tuple[()] = (), states: object = None) -> int:
         if next(failures, False):
             raise OSError("disk full")
-        return append(entries, urgent)  # type: ignore[arg-type]
+        return append(entries, urgent, states)  # type: ignore[arg-type]
 
     monkeypatch.setattr(journal, "append", fail_once)
     with pytest.raises(OSError):

@@ -11,6 +11,9 @@ behavioural tests (``tests/stores/contract.py``), so what is written here holds 
   and later ``21.5`` for the same field, and InfluxDB would refuse the second as a field type conflict.
   Booleans stay booleans and texts stay texts. Non-finite floats (NaN, infinities) are not stored.
 * Tags with an empty value are not stored (InfluxDB has no empty tag). A point without fields is skipped.
+* A reading that showed activity carries the change in the text field :data:`ACTIVITY_FIELD`, as ingest decided
+  it (``gateway.reading_facts``); the API and the dashboard read it there and never decide it again. A hub cannot
+  forge it: the contract keeps no text field of a name it does not know (``gateway.contract.state_fields``).
 * Daily summaries are keyed by (home, day); writing one again overwrites it value by value.
 * :meth:`ReadingStore.delete_range` removes everything of one home stamped in a period: its points of every
   measurement, and its daily summaries, a summary being stamped at midnight UTC of its day (as InfluxDB keeps
@@ -24,10 +27,12 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Protocol
 
-__all__ = ["DailySummary", "FieldValue", "Point", "ReadingStore", "stored_fields", "stored_summary_values"]
+__all__ = ["ACTIVITY_FIELD", "DailySummary", "FieldValue", "Point", "ReadingStore", "stored_activity", "stored_fields",
+           "stored_summary_values"]
 
 FieldValue = bool | int | float | str
 RESERVED_KEY = "time"  # InfluxDB refuses a tag or field of that name (and the point with it)
+ACTIVITY_FIELD = "telecare_activity"  # named so that no zigbee2mqtt device's own field can clash with it
 
 
 @dataclass(slots=True)
@@ -38,6 +43,12 @@ class Point:
     tags: dict[str, str]  # at least home and device (hub: home only); kind, room, role when known
     fields: dict[str, FieldValue]
     time_ms: int  # event time, epoch milliseconds UTC
+
+
+def stored_activity(point: Point) -> str | None:
+    """The activity change a stored reading showed (analytics.activity.Change's value), or None."""
+    change = point.fields.get(ACTIVITY_FIELD)
+    return change if isinstance(change, str) else None
 
 
 @dataclass(slots=True)

@@ -1,0 +1,56 @@
+"""What a reading means, decided once, at ingest: its device's kind and the activity it shows.
+
+Ingest journals both with the reading (``Entry.device_kind``, ``Entry.activity``). The readings-store writer tags
+the point with the kind and stores the activity beside the fields (:data:`gateway.stores.readings.base.
+ACTIVITY_FIELD`); the registry records the kind; the detectors take the activity as decided here; the API and the
+dashboard show the stored activity. None of them infers a kind or replays activity again, so none can disagree.
+
+The kind: the device's as described or discovered (the device table), else the one its fields reveal, kept once
+seen (a battery-only report keeps its device's kind). The activity is a change (:func:`analytics.activity.
+activity_change`), so it depends on each device's last state. That state is committed in the journal's file with
+each batch (:meth:`gateway.journal.Journal.append`): after a restart the next reading is decided as it would have
+been without one, and a batch that failed to commit is decided again from the state before it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from analytics.activity import Change, Value, activity_change, activity_value
+from analytics.devices import infer_kind
+from gateway.device_table import DeviceTable
+
+DeviceKey = tuple[str, str]  # (home, device)
+DeviceState = tuple[str | None, Value | None]  # (kind, last activity value)
+
+
+class ReadingFacts:
+    def __init__(self, devices: DeviceTable | None = None, states: Mapping[DeviceKey, DeviceState] | None = None
+                 ) -> None:
+        self.devices = devices or DeviceTable()
+        self._committed: dict[DeviceKey, DeviceState] = dict(states or {})
+        self._pending: dict[DeviceKey, DeviceState] = {}  # decided in the batch being built, not yet committed
+
+    def judge(self, home: str, device: str, fields: Mapping[str, object]) -> tuple[str | None, Change | None]:
+        """The device's kind (None while nothing reveals it) and what this reading changed (None: no activity)."""
+        key = (home, device)
+        kind_before, before = self._pending.get(key) or self._committed.get(key) or (None, None)
+        kind = self.devices.get(home, device).kind or kind_before or infer_kind(fields)
+        value = activity_value(kind, fields) if kind else None
+        change = activity_change(kind, before, value) if kind and value is not None else None
+        state = (kind, value if value is not None else before)
+        if state != (kind_before, before):
+            self._pending[key] = state
+        return kind, change
+
+    def pending(self) -> dict[DeviceKey, DeviceState]:
+        """The devices' states the batch being built changed: committed with it."""
+        return self._pending
+
+    def committed(self) -> None:
+        self._committed.update(self._pending)
+        self._pending = {}
+
+    def rolled_back(self) -> None:
+        """The batch was not committed: its readings will be decided again from the state before it."""
+        self._pending = {}
