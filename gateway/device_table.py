@@ -42,6 +42,11 @@ class DeviceTable:
     def get(self, home: str, name: str) -> DeviceInfo:
         return self._devices.get((home, name), UNKNOWN)
 
+    def kind(self, key: tuple[str, str]) -> str | None:
+        """The kind of the device (home, name), None when not known: ingest asks it for every reading."""
+        known = self._devices.get(key)
+        return known.kind if known is not None else None
+
     def knows(self, home: str, name: str) -> bool:
         return (home, name) in self._devices
 

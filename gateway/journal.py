@@ -69,6 +69,13 @@ INSERT OR IGNORE INTO meta VALUES ('last_seq', 0);
 """
 
 
+# Each row of the JSON array is [home, device, kind, value]; the value is kept as JSON (a boolean stays a boolean).
+_UPSERT_STATES = """
+INSERT OR REPLACE INTO device_states
+SELECT value ->> 0, value ->> 1, value ->> 2, value -> 3 FROM json_each(?)
+"""
+
+
 class Entry(NamedTuple):
     seq: int
     kind: str
@@ -150,10 +157,8 @@ class Journal:
             conn.execute("INSERT INTO batches VALUES (?, ?, ?)", (first, last, orjson.dumps(entries)))
             if urgent:
                 conn.executemany("INSERT INTO urgent VALUES (?, ?)", [(first + i, entries[i][1]) for i in urgent])
-            if states:
-                conn.executemany("INSERT OR REPLACE INTO device_states VALUES (?, ?, ?, ?)",
-                                 [(home, device, kind, orjson.dumps(value))
-                                  for (home, device), (kind, value) in states.items()])
+            if states:  # one statement, the rows as one JSON array: no Python work a row
+                conn.execute(_UPSERT_STATES, (orjson.dumps([(*key, *state) for key, state in states.items()]),))
             conn.execute("UPDATE meta SET value = ? WHERE key = 'last_seq'", (last,))
             conn.execute("COMMIT")
         except BaseException:

@@ -22,6 +22,7 @@ from gateway.device_table import DeviceTable
 
 DeviceKey = tuple[str, str]  # (home, device)
 DeviceState = tuple[str | None, Value | None]  # (kind, last activity value)
+_NOTHING_YET: DeviceState = (None, None)
 
 
 class ReadingFacts:
@@ -34,14 +35,19 @@ class ReadingFacts:
     def judge(self, home: str, device: str, fields: Mapping[str, object]) -> tuple[str | None, Change | None]:
         """The device's kind (None while nothing reveals it) and what this reading changed (None: no activity)."""
         key = (home, device)
-        kind_before, before = self._pending.get(key) or self._committed.get(key) or (None, None)
-        kind = self.devices.get(home, device).kind or kind_before or infer_kind(fields)
-        value = activity_value(kind, fields) if kind else None
-        change = activity_change(kind, before, value) if kind and value is not None else None
-        state = (kind, value if value is not None else before)
-        if state != (kind_before, before):
-            self._pending[key] = state
-        return kind, change
+        last = self._pending.get(key) or self._committed.get(key)
+        kind_before, before = last if last is not None else _NOTHING_YET
+        kind = self.devices.kind(key) or kind_before or infer_kind(fields)
+        if kind is None:
+            return None, None
+        value = activity_value(kind, fields)
+        if value is None:
+            if kind != kind_before:
+                self._pending[key] = (kind, before)
+            return kind, None
+        if kind != kind_before or value != before:
+            self._pending[key] = (kind, value)
+        return kind, activity_change(kind, before, value)
 
     def pending(self) -> dict[DeviceKey, DeviceState]:
         """The devices' states the batch being built changed: committed with it."""
