@@ -42,6 +42,11 @@ from gateway.db.base import (
     utcnow,
 )
 
+# The care team's record on an alert lives in its own module (this one stays readable); imported here so that
+# importing the models registers its tables too (Alembic, create_all).
+from gateway.db.care_record import AlertAttendance as AlertAttendance
+from gateway.db.care_record import AlertNote as AlertNote
+
 # Retention defaults (docs/production.md, "Retention and privacy"): UK councils commonly keep care records 8 years
 # after care ends; the audit trail is kept as long. 8 years of 365.25 days.
 CARE_RECORD_RETENTION_DAYS = 2922
