@@ -10,10 +10,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse
 from sqlalchemy.orm import Session, sessionmaker
 
-from api import dashboard
+from api import api_docs, dashboard
 from api.errors import install_error_handlers
 from api.headers import SecurityHeaders
 from api.limits import ApiLimits, RequestLimits
@@ -55,6 +56,11 @@ def _pool(url: str) -> dict[str, object]:
     return {"pool_size": 1, "max_overflow": 0, "pool_timeout": 10}
 
 
+def _to_dashboard(request: Request) -> RedirectResponse:
+    """The server's root address: people who open it want the dashboard (it sends them to log in first)."""
+    return RedirectResponse(str(request.scope.get("root_path", "")).rstrip("/") + "/dashboard", status_code=307)
+
+
 def create_app(settings: Settings, *, sessions: sessionmaker[Session] | None = None,
                store: ReadingStore | None = None) -> FastAPI:
     """The API on ``settings.database_url`` (or ``sessions``). Runs no migrations: ``telecare api`` does."""
@@ -73,7 +79,9 @@ def create_app(settings: Settings, *, sessions: sessionmaker[Session] | None = N
         if engine is not None:
             engine.dispose()
 
-    app = FastAPI(title="Telecare API", version="1", description=DESCRIPTION, lifespan=lifespan)
+    # docs_url and redoc_url None: FastAPI's pages load from a CDN; api_docs serves the same from the package.
+    app = FastAPI(title="Telecare API", version="1", description=DESCRIPTION, lifespan=lifespan,
+                  docs_url=None, redoc_url=None)
     app.state.settings = settings
     app.state.sessions = sessions
     app.state.store = store  # None: created at first use (api.deps.get_store)
@@ -86,7 +94,10 @@ def create_app(settings: Settings, *, sessions: sessionmaker[Session] | None = N
     app.include_router(users.keys_router)
     app.include_router(activity.router)
     app.include_router(privacy.router)  # export, erasure, retention settings (issue 12)
+    # Before the dashboard's routes, so this one answers "/" (its prefix kept behind a proxy).
+    app.add_api_route("/", _to_dashboard, methods=["GET", "HEAD"], include_in_schema=False)
     dashboard.install(app)
+    api_docs.install(app)
     app.add_middleware(RequestLimits, limits=limits)  # a 413 before the body is read; the client address
     # Added last, so outermost: every answer of the app (a 413 or 429 of another middleware too) gets the headers.
     app.add_middleware(SecurityHeaders)
