@@ -69,11 +69,12 @@ def day_timeline(marks: Sequence[Mark], rooms: Sequence[str], *, now_minute: flo
 
 
 def nice_ceiling(peak: float) -> float:
-    """The top of the value axis: ``peak`` rounded up to 1, 2, 2.5 or 5 times a power of ten (0 → 1)."""
+    """The top of the value axis: ``peak`` rounded up to a round number (1, 1.5, 2, 2.5, 3, 4, 5, 6 or 8 times a
+    power of ten; 0 → 1), so that its half is round too."""
     if peak <= 0 or not math.isfinite(peak):
         return 1.0
     power = 10 ** math.floor(math.log10(peak))
-    for step in (1, 2, 2.5, 5, 10):
+    for step in (1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10):
         if peak <= step * power + 1e-9:
             return step * power
     return 10 * power  # pragma: no cover - the loop always returns
