@@ -106,6 +106,26 @@ class Settings(BaseSettings):
                 raise ValueError(f"TELECARE_INFLUX_URL is set, so {', '.join(missing)} must be set too")
         return self
 
+    @model_validator(mode="after")
+    def _storage_usable(self) -> Self:
+        """The database URL and the directories the commands write are checked before anything opens them, so a
+        mistake is a sentence naming the variable, not a driver's traceback later (docs/configuration.md)."""
+        from gateway.db.session import DatabaseUrlError, check_database_url, directory_problem
+
+        try:
+            check_database_url(self.database_url)
+        except DatabaseUrlError as e:
+            raise ValueError(f"{'TELECARE_DB_URL' if self.db_url else 'TELECARE_DATA_DIR'}: {e}") from None
+        # data_dir holds the default database, journal and readings store: checked unless all three are elsewhere.
+        if self.db_url is None or self.spool_dir is None or self.influx_url is None:
+            problem = directory_problem(self.data_dir)
+            if problem:
+                raise ValueError(f"TELECARE_DATA_DIR: {problem}; set it to a directory telecare can write")
+        problem = directory_problem(self.spool_dir) if self.spool_dir is not None else None
+        if problem:
+            raise ValueError(f"TELECARE_SPOOL_DIR: {problem}; set it to a directory telecare can write")
+        return self
+
     @property
     def database_url(self) -> str:
         return self.db_url or f"sqlite:///{self.data_dir / 'telecare.db'}"
@@ -130,6 +150,8 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as e:
         lines = []
         for err in e.errors():
-            name = "TELECARE_" + "_".join(str(p) for p in err["loc"]).upper() if err["loc"] else "settings"
-            lines.append(f"{name}: {err['msg'].removeprefix('Value error, ')}")
+            message = err["msg"].removeprefix("Value error, ")
+            # A check across settings names its variables itself.
+            lines.append(f"TELECARE_{'_'.join(str(p) for p in err['loc']).upper()}: {message}" if err["loc"]
+                         else message)
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None

@@ -9,13 +9,15 @@ from types import FrameType
 import typer
 
 from telecare.cli_alerts import add_alert_commands
-from telecare.cli_api import add_api_commands
-from telecare.cli_common import logging_set_up, settings_or_exit
+from telecare.cli_api import add_api_commands, users_app
+from telecare.cli_common import directories_or_exit, logging_set_up, settings_or_exit
 from telecare.cli_db import db_app, homes_app
 from telecare.cli_demo import demo
 from telecare.cli_detect import analyse, baseline_app
 from telecare.cli_people import add_people_commands
+from telecare.cli_setup import setup
 from telecare.cli_sim import sim_app
+from telecare.cli_users import add_user_commands
 
 app = typer.Typer(help="Telecare monitor: home sensors over MQTT, stored, watched, and carers alerted.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -27,6 +29,8 @@ app.add_typer(baseline_app, name="baseline")
 add_people_commands(app)  # residents, recipients, chain, away
 add_alert_commands(app)  # alerts list, resolve, outcome
 add_api_commands(app)  # api, users
+add_user_commands(users_app)  # users list, reset-password
+app.command()(setup)
 app.command()(demo)
 
 
@@ -39,7 +43,9 @@ def gateway(log_level: str = typer.Option("INFO", help="DEBUG, INFO, WARNING ...
     from telecare.processes import Gateway
 
     with logging_set_up(log_level):
-        gw = Gateway(settings_or_exit())
+        settings = settings_or_exit()
+        directories_or_exit(settings)
+        gw = Gateway(settings)
 
         def on_signal(signum: int, _frame: FrameType | None) -> None:
             log.info("signal %d: stopping", signum)

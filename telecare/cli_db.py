@@ -19,7 +19,12 @@ from gateway.db import migrate
 from gateway.db.models import AuditEntry, Device, Home, Organisation
 from gateway.db.session import make_engine, make_session_factory
 from gateway.homes import HomesFileError, import_homes, load_description
-from telecare.cli_common import db_session
+from telecare.cli_common import NotFound, db_session, organisation_named
+
+OPERATOR = "operator (telecare CLI)"  # the audit trail's actor for what the operator does on the command line
+OrganisationOption = Annotated[str | None, typer.Option(
+    "--organisation", help="The organisation (name or id) that cares for it: an unassigned home is claimed for it, "
+                           "so it shows in the API and dashboard")]
 
 db_app = typer.Typer(help="The operational database (homes, devices, dead letters): migrations.",
                      no_args_is_help=True)
@@ -137,8 +142,10 @@ def homes_import(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True,
                                          help="A home description (YAML; see docs/homes.md)")],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and report, change nothing")] = False,
+    organisation: OrganisationOption = None,
 ) -> None:
-    """Create or update homes and their devices' rooms and roles from a description file."""
+    """Create or update homes and their devices' rooms and roles from a description file; with --organisation,
+    the unassigned ones are claimed for that organisation."""
     try:
         description = load_description(file)
     except HomesFileError as e:
@@ -146,9 +153,14 @@ def homes_import(
     url = db_url_from_env()
     require_head(url)
     engine = make_engine(url)
+    claimed: list[str] = []
     try:
         with make_session_factory(engine)() as session:
             report = import_homes(session, description)
+            ids = [h.id for h in description.homes]
+            if organisation is not None:
+                claimed = _claim_imported(session, ids, organisation)
+            unassigned = list(session.scalars(select(Home.id).where(Home.id.in_(ids), Home.organisation_id.is_(None))))
             if dry_run:
                 session.rollback()
             else:
@@ -156,6 +168,46 @@ def homes_import(
     finally:
         engine.dispose()
     typer.echo(("dry run, nothing changed\n" if dry_run else "") + report.summary())
+    if claimed:
+        typer.echo(claimed[0] + ", ".join(claimed[1:]))
+    if unassigned:
+        typer.echo(f"unassigned, so not in the API or dashboard until claimed: {', '.join(unassigned)} (add "
+                   "--organisation NAME, or telecare homes claim HOME --organisation NAME)")
+
+
+def _claim_imported(session: Session, home_ids: list[str], organisation: str) -> list[str]:
+    """Claim the described homes that are unassigned; those already the organisation's are left as they are, and
+    one claimed by another organisation stops the import (nothing is changed). Returns the heading ("claimed for
+    ORG: ") and the homes claimed, or nothing."""
+    try:
+        org = organisation_named(session, organisation)
+    except NotFound as e:
+        session.rollback()
+        raise _fail(str(e), 2) from None
+    claimed = []
+    at = datetime.now(UTC)
+    for home in session.scalars(select(Home).where(Home.id.in_(home_ids)).order_by(Home.id)):
+        if home.organisation_id == org.id:
+            continue
+        if home.organisation_id is not None:
+            session.rollback()
+            raise _fail(f"home {home.id!r} is cared for by another organisation, {_organisation_name(session, home)}"
+                        f"; nothing was imported. It must release it first (POST /homes/{home.id}/release)", 2)
+        claim_by_operator(session, home, org, at)
+        claimed.append(home.id)
+    return [f"claimed for {org.name}: ", *claimed] if claimed else []
+
+
+def _organisation_name(session: Session, home: Home) -> str:
+    org = session.get(Organisation, home.organisation_id) if home.organisation_id is not None else None
+    return f"organisation {org.id} ({org.name})" if org is not None else "unassigned"
+
+
+def claim_by_operator(session: Session, home: Home, org: Organisation, at: datetime) -> None:
+    """Claim ``home`` for ``org`` on the operator's word, with the audit entry that says so. The caller commits."""
+    claim_home(session, home, org.id, at)
+    session.add(AuditEntry(organisation_id=org.id, at=at, actor=OPERATOR, action="claim", resource="home",
+                           detail=f"home {home.id!r} ({home.name or 'no name'}) assigned by the operator"))
 
 
 @homes_app.command("list")
@@ -169,7 +221,9 @@ def homes_list() -> None:
         with make_session_factory(engine)() as session:
             counts = (select(Device.home_id, func.count().label("n")).group_by(Device.home_id).subquery())
             rows = session.execute(
-                select(Home, func.coalesce(counts.c.n, 0)).outerjoin(counts, counts.c.home_id == Home.id)
+                select(Home, func.coalesce(counts.c.n, 0), Organisation.name)
+                .outerjoin(counts, counts.c.home_id == Home.id)
+                .outerjoin(Organisation, Organisation.id == Home.organisation_id)
                 .order_by(Home.id)).all()
             unset = _not_set_up(session)
     finally:
@@ -178,13 +232,13 @@ def homes_list() -> None:
         typer.echo("no homes yet: import a description (telecare homes import FILE) or start the gateway")
         return
     table = [("HOME", "NAME", "ORGANISATION", "TIMEZONE", "HUB", "DEVICES", "NOT SET UP", "LAST SEEN (UTC)")]
-    for home, devices in rows:
+    for home, devices, org_name in rows:
         hub = {True: "online", False: "offline", None: "-"}[home.hub_online]
         names, buttons = unset.get(home.id, ([], []))
         not_set_up = f"{len(names)} ({len(buttons)} button{'s' * (len(buttons) != 1)})" if buttons \
             else str(len(names))
         table.append((home.id, home.name or "-",
-                      str(home.organisation_id) if home.organisation_id is not None else "unassigned",
+                      org_name if home.organisation_id is not None else "unassigned",
                       home.timezone, hub, str(devices), not_set_up, _when(home.last_seen)))
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     for row in table:
@@ -195,6 +249,9 @@ def homes_list() -> None:
             typer.echo(f"{home_id}: button(s) not set up: {', '.join(buttons)}. Each press is raised as a possible "
                        f"pendant press (an emergency) until the button is given the role pendant (telecare homes "
                        f"import, or PATCH /homes/{home_id}/devices/ID).")
+    if any(home.organisation_id is None for home, _, _ in rows):
+        typer.echo("unassigned homes are not in the API or dashboard: telecare homes claim HOME --organisation NAME "
+                   "(or telecare setup)")
     if unset:
         typer.echo("NOT SET UP: devices with no room or role, and buttons without the role pendant "
                    "(GET /devices/needs-setting-up lists them; docs/homes.md says how to describe them).")
@@ -239,16 +296,15 @@ def homes_claim(
 ) -> None:
     """Assign an unassigned home to an organisation (the operator's word instead of the home's claim code)."""
     with db_session(write=True, refused=(ClaimError,)) as session:
+        org = organisation_named(session, organisation)
+        found = session.get(Home, home)
+        if found is not None and found.organisation_id == org.id:
+            typer.echo(f"home {home!r} is cared for by {org.name} (organisation {org.id}) already")
+            return
         found = _unassigned(session, home)
-        org = _organisation(session, organisation)
-        at = datetime.now(UTC)
-        claim_home(session, found, org.id, at)
-        session.add(AuditEntry(organisation_id=org.id, at=at, actor=OPERATOR, action="claim", resource="home",
-                               detail=f"home {found.id!r} ({found.name or 'no name'}) assigned by the operator"))
+        claim_by_operator(session, found, org, datetime.now(UTC))
     typer.echo(f"home {home!r} is now cared for by {org.name} (organisation {org.id})")
 
-
-OPERATOR = "operator (telecare CLI)"  # the audit trail's actor for what the operator does on the command line
 
 
 def _unassigned(session: Session, home_id: str) -> Home:
@@ -257,22 +313,6 @@ def _unassigned(session: Session, home_id: str) -> Home:
         raise ClaimError(f"no home {home_id!r}: import its description (telecare homes import) or start the "
                          "gateway so it is discovered")
     if home.organisation_id is not None:
-        raise ClaimError(f"home {home_id!r} is claimed by organisation {home.organisation_id}: it must release it "
+        raise ClaimError(f"home {home_id!r} is claimed by {_organisation_name(session, home)}: it must release it "
                          f"first (POST /homes/{home_id}/release)")
     return home
-
-
-def _organisation(session: Session, name_or_id: str) -> Organisation:
-    wanted = name_or_id.strip()
-    if wanted.isdigit():
-        org = session.get(Organisation, int(wanted))
-        if org is None:
-            raise ClaimError(f"no organisation {wanted}")
-        return org
-    found = list(session.scalars(select(Organisation).where(func.lower(Organisation.name) == wanted.lower())))
-    if not found:
-        raise ClaimError(f"no organisation named {wanted!r} (telecare users add --organisation creates one)")
-    if len(found) > 1:
-        raise ClaimError(f"{len(found)} organisations are named {wanted!r} (ids "
-                         f"{', '.join(str(o.id) for o in found)}): give the id")
-    return found[0]

@@ -19,10 +19,11 @@ from typer.core import TyperGroup
 from gateway import timezones
 from gateway.alerting import people
 from gateway.alerting.errors import PeopleError
-from gateway.db.models import Absence, EscalationStep, Home, Recipient, Resident
+from gateway.db.models import Absence, EscalationStep, Home, Organisation, Recipient, Resident
 from gateway.notify.errors import DeliveryError
 from gateway.notify.pushover import PushoverClient
-from telecare.cli_common import db_session, fail, print_table, settings_or_exit
+from telecare.cli_common import db_session, fail, organisation_named, print_table, settings_or_exit
+from telecare.cli_db import OrganisationOption, claim_by_operator
 
 
 class _AwayGroup(TyperGroup):
@@ -76,6 +77,17 @@ def _parse_time(text: str, tz: ZoneInfo, option: str) -> datetime:
     return value.replace(tzinfo=tz) if value.tzinfo is None else value
 
 
+def _note(message: str) -> None:
+    """Something the operator should know (not an error): on standard error, so the result line stays parseable."""
+    typer.echo(f"note: {message}", err=True)
+
+
+def _organisation_hint(session: Session) -> str:
+    """``NAME`` in a suggested command, or the organisation's own name when there is only one."""
+    names = list(session.scalars(select(Organisation.name).limit(2)))
+    return repr(names[0]) if len(names) == 1 else "NAME"
+
+
 def _chain_text(steps: list[EscalationStep]) -> str:
     return " → ".join(f"{s.recipient.name} ({s.wait_min} min)" for s in steps) or "no chain"
 
@@ -88,12 +100,33 @@ def residents_add(
     home: Annotated[str, typer.Argument(help="The home's id (as in its MQTT topics)")],
     name: Annotated[str, typer.Option("--name", help="The resident's name, as carers know them")],
     notes: Annotated[str | None, typer.Option("--notes", help="Anything a carer should know")] = None,
+    organisation: OrganisationOption = None,
 ) -> None:
-    """Add the resident of a home (one per home)."""
+    """Add the resident of a home (one per home). With --organisation, an unassigned home is claimed for it first,
+    so the resident shows in the API and dashboard."""
     with _session(write=True) as session:
+        found = session.get(Home, home)
+        if organisation is not None and found is not None:
+            _claim_for(session, found, organisation)
         resident = people.add_resident(session, home, name, notes)
+        unassigned = found is not None and found.organisation_id is None
+        hint = _organisation_hint(session) if unassigned else ""
     typer.echo(f"resident {resident.id}: {resident.name} in home {home}; "
                f"next: `telecare chain set {home} RECIPIENT_ID:WAIT_MIN ...`")
+    if unassigned:
+        _note(f"home {home} belongs to no organisation, so {resident.name} is not in the API or dashboard until it "
+              f"is claimed: telecare homes claim {home} --organisation {hint}")
+
+
+def _claim_for(session: Session, home: Home, organisation: str) -> None:
+    """Claim an unassigned ``home`` for ``organisation``; one already its own is fine, another's is refused."""
+    org = organisation_named(session, organisation)
+    if home.organisation_id is None:
+        claim_by_operator(session, home, org, datetime.now(UTC))
+        typer.echo(f"home {home.id} claimed for {org.name}")
+    elif home.organisation_id != org.id:
+        raise PeopleError(f"home {home.id!r} is cared for by another organisation (id {home.organisation_id}), not "
+                          f"{org.name}")
 
 
 @residents_app.command("list")
@@ -116,13 +149,21 @@ def recipients_add(
     pushover_user: Annotated[str, typer.Option("--pushover-user", help="Their Pushover user (or group) key")],
     device: Annotated[str | None, typer.Option("--device", help="Only this Pushover device of theirs")] = None,
     validate: Annotated[bool, typer.Option("--validate", help="Ask Pushover whether the key is valid")] = False,
+    organisation: Annotated[str | None, typer.Option(
+        "--organisation", help="The organisation (name or id) they alert for: needed to see and use them in the API "
+                               "and dashboard")] = None,
 ) -> None:
     """Add someone to be alerted."""
     if validate:
         _validate(pushover_user)
     with _session(write=True) as session:
-        recipient = people.add_recipient(session, name, pushover_user, device)
-    typer.echo(f"recipient {recipient.id}: {recipient.name}")
+        org = organisation_named(session, organisation) if organisation is not None else None
+        recipient = people.add_recipient(session, name, pushover_user, device, org.id if org else None)
+        hint = "" if org else _organisation_hint(session)
+    typer.echo(f"recipient {recipient.id}: {recipient.name}" + (f" ({org.name})" if org else ""))
+    if org is None:
+        _note(f"{recipient.name} belongs to no organisation, so the API and dashboard do not show them; add "
+              f"--organisation {hint} when adding recipients")
 
 
 def _validate(user_key: str) -> None:
@@ -145,9 +186,11 @@ def _validate(user_key: str) -> None:
 def recipients_list() -> None:
     """List the recipients (keys shortened)."""
     with _session(write=False) as session:
-        rows: list[Sequence[str]] = [("ID", "NAME", "PUSHOVER USER", "DEVICE")]
-        for r in session.scalars(select(Recipient).order_by(Recipient.id)):
-            rows.append((str(r.id), r.name, r.pushover_user_key[:6] + "…", r.pushover_device or "all"))
+        rows: list[Sequence[str]] = [("ID", "NAME", "ORGANISATION", "PUSHOVER USER", "DEVICE")]
+        for r, org_name in session.execute(select(Recipient, Organisation.name).outerjoin(
+                Organisation, Organisation.id == Recipient.organisation_id).order_by(Recipient.id)):
+            rows.append((str(r.id), r.name, org_name or "none", r.pushover_user_key[:6] + "…",
+                         r.pushover_device or "all"))
     _table(rows, "no recipients yet: telecare recipients add NAME --pushover-user KEY")
 
 
@@ -165,11 +208,29 @@ def chain_set(
     except PeopleError as e:
         raise fail(str(e)) from None
     with _session(write=True) as session:
+        _same_organisation(session, home, [recipient_id for recipient_id, _ in parsed])
         rows = people.set_chain(session, home, parsed)
         for row in rows:
             session.refresh(row, ["recipient"])
         text = _chain_text(rows)
     typer.echo(f"chain of home {home}: {text}")
+
+
+def _same_organisation(session: Session, home_id: str, recipient_ids: list[int]) -> None:
+    """A claimed home's chain alerts only its organisation's recipients (as the API requires): another
+    organisation's is refused; one of none is allowed, with a note (it came from before organisations)."""
+    found = session.get(Home, home_id)
+    if found is None or found.organisation_id is None:
+        return
+    others = session.execute(select(Recipient.id, Recipient.name, Recipient.organisation_id)
+                             .where(Recipient.id.in_(recipient_ids))).all()
+    foreign = [f"{rid} ({name})" for rid, name, org_id in others if org_id not in (None, found.organisation_id)]
+    if foreign:
+        raise fail(f"recipient {', '.join(foreign)} belongs to another organisation than home {home_id}'s: a chain "
+                   "alerts only the organisation's own recipients")
+    loose = [f"{rid} ({name})" for rid, name, org_id in others if org_id is None]
+    if loose:
+        _note(f"recipient {', '.join(loose)} belongs to no organisation: the API and dashboard do not show them")
 
 
 @chain_app.command("show")
@@ -225,7 +286,8 @@ def away_list(
 
 
 @away_app.command("end")
-def away_end(absence_id: Annotated[int, typer.Argument(help="The absence's id (telecare away list)")]) -> None:
+def away_end(absence_id: Annotated[int, typer.Argument(min=1, help="The absence's id (telecare away list)")]
+             ) -> None:
     """End an absence now (the resident is back)."""
     with _session(write=True) as session:
         absence = people.end_absence(session, absence_id, datetime.now(UTC))

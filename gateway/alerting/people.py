@@ -13,11 +13,21 @@ from datetime import datetime
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from gateway import timezones
 from gateway.alerting.errors import PeopleError
 from gateway.db.models import Absence, EscalationStep, Home, Recipient, Resident
 
-__all__ = ["absences_for", "add_absence", "add_recipient", "add_resident", "end_absence", "parse_step",
-           "resident_for", "set_chain"]
+__all__ = ["AbsenceOverlap", "absences_for", "add_absence", "add_recipient", "add_resident", "check_no_overlap",
+           "end_absence", "parse_step", "resident_for", "set_chain"]
+
+
+class AbsenceOverlap(PeopleError):
+    """A planned absence that overlaps another of the same resident's; the message names that one (its id, dates
+    and reason). The API answers it with 409 Conflict, the CLI with exit code 2."""
+
+    def __init__(self, message: str, conflicting: Absence) -> None:
+        super().__init__(message)
+        self.conflicting = conflicting
 
 # Pushover user and group keys: 30 characters, letters and digits (https://pushover.net/api#identifiers).
 USER_KEY = re.compile(r"[A-Za-z0-9]{30}")
@@ -104,10 +114,33 @@ def add_absence(session: Session, home_id: str, starts_at: datetime, ends_at: da
         raise PeopleError("an absence must end after it starts")
     if not reason.strip():
         raise PeopleError("say why the resident is away (--reason)")
+    check_no_overlap(session, resident, starts_at, ends_at)
     absence = Absence(resident_id=resident.id, starts_at=starts_at, ends_at=ends_at, reason=reason.strip())
     session.add(absence)
     session.flush()
     return absence
+
+
+def check_no_overlap(session: Session, resident: Resident, starts_at: datetime, ends_at: datetime | None,
+                     *, ignore_id: int | None = None) -> None:
+    """:class:`AbsenceOverlap` if ``[starts_at, ends_at)`` (None: open-ended) overlaps another of the resident's
+    absences (``ignore_id``: the one being changed). Two absences at once would make ending one ambiguous, and an
+    open-ended one hides the other's end; one that ends when the next starts does not overlap."""
+    query = select(Absence).where(Absence.resident_id == resident.id).order_by(Absence.starts_at)
+    if ends_at is not None:
+        query = query.where(Absence.starts_at < ends_at)
+    query = query.where(Absence.ends_at.is_(None) | (Absence.ends_at > starts_at))
+    if ignore_id is not None:
+        query = query.where(Absence.id != ignore_id)
+    other = session.scalars(query.limit(1)).first()
+    if other is None:
+        return
+    home = session.get(Home, resident.home_id)
+    tz = timezones.zone(home.timezone if home is not None else None, of=f"home {resident.home_id}")
+    until = f"until {other.ends_at.astimezone(tz):%Y-%m-%d %H:%M}" if other.ends_at else "open-ended"
+    raise AbsenceOverlap(
+        f"this absence overlaps absence {other.id}: from {other.starts_at.astimezone(tz):%Y-%m-%d %H:%M} {until} "
+        f"({tz.key}), {other.reason!r}: end or change that one first", other)
 
 
 def end_absence(session: Session, absence_id: int, at: datetime) -> Absence:

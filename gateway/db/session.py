@@ -5,14 +5,71 @@ Nothing here runs at import: callers build the engine from their configuration a
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+# The drivers telecare is tested with, per database; the install hint for each one's Python package.
+SUPPORTED_DRIVERS = {"sqlite": "pysqlite", "postgresql": "psycopg"}
+INSTALL_HINTS = {"psycopg": "pip install 'telecare[postgres]' (in a clone: pip install -e '.[postgres]')"}
+EXAMPLES = "sqlite:///var/telecare.db or postgresql://user:password@host:5432/telecare"
+
+
+class DatabaseUrlError(ArgumentError, ValueError):
+    """The operational database's URL cannot be used: malformed, an unsupported database or driver, a driver that
+    is not installed, or a SQLite file whose directory cannot be written. The message says what to change.
+
+    A SQLAlchemy error too, so every command that already turns database errors into a message shows this one."""
+
+
+def check_database_url(url: str | URL) -> URL:
+    """``url`` normalised (:func:`normalise_url`), or :class:`DatabaseUrlError` with a sentence saying why it
+    cannot be used. Nothing is created or connected: the driver is only imported."""
+    try:
+        parsed = normalise_url(url)
+    except ArgumentError:
+        # The text is not repeated: a malformed URL may still hold a password.
+        raise DatabaseUrlError(f"this is not a database URL; it should look like {EXAMPLES}") from None
+    backend = parsed.get_backend_name()
+    if backend not in SUPPORTED_DRIVERS:
+        raise DatabaseUrlError(f"{backend!r} databases are not supported: use SQLite or PostgreSQL, e.g. {EXAMPLES}")
+    driver = parsed.get_driver_name()
+    if driver != SUPPORTED_DRIVERS[backend]:
+        raise DatabaseUrlError(f"the driver {driver!r} is not supported for {backend}: write {backend}:// without a "
+                               f"driver (telecare uses {SUPPORTED_DRIVERS[backend]})")
+    try:
+        parsed.get_dialect().import_dbapi()
+    except (ModuleNotFoundError, NoSuchModuleError) as e:
+        raise DatabaseUrlError(missing_driver_message(backend, getattr(e, "name", None) or driver)) from None
+    return parsed
+
+
+def missing_driver_message(backend: str, module: str) -> str:
+    """One sentence for a database driver that is not installed, with the command that installs it."""
+    hint = INSTALL_HINTS.get(module, f"pip install {module}")
+    name = {"postgresql": "PostgreSQL"}.get(backend, backend)
+    return f"the {name} driver ({module}) is not installed: {hint}"
+
+
+def directory_problem(directory: Path) -> str | None:
+    """Why ``directory`` cannot be created or written, or None. Side-effect free: it, or the nearest ancestor that
+    exists, must be a directory and writable."""
+    directory = directory.expanduser().absolute()
+    existing = directory
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return (f"{existing} is not a directory" if existing == directory else
+                f"{existing} is not a directory, so {directory} cannot be created")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable (by user {os.getuid()})"
+    return None
 
 
 def normalise_url(url: str | URL) -> URL:
@@ -32,8 +89,10 @@ def make_engine(url: str | URL, **kwargs: Any) -> Engine:
     then writes fails at once with "database is locked" if another wrote meanwhile, whatever the busy timeout;
     an immediate one waits its turn. The file's directory is created.
     PostgreSQL: psycopg 3, connections checked before use.
+    A URL that cannot be used (:func:`check_database_url`), or a SQLite directory that cannot be created, is a
+    :class:`DatabaseUrlError` with a sentence.
     """
-    parsed = normalise_url(url)
+    parsed = check_database_url(url)
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(parsed, **kwargs)
     kwargs.setdefault("pool_pre_ping", True)
@@ -62,7 +121,11 @@ def _sqlite_engine(url: URL, **kwargs: Any) -> Engine:
     database = url.database or ""
     in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
     if not in_memory:
-        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        directory = Path(database).expanduser().parent
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise DatabaseUrlError(f"cannot create {directory} for the SQLite database: {e.strerror}") from None
     engine = create_engine(url, **kwargs)
 
     @event.listens_for(engine, "connect")

@@ -41,5 +41,6 @@ def test_homes_list_counts_devices_not_set_up_and_names_the_buttons(db_url: str)
     assert rows == {"described": "0", "discovered": "2 (1 button)", "half-done": "1"}
     assert lines[4].startswith("discovered: button(s) not set up: 0x00158d0001a2b3c4. Each press is raised as a "
                                "possible pendant press (an emergency)")
-    assert lines[5].startswith("NOT SET UP: devices with no room or role")
-    assert len(lines) == 6, "no note for a home whose devices need no button set up"
+    assert lines[5].startswith("unassigned homes are not in the API or dashboard: telecare homes claim HOME")
+    assert lines[6].startswith("NOT SET UP: devices with no room or role")
+    assert len(lines) == 7, "no note for a home whose devices need no button set up"
