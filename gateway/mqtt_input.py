@@ -16,6 +16,7 @@ import logging
 import socket
 import ssl
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,7 +52,12 @@ class MqttOptions:
 
 
 class MqttInput:
-    def __init__(self, options: MqttOptions, on_message: OnMessage, metrics: IngestMetrics) -> None:
+    """``stopping``: the owner's stop event. Once it is set, the connection ending is part of stopping, logged at
+    INFO, not broker trouble: a Ctrl-C in a terminal also stops a broker started from it (a compose file, a dev
+    script), which often closes the connection before the owner gets round to :meth:`stop`."""
+
+    def __init__(self, options: MqttOptions, on_message: OnMessage, metrics: IngestMetrics,
+                 stopping: threading.Event | None = None) -> None:
         self.options = options
         self._on_message_cb = on_message
         self.metrics = metrics
@@ -81,7 +87,8 @@ class MqttInput:
         self.trouble = BrokerTrouble(f"{self._host}:{self._port}", metrics, options.trouble_log_interval_s)
         metrics.add_health_check("broker", self.trouble.problem)
         self._attempt_unanswered = False  # a connection attempt is under way and the broker has not answered
-        self._stopping = False
+        self._stop_called = False
+        self._stop_event = stopping
 
     def start(self) -> None:
         if self._v5:
@@ -98,9 +105,15 @@ class MqttInput:
         self.client.ack(mid, qos)
 
     def stop(self) -> None:
-        self._stopping = True
+        """Disconnect on purpose: logged at INFO, never as trouble (no "lost the connection ... reconnecting", no
+        "cannot connect" from an attempt paho was making as it was told to stop)."""
+        self._stop_called = True
         self.client.disconnect()
         self.client.loop_stop()
+
+    @property
+    def _stopping(self) -> bool:
+        return self._stop_called or (self._stop_event is not None and self._stop_event.is_set())
 
     def _on_pre_connect(self, _client: mqtt.Client, _userdata: Any) -> None:
         self._attempt_unanswered = True
@@ -109,10 +122,15 @@ class MqttInput:
         """No TCP connection, or TLS failed. paho passes no error, but calls this inside its ``except OSError``."""
         self._attempt_unanswered = False
         reason, detail = network_failure(sys.exception())
+        if self._stopping:  # an attempt paho made as we were stopping: not trouble (an outage was said already)
+            log.debug("not connected to the broker at %s:%s while stopping (%s)", self._host, self._port, detail)
+            return
         self.trouble.failed(reason, detail)
 
     def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
         self._attempt_unanswered = False
+        if self._stopping:
+            return  # an answer to an attempt made before stop(): paho disconnects it as it stops
         if reason.is_failure:
             label, detail = refusal(reason)
             self.trouble.failed(label, detail)
@@ -135,8 +153,11 @@ class MqttInput:
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _flags: Any, reason: Any, _props: Any) -> None:
         self.metrics.mqtt_connected.set(0)
-        if self._stopping:
+        if self._stop_called:  # asked for: whatever the reason code says (a broker may answer with a failure)
             log.info("disconnected from the broker at %s:%s", self._host, self._port)
+        elif self._stopping:  # the broker went first, as we were stopping (the same Ctrl-C stopped both)
+            log.info("the broker at %s:%s closed the connection as the gateway was stopping (%s)",
+                     self._host, self._port, reason)
         elif self._attempt_unanswered:  # TCP (and TLS) up, then closed before any CONNACK
             self._attempt_unanswered = False
             self.trouble.failed("closed_by_broker", "the broker closed the connection before answering "

@@ -13,7 +13,7 @@ from gateway.notify.pushover import PushoverClient, ReceiptStatus
 if TYPE_CHECKING:
     from gateway.config import Settings
 
-__all__ = ["LogNotifier", "Notifier", "Outgoing", "PushoverNotifier", "make_notifier"]
+__all__ = ["LogNotifier", "Notifier", "Outgoing", "PushoverNotifier", "logged_to_stderr", "make_notifier"]
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +68,12 @@ class PushoverNotifier:
 
 
 class LogNotifier:
-    """Prints one line per message on the console (stderr by default) and logs it. No receipts: an alert sent
-    this way is acknowledged through the API (``gateway.alerting.service.acknowledge``)."""
+    """Logs one line per message and shows it on the console (stderr by default) once. No receipts: an alert
+    sent this way is acknowledged through the API (``gateway.alerting.service.acknowledge``).
+
+    The log line and the console line were both written to a terminal whose log level shows INFO (the gateway's
+    default), so every message appeared twice: the line is printed only where the log does not already put it
+    (a log level above INFO, as the demo's, or logs going elsewhere), and in JSON logs it stays a JSON line."""
 
     name = "log"
 
@@ -79,8 +83,9 @@ class LogNotifier:
     def send(self, message: Outgoing) -> str | None:
         text = " | ".join(line for line in message.message.splitlines() if line.strip())
         line = f"[telecare alert p{message.priority:+d}] to {message.recipient}: {message.title} — {text}"
-        print(line, file=self._stream or sys.stderr, flush=True)
         log.info("%s", line)
+        if self._stream is not None or not logged_to_stderr(log, logging.INFO):
+            print(line, file=self._stream or sys.stderr, flush=True)
         return None
 
     def receipt(self, receipt: str) -> ReceiptStatus:
@@ -88,6 +93,20 @@ class LogNotifier:
 
     def cancel(self, receipt: str) -> None:
         pass
+
+
+def logged_to_stderr(logger: logging.Logger, level: int) -> bool:
+    """Whether a record of ``level`` on ``logger`` reaches standard error through a handler (the console)."""
+    if not logger.isEnabledFor(level):
+        return False
+    current: logging.Logger | None = logger
+    while current is not None:
+        for handler in current.handlers:
+            if (isinstance(handler, logging.StreamHandler) and handler.level <= level
+                    and getattr(handler, "stream", None) in (sys.stderr, sys.__stderr__)):
+                return True
+        current = current.parent if current.propagate else None
+    return False  # no handler: the standard library's last resort shows WARNING and above only
 
 
 def make_notifier(settings: Settings) -> Notifier:
