@@ -2,26 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response, status
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from api.audit import CREATE, DELETE, LIST, UPDATE, VIEW, audit, audit_many
-from api.deps import Clock, CurrentUser, PathId, Principal, SessionDep, Staff, resident_for, visible_residents
+from api.caseload import AlertFilter, CaseloadQuery, CaseloadRow, CaseloadSort, caseload
+from api.deps import Clock, CurrentUser, PathId, Principal, SessionDep, Staff, resident_for
 from api.errors import Conflict, Invalid, NotFound
 from api.pagination import Page, PageDep, paginate
-from api.schemas.common import Name
+from api.schemas.common import INT32_MAX
 from api.schemas.people import (
     AbsenceEnd,
     AbsenceIn,
     AbsenceOut,
+    CaseloadSearch,
+    CaseloadSummaryOut,
     ChainIn,
     ChainStepOut,
     HomeBrief,
     ResidentIn,
+    ResidentListItem,
     ResidentOut,
+    ResidentPage,
     ResidentUpdate,
 )
 from gateway.alerting import people
@@ -31,7 +36,8 @@ from gateway.purge import record_care_end
 
 router = APIRouter(prefix="/residents", tags=["residents"])
 
-SearchText = Name  # a search within names has a name's bounds
+# Filters that only narrow: "false" would read as "only those that can be seen", which they do not do.
+ONLY_TRUE = "true only narrows the list; leave it out for everyone"
 
 
 def resident_out(resident: Resident) -> ResidentOut:
@@ -48,17 +54,49 @@ def _loaded(principal: Principal, session: Session, resident_id: int) -> Residen
     return resident
 
 
-@router.get("", response_model=Page[ResidentOut], summary="The residents you may see")
-def list_residents(principal: CurrentUser, session: SessionDep, page: PageDep, at: Clock,
-                   q: Annotated[SearchText | None, Query(description="part of the name")] = None,
-                   ) -> Page[ResidentOut]:
-    stmt = visible_residents(principal).options(
-        selectinload(Resident.home), selectinload(Resident.steps).selectinload(EscalationStep.recipient))
-    if q:
-        stmt = stmt.where(Resident.name.ilike(f"%{q.replace('%', '').replace('_', '')}%"))
-    result = paginate(session, stmt.order_by(Resident.name, Resident.id), page, resident_out)
-    audit_many(session, principal, LIST, "resident", [r.id for r in result.items], at=at)
-    return result
+@router.get("", response_model=ResidentPage,
+            summary="Your caseload: the residents you may see, searched, filtered, sorted and paged")
+def list_residents(
+    principal: CurrentUser, session: SessionDep, page: PageDep, at: Clock,
+    q: Annotated[CaseloadSearch | None, Query(description=(
+        "part of the resident's name, the home's id or the home's name (any case)"))] = None,
+    alert_state: Annotated[AlertFilter | None, Query(description=(
+        "urgent: an open alert is urgent or an emergency; warning: alerts open, none urgent; none: no open alert"
+    ))] = None,
+    cant_see: Annotated[bool | None, Query(description=(
+        "true: only the homes that can't be seen (an open hub_offline or cant_see alert, or the hub offline)"))] = None,
+    needs_setting_up: Annotated[bool | None, Query(description=(
+        "true: only the homes with devices not set up (no room nor role, or a button not given its role)"))] = None,
+    carer: Annotated[int | None, Query(ge=1, le=INT32_MAX, description=(
+        "a recipient's id: only the residents whose chain names them (their round)"))] = None,
+    sort: Annotated[CaseloadSort, Query(description=(
+        "name; home (its id); urgency (the most severe open alert first, then can't see, then the longest open); "
+        "last_heard (the home heard from longest ago first)"))] = CaseloadSort.NAME,
+    order: Annotated[Literal["asc", "desc"], Query(description="desc reverses the sort")] = "asc",
+) -> ResidentPage:
+    if cant_see is False or needs_setting_up is False:
+        raise Invalid(f"{'cant_see' if cant_see is False else 'needs_setting_up'}=false: {ONLY_TRUE}")
+    if carer is not None and session.scalar(select(Recipient.id).where(
+            Recipient.id == carer, Recipient.organisation_id == principal.organisation_id)) is None:
+        raise Invalid(f"carer={carer}: no recipient {carer} in your organisation (GET /recipients lists them)")
+    result = caseload(session, principal, CaseloadQuery(
+        search=q or "", alert_state=alert_state, cant_see=bool(cant_see), needs_setting_up=bool(needs_setting_up),
+        carer=carer, sort=sort, descending=order == "desc", limit=page.limit, offset=page.offset))
+    residents = {r.id: r for r in session.scalars(
+        select(Resident).where(Resident.id.in_([row.resident_id for row in result.rows])).options(
+            selectinload(Resident.home), selectinload(Resident.steps).selectinload(EscalationStep.recipient)))}
+    items = [_list_item(residents[row.resident_id], row) for row in result.rows if row.resident_id in residents]
+    audit_many(session, principal, LIST, "resident", [item.id for item in items], at=at)
+    listed = page.page(items, result.total)
+    return ResidentPage(**listed.model_dump(exclude={"items"}), items=items,
+                        summary=CaseloadSummaryOut.model_validate(result.summary))
+
+
+def _list_item(resident: Resident, row: CaseloadRow) -> ResidentListItem:
+    return ResidentListItem(
+        **resident_out(resident).model_dump(), alert_state=row.alert_state.value, severity=row.severity,
+        open_alerts=row.open_alerts, oldest_open_at=row.oldest_open_at, cant_see=row.cant_see,
+        last_heard=row.last_heard, devices_not_set_up=row.not_set_up, buttons_not_set_up=row.buttons_not_set_up)
 
 
 @router.post("", response_model=ResidentOut, status_code=status.HTTP_201_CREATED,

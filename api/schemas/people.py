@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, StringConstraints, model_validator
 
-from api.schemas.common import DbId, HomeId, In, Name, Notes, Out, UtcDatetime, no_control
+from api.caseload import MAX_SEARCH_LEN
+from api.pagination import Page
+from api.schemas.common import DbId, HomeId, In, Name, Notes, Out, UtcDatetime, no_control, printable
 from gateway.alerting.people import MAX_WAIT_MIN
 from gateway.timezones import zone_name
 
@@ -40,6 +42,42 @@ class ResidentOut(Out):
     home: HomeBrief
     chain: list[ChainStepOut]
     created_at: datetime
+
+
+# A caseload search: one line of text, its bounds those of api.caseload (empty after stripping: no search).
+CaseloadSearch = Annotated[str, StringConstraints(strip_whitespace=True, max_length=MAX_SEARCH_LEN),
+                           AfterValidator(printable)]
+
+
+class ResidentListItem(ResidentOut):
+    """A resident as the caseload shows them (``api.caseload``; definitions in docs/api.md "The caseload")."""
+
+    alert_state: Literal["urgent", "warning", "none"] = Field(
+        description="urgent: an open alert is urgent or an emergency; warning: alerts are open, none urgent; "
+                    "none: no open alert")
+    severity: int | None = Field(description="the most severe open alert's (null: none open)")
+    open_alerts: int
+    oldest_open_at: datetime | None = Field(description="when the longest-open alert was raised")
+    cant_see: bool = Field(description="an open hub_offline or cant_see alert, or the hub reported offline")
+    last_heard: datetime | None = Field(description="when the home was last heard from (null: never)")
+    devices_not_set_up: int = Field(description="devices with neither room nor role, and buttons not set up")
+    buttons_not_set_up: int = Field(description="buttons not given the role pendant (or another that does not "
+                                                "call for help): a press may be a call for help")
+
+
+class CaseloadSummaryOut(Out):
+    """Counts over your whole caseload, whatever the filters: what each filter would find."""
+
+    residents: int
+    urgent: int
+    warning: int
+    open_alerts: int
+    cant_see: int
+    needs_setting_up: int
+
+
+class ResidentPage(Page[ResidentListItem]):
+    summary: CaseloadSummaryOut
 
 
 class ResidentIn(In):
