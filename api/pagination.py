@@ -56,7 +56,30 @@ PageDep = Annotated[PageParams, Depends(page_params)]
 
 def paginate(session: Session, stmt: Select[Any], params: PageParams,
              convert: Callable[[Any], T]) -> Page[T]:
-    """Run ``stmt`` (ordered, for a stable order) for one page, and count its rows."""
-    total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
+    """Run ``stmt`` (ordered, for a stable order) for one page, and count its rows.
+
+    One query where it can: the page's rows each carry the total (``count(*) over ()``), so a list costs one
+    round trip to the database instead of two. A page past the end has no row to carry it, and a DISTINCT or
+    GROUP BY statement counts differently: those are counted by a query of their own."""
+    if stmt._distinct or stmt._group_by_clauses:  # SQLAlchemy has no public accessor for these
+        return _paginate_counted(session, stmt, params, convert)
+    rows = session.execute(stmt.add_columns(func.count().over().label("_total"))
+                           .limit(params.limit).offset(params.offset)).all()
+    if rows:
+        total = int(rows[0][-1])
+    elif params.offset == 0:
+        total = 0
+    else:
+        total = _count(session, stmt)
+    return params.page([convert(row[0]) for row in rows], total)
+
+
+def _paginate_counted(session: Session, stmt: Select[Any], params: PageParams,
+                      convert: Callable[[Any], T]) -> Page[T]:
+    total = _count(session, stmt)
     rows = session.scalars(stmt.limit(params.limit).offset(params.offset)).all()
     return params.page([convert(row) for row in rows], total)
+
+
+def _count(session: Session, stmt: Select[Any]) -> int:
+    return session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0

@@ -39,9 +39,20 @@ _hasher = PasswordHash.recommended()
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 
 
-# Hashes computed at once: argon2 takes a core (and 64 MiB) for about 120 ms, so a login flood hashing on every
-# core would leave none for the requests that care (alerts); the rest wait here, holding no database connection.
-_HASHING = threading.BoundedSemaphore(max(1, (os.cpu_count() or 2) // 2))
+def hashing_slots(cores: int | None, processes: str | None) -> int:
+    """Hashes one process computes at once: half the cores, shared among the API's processes (``telecare api
+    --workers N`` tells each one N in ``TELECARE_API_WORKERS``), at least one each.
+
+    argon2 takes a core (and 64 MiB) for about 120 ms, so a login flood hashing on every core would leave none for
+    the requests that care (alerts); the rest wait, holding no database connection."""
+    try:
+        workers = max(1, int(processes or 1))
+    except ValueError:
+        workers = 1
+    return max(1, (cores or 2) // 2 // workers)
+
+
+_HASHING = threading.BoundedSemaphore(hashing_slots(os.cpu_count(), os.environ.get("TELECARE_API_WORKERS")))
 
 
 def hash_password(password: str) -> str:

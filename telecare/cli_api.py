@@ -5,9 +5,10 @@ Errors are one line on stderr and exit code 2.
 
 from __future__ import annotations
 
+import os
 import re
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from sqlalchemy import func, select
@@ -17,6 +18,11 @@ from gateway.db import migrate
 from gateway.db.models import Organisation, User
 from gateway.db.session import make_engine, make_session_factory
 from telecare.cli_common import fail, logging_set_up, settings_or_exit
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+WORKERS_ENV = "TELECARE_API_WORKERS"  # set by serve_api for api.security; not a setting of its own
 
 ROLES = ("admin", "coordinator", "carer")
 EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
@@ -29,28 +35,55 @@ def add_api_commands(app: typer.Typer) -> None:
     app.add_typer(users_app, name="users")
 
 
-
-
 def api(
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on")] = 8000,
+    workers: Annotated[int, typer.Option(
+        min=1, max=64, help="Server processes (PostgreSQL only): about one per core; see docs/production.md")] = 1,
     log_level: Annotated[str, typer.Option(help="debug, info, warning ...")] = "info",
 ) -> None:
     """Serve the API (OpenAPI docs at /docs), after migrating the operational database."""
-    import uvicorn
-
-    from api.app import create_app
-
     # The API's own lines (and the gateway modules') take TELECARE_LOG_FORMAT; uvicorn keeps its own handlers for
     # its startup and access lines (docs/production.md, "Logs").
     with logging_set_up(log_level):
         settings = settings_or_exit()
+        if workers > 1 and not settings.database_url.startswith("postgresql"):
+            raise fail(f"--workers {workers} needs PostgreSQL (TELECARE_DB_URL=postgresql+psycopg://...): SQLite "
+                       "takes one writer at a time, and the API keeps its login throttle in the process there; "
+                       "serve SQLite with one process")
         try:
             migrate.upgrade(settings.database_url)
         except SQLAlchemyError as e:
             raise fail(f"cannot migrate the operational database: {type(e).__name__}: {getattr(e, 'orig', e)}"
                        ) from None
-        uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level.lower())
+        serve_api(host, port, workers=workers, log_level=log_level.lower())
+
+
+def serve_api(host: str, port: int, *, workers: int = 1, log_level: str = "info", access_log: bool = True) -> None:
+    """The API under uvicorn: in this process, or in ``workers`` processes sharing the port.
+
+    Several processes share nothing but the database: each has its own connection pool, readings store and
+    claim-code throttle (the login throttle is in the database on PostgreSQL). Each is told how many there
+    are (``TELECARE_API_WORKERS``), so the password hashing they allow at once still adds up to half the cores."""
+    import uvicorn
+
+    os.environ[WORKERS_ENV] = str(workers)  # inherited by the worker processes
+    quiet: dict[str, bool] = {} if access_log else {"access_log": False}
+    if workers == 1:
+        from api.app import create_app
+
+        uvicorn.run(create_app(settings_or_exit()), host=host, port=port, log_level=log_level, **quiet)
+        return
+    # Each worker process imports the application afresh, so it is named rather than passed.
+    uvicorn.run("telecare.cli_api:app_from_environment", factory=True, host=host, port=port, workers=workers,
+                log_level=log_level, **quiet)
+
+
+def app_from_environment() -> FastAPI:
+    """The API from the environment's settings: what each of several server processes builds."""
+    from api.app import create_app
+
+    return create_app(settings_or_exit())
 
 
 @users_app.command("add")
