@@ -148,9 +148,9 @@ def _close(publisher: MqttPublisher, url: str) -> None:
                    "arrived (is it still running?)", EXIT_UNREACHABLE) from None
 
 
-def announce(homes: int, days: float, first_ms: int, speed: float, url: str) -> None:
+def announce(homes: int, days: int, first_ms: int, speed: float, url: str) -> None:
     """The first line, at once: what is about to be played (making the first day of every home takes a while)."""
-    typer.echo(f"publishing {plural(homes, 'home')} over {days:,.4g} simulated days from "
+    typer.echo(f"publishing {plural(homes, 'home')} over {plural(days, 'simulated day')} from "
                f"{simulated(first_ms)} {speed_words(speed)} to {url}; Ctrl-C stops", err=True)
 
 
