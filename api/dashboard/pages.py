@@ -2,7 +2,7 @@
 
 One module a page (docs/dashboard.md):
 
-* ``signin.py``: signing in and out, and the server's root address, which leads here;
+* ``signin.py``: signing in and out (the server's root address leads here: ``api/app.py``);
 * ``caseload_page.py``: the caseload, searched, filtered, sorted and paged in the database (``api/caseload.py``);
 * ``resident_page.py``: a resident's alerts with the care team's record on each, today, the last four weeks;
 * ``alert_actions.py``: acknowledge, resolve, outcome, notes, going round (the API's services and audit rows);
@@ -29,8 +29,7 @@ STATIC = Path(__file__).parent / "static"
 
 
 def install(app: Any) -> None:
-    """Mount the pages (and ``/``, which leads to them) and send signed-out visitors to the login form."""
-    app.include_router(signin.root)
+    """Mount the pages and send signed-out visitors to the login form."""
     for module in (signin, caseload_page, resident_page, alert_actions, baseline_page):
         app.include_router(module.router)
     # Served by the app (not a CDN): the CSP allows styles from this origin only, and no inline ones.

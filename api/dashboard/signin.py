@@ -1,4 +1,4 @@
-"""Signing in and out of the dashboard, and the server's root address (which leads to it).
+"""Signing in and out of the dashboard. (The server's root address leads here: ``api/app.py``.)
 
 Logging in issues the API's own token, kept in an HttpOnly cookie that only the dashboard's pages accept (the JSON
 API takes bearer tokens and API keys only). The login form has no session yet, so it carries a double-submit token
@@ -24,14 +24,7 @@ from api.security import TOKEN_COOKIE, TOKEN_TTL, issue_token, revoke_token
 from api.throttle import TooManyLogins
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
-root = APIRouter(include_in_schema=False)
 LOGIN_CSRF_TTL = 3600  # seconds a login form stays usable
-
-
-@root.get("/")
-def server_root() -> Response:
-    """The server's root address leads to the dashboard (signed out: on to the login form)."""
-    return RedirectResponse("/dashboard", status_code=307)
 
 
 def _login_page(request: Request, *, status_code: int = 200, username: str | None = None, error: str | None = None,
