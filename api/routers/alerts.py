@@ -8,8 +8,9 @@ dispatcher sends those messages (it polls the outbox).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
 from sqlalchemy import Select, func, select
@@ -88,38 +89,37 @@ def _detail(session: Session, alert: Alert) -> AlertDetailOut:
     notifications = session.execute(
         select(Notification, Recipient.name).join(Recipient, Recipient.id == Notification.recipient_id)
         .where(Notification.alert_id == alert.id).order_by(Notification.created_at, Notification.id))
-    history = _attendance_history(session, alert.id)
     return AlertDetailOut(
         **alert_out(alert).model_dump(),
         timeline=[TimelineEntry.model_validate(entry) for entry in timeline],
         notifications=[NotificationOut.model_validate({**{k: getattr(n, k) for k in NotificationOut.model_fields
                                                           if k != "recipient_name"}, "recipient_name": name})
                        for n, name in notifications],
-        attendance=_current(history), attendance_history=history, notes=_notes(session, alert.id))
+        **care_record_fields(session, [alert.id])[alert.id])
 
 
-def _notes(session: Session, alert_id: int) -> list[NoteOut]:
-    return [NoteOut.model_validate(note) for note in session.scalars(
-        select(AlertNote).where(AlertNote.alert_id == alert_id).order_by(AlertNote.at, AlertNote.id))]
-
-
-def _attendance_history(session: Session, alert_id: int) -> list[AttendanceOut]:
-    return [AttendanceOut.model_validate(row) for row in session.scalars(
-        select(AlertAttendance).where(AlertAttendance.alert_id == alert_id)
-        .order_by(AlertAttendance.said_at, AlertAttendance.id))]
-
-
-def _current(history: list[AttendanceOut]) -> AttendanceOut | None:
-    return next((row for row in reversed(history) if row.cleared_at is None), None)
+def care_record_fields(session: Session, alert_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """The care team's record of each alert, as :class:`AlertDetailOut`'s ``attendance``, ``attendance_history``
+    and ``notes``: two queries for any number of alerts (a resident's export)."""
+    out: dict[int, dict[str, Any]] = {i: {"attendance": None, "attendance_history": [], "notes": []}
+                                      for i in alert_ids}
+    for row in session.scalars(select(AlertAttendance).where(AlertAttendance.alert_id.in_(list(alert_ids)))
+                               .order_by(AlertAttendance.said_at, AlertAttendance.id)):
+        attendance = AttendanceOut.model_validate(row)
+        out[row.alert_id]["attendance_history"].append(attendance)
+        if attendance.cleared_at is None:
+            out[row.alert_id]["attendance"] = attendance
+    for note in session.scalars(select(AlertNote).where(AlertNote.alert_id.in_(list(alert_ids)))
+                                .order_by(AlertNote.at, AlertNote.id)):
+        out[note.alert_id]["notes"].append(NoteOut.model_validate(note))
+    return out
 
 
 def _record(session: Session, alert: Alert) -> CareRecordOut:
-    history = _attendance_history(session, alert.id)
     return CareRecordOut.model_validate({
         **{name: getattr(alert, name) for name in ("state", "outcome", "outcome_note", "outcome_by", "outcome_at",
                                                    "resolved_at", "resolved_by", "resolution_note")},
-        "alert_id": alert.id, "attendance": _current(history), "attendance_history": history,
-        "notes": _notes(session, alert.id)})
+        "alert_id": alert.id, **care_record_fields(session, [alert.id])[alert.id]})
 
 
 @router.get("", response_model=Page[AlertOut], summary="Alerts, newest first, filtered")
@@ -222,7 +222,7 @@ def get_record(alert_id: PathId, principal: CurrentUser, session: SessionDep, at
 def list_notes(alert_id: PathId, principal: CurrentUser, session: SessionDep, at: Clock) -> list[NoteOut]:
     alert = alert_for(principal, session, alert_id)
     audit(session, principal, VIEW, "alert notes", alert.resident_id, f"alert {alert.id}", at=at)
-    return _notes(session, alert.id)
+    return list(care_record_fields(session, [alert.id])[alert.id]["notes"])
 
 
 @router.post("/{alert_id}/notes", response_model=NoteOut, status_code=status.HTTP_201_CREATED,

@@ -115,9 +115,10 @@ class CareRecordOut(Out):
 class AlertDetailOut(AlertOut):
     timeline: list[TimelineEntry]
     notifications: list[NotificationOut]
-    attendance: AttendanceOut | None = Field(description="who is going round now (null: nobody said so)")
-    attendance_history: list[AttendanceOut]
-    notes: list[NoteOut] = Field(description="the care team's notes, oldest first")
+    # Defaults so that code building a detail without the record (an older caller) still validates.
+    attendance: AttendanceOut | None = Field(None, description="who is going round now (null: nobody said so)")
+    attendance_history: list[AttendanceOut] = Field(default_factory=list)
+    notes: list[NoteOut] = Field(default_factory=list, description="the care team's notes, oldest first")
 
 
 class AcknowledgeIn(In):
