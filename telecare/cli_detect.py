@@ -25,7 +25,7 @@ from sensors_sim.events import Observation
 from sensors_sim.generate import DAY_MS
 from sensors_sim.recordings import NeutralCsvError, read_csv
 from telecare.cli_common import fail
-from telecare.progress import count_rows, on_terminal, plural, progress_bar
+from telecare.progress import count_rows, moment, on_terminal, plural, progress_bar
 
 baseline_app = typer.Typer(help="Detectors' learned baselines.", no_args_is_help=True)
 EXIT_GATEWAY_RUNNING = 1  # right command, wrong moment: stop the gateway and run it again
@@ -77,7 +77,7 @@ def _read(path: Path, spans: Spans, description: str) -> Iterator[Observation]:
     with progress_bar(description, total) as bar:
         try:
             yield from bar.tap(spans.watch(read_csv(path)),
-                               status=lambda o, n: f"{_iso(o.time_ms)} · {n:,} readings")
+                               status=lambda o, n: f"{moment(o.time_ms)} · {plural(n, 'reading')}")
         except NeutralCsvError as e:
             raise fail(str(e)) from None
 

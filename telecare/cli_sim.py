@@ -129,7 +129,7 @@ def _publish(stream: Iterable[Observation], publisher: MqttPublisher, url: str, 
     first, last = span
     with progress_bar("publishing", max(1, last - first)) as bar:
         messages: Iterator[Outgoing] = bar.tap(with_clock(devices, speed or None), lambda m: m.time_ms - first,
-                                               lambda m, n: f"{simulated(m.time_ms)} · {n:,} messages")
+                                               lambda m, n: f"{simulated(m.time_ms)} · {plural(n, 'message')}")
         lines = None if bar.shown else (lambda st: typer.echo(st.summary(), err=True))
         try:
             stats = play(messages, publisher.send, speed=speed or None, progress=lines,
@@ -252,7 +252,7 @@ def export(out: Annotated[Path, typer.Option(help="the neutral CSV to write")],
     try:
         with progress_bar(f"exporting to {out.name}", days * DAY_MS) as bar:
             rows = write_csv(bar.tap(observations, lambda o: o.time_ms - first_ms,
-                                     lambda o, n: f"{simulated(o.time_ms)} · {n:,} rows"), out)
+                                     lambda o, n: f"{simulated(o.time_ms)} · {plural(n, 'row')}"), out)
     except OSError as e:
         raise fail(f"cannot write {out}: {e.strerror or e}") from None
     _write_truth(truth, sim.truth)

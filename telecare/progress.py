@@ -79,8 +79,8 @@ def progress_bar(description: str, total: float | None, *, show: bool | None = N
         yield Bar(None, description, total)
         return
     progress = Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
-                        TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TextColumn("left"),
-                        TimeRemainingColumn(), console=Console(stderr=True), transient=True)
+                        TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TextColumn("elapsed,"),
+                        TimeRemainingColumn(), TextColumn("left"), console=Console(stderr=True), transient=True)
     with progress:
         yield Bar(progress, description, total)
 
@@ -88,6 +88,11 @@ def progress_bar(description: str, total: float | None, *, show: bool | None = N
 def simulated(time_ms: int) -> str:
     """A simulated moment for a bar: ``Tue 06 Jan 14:10`` (UTC, as the simulator's days are)."""
     return datetime.fromtimestamp(time_ms / 1000, UTC).strftime("%a %d %b %H:%M")
+
+
+def moment(time_ms: int) -> str:
+    """A recording's moment for a bar: ``03 Mar 2026 14:10`` (UTC, as the neutral CSV's times are)."""
+    return datetime.fromtimestamp(time_ms / 1000, UTC).strftime("%d %b %Y %H:%M")
 
 
 def plural(count: int, one: str, many: str | None = None) -> str:
