@@ -1,8 +1,9 @@
 """The caseload: the residents a caller may see, searched, filtered, sorted and paged in the database.
 
-One function, :func:`caseload`, serves the dashboard's caseload page and the API's residents list. It runs three
-queries whatever the caseload's size (the whole caseload's counts, the matching count, one page of rows), each
-with the open alerts and the devices that need setting up aggregated in SQL: no query per resident.
+One function, :func:`caseload`, serves the dashboard's caseload page and the API's residents list. It runs two
+queries whatever the caseload's size (the whole caseload's counts; one page of rows with the matching count), a
+third only for a page past the end, each with the open alerts and the devices that need setting up aggregated in
+SQL: no query per resident.
 
 Its signature is stable: ``caseload(session, principal, query) -> CaseloadPage``, with
 :class:`CaseloadQuery` (every field optional) and :class:`CaseloadPage` / :class:`CaseloadRow` as documented
@@ -138,12 +139,21 @@ class CaseloadPage:
 
 def caseload(session: Session, principal: Principal, query: CaseloadQuery) -> CaseloadPage:
     """The residents ``principal`` may see (``api.deps.visible_residents``) that match ``query``: one page of
-    them, how many match, and the whole caseload's counts. Three queries, whatever the number of residents."""
+    them, how many match, and the whole caseload's counts. Two queries (three for a page past the end), whatever
+    the number of residents."""
     base = _rows(principal)
     summary = _summary(session, base)
     matching = base.where(*_filters(query, base))
-    total = session.scalar(select(func.count()).select_from(matching.order_by(None).subquery())) or 0
-    rows = session.execute(matching.order_by(*_order(query, base)).limit(query.limit).offset(query.offset))
+    # The matching count comes with the page (a window over the filtered rows); counted apart only for a page past
+    # the end, which has no row to carry it.
+    rows = session.execute(matching.add_columns(func.count().over().label("matching"))
+                           .order_by(*_order(query, base)).limit(query.limit).offset(query.offset)).all()
+    if rows:
+        total = int(rows[0].matching)
+    elif query.offset == 0:
+        total = 0
+    else:
+        total = session.scalar(select(func.count()).select_from(matching.order_by(None).subquery())) or 0
     return CaseloadPage(rows=[_row(r) for r in rows], total=total, summary=summary, query=query)
 
 
@@ -184,7 +194,9 @@ def _rows(principal: Principal) -> Select[Any]:
               .group_by(Alert.resident_id).subquery("open_alerts"))
     devices = (select(Device.home_id.label("home_id"), func.count().label("not_set_up"),
                       func.sum(case((_button_not_set_up(), 1), else_=0)).label("buttons"))
-               .where(_needs_setting_up()).group_by(Device.home_id).subquery("not_set_up"))
+               .where(_needs_setting_up(), Device.home_id.in_(
+                   select(Home.id).where(Home.organisation_id == principal.organisation_id)))
+               .group_by(Device.home_id).subquery("not_set_up"))
     cant_see = or_(func.coalesce(alerts.c.unseen, 0) == 1, Home.hub_online.is_(False))
     return (visible_residents(principal)
             .with_only_columns(
