@@ -144,3 +144,31 @@ def test_sim_export_sums_up_with_its_time(tmp_path: Path) -> None:
     rows = len(list(read_csv(tmp_path / "x.csv")))
     assert f"{rows:,} observations of 1 home over 1 day written to {tmp_path / 'x.csv'} in " in result.stdout
     assert result.stderr == "", "no bar, nothing else, without a terminal"
+
+
+def test_a_broker_that_will_not_accept_us_is_said_in_seconds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                              ) -> None:
+    from tests.gateway.test_broker_trouble import PasswordMosquitto
+
+    monkeypatch.setattr("telecare.cli_sim.CONNECT_WAIT_S", 1.0)
+    with PasswordMosquitto(tmp_path / "mosquitto") as broker:
+        _refused(["sim", "run", "--days", "1", "--mqtt-url", broker.url], "did not accept the connection within 1 s",
+                 "user name and password", code=1)
+
+
+def test_a_broker_that_goes_away_during_a_run_is_a_sentence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from sensors_sim.publish import MqttPublisher
+
+    flush = MqttPublisher.flush
+    monkeypatch.setattr(MqttPublisher, "flush", lambda self, timeout_s=2.0: flush(self, timeout_s))
+    with Mosquitto(tmp_path / "mosquitto") as broker:
+        threading.Timer(3.0, broker.kill).start()  # once publishing has begun (the interpreter is warm here)
+        result = runner.invoke(app, ["sim", "run", "--homes", "20", "--days", "30", "--speed", "0", "--mqtt-url",
+                                     broker.url])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    started, said = result.stderr.strip().splitlines()
+    assert started.startswith("publishing 20 homes")
+    assert said == (f"the MQTT broker at {broker.url} stopped acknowledging messages: the last ones sent may not "
+                    "have arrived (is it still running?)")
