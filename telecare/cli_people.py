@@ -133,10 +133,12 @@ def _claim_for(session: Session, home: Home, organisation: str) -> None:
 def residents_list() -> None:
     """List the residents, their homes' time zones and escalation chains."""
     with _session(write=False) as session:
-        rows: list[Sequence[str]] = [("ID", "HOME", "NAME", "TIMEZONE", "CHAIN")]
-        for resident, home in session.execute(
-                select(Resident, Home).join(Home, Home.id == Resident.home_id).order_by(Resident.id)):
-            rows.append((str(resident.id), home.id, resident.name, home.timezone, _chain_text(resident.steps)))
+        rows: list[Sequence[str]] = [("ID", "HOME", "NAME", "ORGANISATION", "TIMEZONE", "CHAIN")]
+        for resident, home, org_name in session.execute(
+                select(Resident, Home, Organisation.name).join(Home, Home.id == Resident.home_id)
+                .outerjoin(Organisation, Organisation.id == Home.organisation_id).order_by(Resident.id)):
+            rows.append((str(resident.id), home.id, resident.name, org_name or "unassigned", home.timezone,
+                         _chain_text(resident.steps)))
     _table(rows, "no residents yet: telecare residents add HOME --name NAME")
 
 

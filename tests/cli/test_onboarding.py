@@ -199,6 +199,8 @@ def test_what_the_cli_adds_with_organisation_is_in_the_api(telecare: CliRunner, 
     run(telecare, "recipients", "add", "Anne", "--pushover-user", ANNE, "--organisation", "Northshire Council")
     run(telecare, "recipients", "add", "Bob", "--pushover-user", BOB, "--organisation", "2")
     assert "Anne (15 min) → Bob (10 min)" in run(telecare, "chain", "set", "h1", "1:15", "2:10")
+    listed = run(telecare, "residents", "list").splitlines()
+    assert listed[0].split()[:4] == ["ID", "HOME", "NAME", "ORGANISATION"] and "Northshire Council" in listed[1]
     with api_client(tmp_path, db_url) as client:
         auth = login(client)
         residents = client.get("/residents", headers=auth).json()["items"]
