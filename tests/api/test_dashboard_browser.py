@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from analytics.alerts import Action, AlertEvent, AlertKind, Severity
+from analytics.alerts import Action, AlertEvent, AlertKind, Outcome, Severity
 from api.app import create_app
 from api.security import hash_password
-from gateway.alerting import people
+from gateway.alerting import people, service
 from gateway.alerting.record import apply_events
 from gateway.config import Settings
 from gateway.db.migrate import upgrade
@@ -64,6 +64,12 @@ def seed(sessions: sessionmaker[Session], store: SqliteReadingStore) -> None:
                                     "No activity since 14:20, last in the kitchen.")]
                      + [AlertEvent(Action.RAISE, AlertKind.NOT_UP, f"northshire-{i:03d}", raised, Severity.WARNING,
                                    "Not up by 10:30.") for i in range(9, 130, 9)], NOW)
+        earlier = apply_events(s, [AlertEvent(Action.RAISE, AlertKind.NIGHT_EXIT, "northshire-000",
+                                              raised - 86_400_000, Severity.URGENT, "Out at 02:10, not back.")],
+                               NOW - timedelta(days=1))
+        service.resolve(s, earlier[0].id, "Carol Coordinator", "Back at 02:40; she had gone to look for the cat, "
+                        "which was found asleep on the neighbour's shed roof", NOW - timedelta(hours=20),
+                        outcome=Outcome.FALSE_ALARM)
     store.write_daily_summaries([DailySummary("northshire-000", NOW.date() - timedelta(days=d),
                                               {"activities": 180 + 5 * d, "bed_minutes": 470, "out_minutes": 45,
                                                "bathroom_visits": 5}) for d in range(1, 28) if d % 6])
@@ -195,6 +201,7 @@ def test_the_phone_layout_fits_390_px(browser: Any, served: str, tmp_path: Path)
     page.goto(f"{served}/dashboard")
     page.click("text=Mary Jones")
     page.click("#figures summary")
+    assert "cat" in page.inner_text("#history"), "a resolved alert under Recent alerts (cards on a phone)"
     no_sideways_scroll(page)
     box = page.locator("svg.bars").first.bounding_box()
     assert box["width"] >= 300, "the daily charts use the phone's width (their text stays legible)"
