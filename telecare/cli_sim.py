@@ -127,7 +127,8 @@ def _publish(stream: Iterable[Observation], publisher: MqttPublisher, url: str, 
     if sim is not None:
         devices = heapq.merge(devices, hub_messages(sim.hub_events()), key=lambda m: m.time_ms)
     first, last = span
-    with progress_bar("publishing", max(1, last - first)) as bar:
+    making = "making the first simulated day of every home" if sim is not None else ""
+    with progress_bar("publishing", max(1, last - first), status=making) as bar:
         messages: Iterator[Outgoing] = bar.tap(with_clock(devices, speed or None), lambda m: m.time_ms - first,
                                                lambda m, n: f"{simulated(m.time_ms)} · {plural(n, 'message')}")
         lines = None if bar.shown else (lambda st: typer.echo(st.summary(), err=True))

@@ -36,9 +36,9 @@ def on_terminal() -> bool:
 class Bar:
     """One task's bar, or nothing when standard error is not a terminal (every method then does nothing)."""
 
-    def __init__(self, progress: Progress | None, description: str, total: float | None) -> None:
+    def __init__(self, progress: Progress | None, description: str, total: float | None, status: str = "") -> None:
         self._progress = progress
-        self._task = progress.add_task(description, total=total, status="") if progress is not None else None
+        self._task = progress.add_task(description, total=total, status=status) if progress is not None else None
         self.count = 0  # items seen by tap(), shown or not
         self._next_draw = 0.0
 
@@ -73,8 +73,10 @@ class Bar:
 
 
 @contextmanager
-def progress_bar(description: str, total: float | None, *, show: bool | None = None) -> Iterator[Bar]:
-    """A bar for the duration of the block, on standard error; ``show`` None: only when it is a terminal."""
+def progress_bar(description: str, total: float | None, *, show: bool | None = None, status: str = ""
+                 ) -> Iterator[Bar]:
+    """A bar for the duration of the block, on standard error; ``show`` None: only when it is a terminal.
+    ``status``: what it says until the first item comes."""
     if not (on_terminal() if show is None else show):
         yield Bar(None, description, total)
         return
@@ -82,7 +84,7 @@ def progress_bar(description: str, total: float | None, *, show: bool | None = N
                         TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TextColumn("elapsed,"),
                         TimeRemainingColumn(), TextColumn("left"), console=Console(stderr=True), transient=True)
     with progress:
-        yield Bar(progress, description, total)
+        yield Bar(progress, description, total, status)
 
 
 def simulated(time_ms: int) -> str:
