@@ -80,9 +80,11 @@ def nice_ceiling(peak: float) -> float:
     return 10 * power  # pragma: no cover - the loop always returns
 
 
-def daily_bars(days: Sequence[date], values: Sequence[float | None], *, label: str, unit: str = "") -> str:
+def daily_bars(days: Sequence[date], values: Sequence[float | None], *, label: str, unit: str = "",
+               today: date | None = None) -> str:
     """One bar a day with a value axis (0, half, top), a day axis (a label a week) and each value in its bar's
-    ``<title>``; a day without a figure is a shaded "no data" slot with its own ``<title>``."""
+    ``<title>``; a day without a figure is a shaded "no data" slot with its own ``<title>`` (``today``'s says
+    its figures come when the day closes)."""
     plot_w = BARS_W - BARS_LEFT - BARS_RIGHT
     plot_h = BARS_H - BARS_TOP - BARS_BOTTOM
     base = BARS_TOP + plot_h
@@ -103,8 +105,9 @@ def daily_bars(days: Sequence[date], values: Sequence[float | None], *, label: s
         name = f"{day:%a %d %b}"
         if value is None:
             missing += 1
+            why = "no data yet (today: the day's figures come at midnight)" if day == today else "no data"
             parts.append(f'<rect x="{x:.1f}" y="{base - plot_h:.1f}" width="{width:.1f}" height="{plot_h:.1f}" '
-                         f'class="nodata"><title>{name}: no data</title></rect>')
+                         f'class="nodata"><title>{name}: {why}</title></rect>')
             continue
         h = plot_h * max(value, 0) / top
         parts.append(f'<rect x="{x:.1f}" y="{base - h:.1f}" width="{width:.1f}" height="{max(h, 0.5):.1f}" '

@@ -148,8 +148,8 @@ def _weeks(store: ReadingStore, home: str, today: date, zone: ZoneInfo, since: d
         return [round(by_day[d][name] / scale, 1) if d in by_day and name in by_day[d] else None for d in days]
 
     columns = [(title, unit, series(name, scale)) for name, title, scale, unit in DAILY]
-    charts = [daily_bars(days, values, label=title, unit=unit) for title, unit, values in columns]
+    charts = [daily_bars(days, values, label=title, unit=unit, today=today) for title, unit, values in columns]
     table = {"heads": [title + (f" ({unit.strip()})" if unit else "") for title, unit, _ in columns],
-             "rows": [(f"{day:%a %d %b}", [values[i] for _, _, values in columns])
-                      for i, day in reversed(list(enumerate(days)))]}
+             "rows": [(f"{day:%a %d %b}" + (" (today: figures at midnight)" if day == today else ""),
+                       [values[i] for _, _, values in columns]) for i, day in reversed(list(enumerate(days)))]}
     return charts, table

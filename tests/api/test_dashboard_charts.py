@@ -26,6 +26,8 @@ def test_daily_bars_have_axes_values_and_no_data_marked() -> None:
     assert "<title>Sat 14 Nov: no data</title>" in svg and svg.count(": no data</title>") == 4
     assert "<title>Mon 30 Nov: 26 h</title>" in svg
     assert "no data (4 of 28 days)" in svg
+    today = daily_bars(DAYS, [*values[:-1], None], label="Time in bed", today=DAYS[-1])
+    assert "<title>Tue 01 Dec: no data yet (today: the day's figures come at midnight)</title>" in today
     assert 'viewBox="0 0 360 ' in svg, "drawn at a phone's width"
 
 
