@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from api.audit import ERASE, EXPORT, UPDATE, audit
 from api.deps import Admin, Clock, PathId, Principal, SessionDep, Staff, get_store, resident_for
 from api.errors import Conflict, Invalid, Unavailable
-from api.routers.alerts import alert_out
+from api.routers.alerts import alert_out, care_record_fields
 from api.schemas.alerts import AlertDetailOut, NotificationOut, TimelineEntry
 from api.schemas.audit import AuditOut
 from api.schemas.people import AbsenceOut, HomeBrief
@@ -134,7 +134,9 @@ def _alerts(session: Session, principal: Principal, resident: Resident) -> list[
         fields = {k: getattr(n, k) for k in NotificationOut.model_fields if k != "recipient_name"}
         notifications[n.alert_id].append(NotificationOut.model_validate(
             {**fields, "recipient_name": _recipient_name(recipient, principal)}))
-    return [AlertDetailOut(**alert_out(a).model_dump(), timeline=timelines[a.id], notifications=notifications[a.id])
+    care = care_record_fields(session, ids)  # the care team's notes and who went round belong to the record too
+    return [AlertDetailOut(**alert_out(a).model_dump(), timeline=timelines[a.id], notifications=notifications[a.id],
+                           **care[a.id])
             for a in alerts]
 
 
