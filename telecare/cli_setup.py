@@ -12,6 +12,7 @@ import shlex
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated
+from urllib.parse import urlsplit
 
 import typer
 from sqlalchemy import func, select
@@ -53,13 +54,16 @@ def setup(
     api_url: Annotated[str, typer.Option("--api-url", help="Where the API will be reached, for the next steps"
                                          )] = "http://127.0.0.1:8000",
 ) -> None:
-    """First run: the database, your organisation and its first admin, and the homes claimed for it; then what to
-    do next. The admin's password is prompted for (never echoed), or read from --password-file or
-    TELECARE_ADMIN_PASSWORD. Safe to run again."""
+    """First run: create your organisation and its first admin, claim the homes, and say what to do next.
+
+    Creates or migrates the database too. The admin's password is prompted for (never echoed), or read from
+    --password-file or TELECARE_ADMIN_PASSWORD. Safe to run again: what exists is kept, new homes are claimed."""
     from api.security import normalise_email
 
     email, name, organisation = normalise_email(email), name.strip(), organisation.strip()
     _check_names(email, name, organisation)
+    if urlsplit(api_url).scheme not in ("http", "https") or not urlsplit(api_url).hostname:
+        raise fail(f"--api-url {api_url!r} must be an http:// or https:// URL, e.g. https://telecare.example.org")
     url = settings_or_exit().database_url
     try:
         migrate.upgrade(url)

@@ -158,6 +158,7 @@ def test_setup_with_home_claims_only_those(telecare: CliRunner, homes: None, pas
     (("--home", "h3"), "home 'h3' is cared for by another organisation"),
     (("--email", "not-an-email"), "'not-an-email' is not an email address"),
     (("--organisation", "  "), "--organisation must be 1 to 200 characters"),
+    (("--api-url", "localhost:8000"), "--api-url 'localhost:8000' must be an http:// or https:// URL"),
 ])
 def test_setup_refuses_mistakes_before_changing_anything(telecare: CliRunner, homes: None, password_file: Path,
                                                          sessions: sessionmaker[Session], extra: tuple[str, ...],
@@ -329,3 +330,13 @@ def test_reset_password_of_nobody_asks_for_nothing(telecare: CliRunner, homes: N
     # No stdin: a prompt would abort with exit code 1, not this message and 2.
     assert "no user nobody@example.org: see telecare users list" in run(
         telecare, "users", "reset-password", "nobody@example.org", code=2)
+
+
+def test_setup_before_any_home_says_how_to_bring_them_in(telecare: CliRunner, password_file: Path,
+                                                         sessions: sessionmaker[Session]) -> None:
+    out = setup(telecare, password_file, "--api-url", "https://telecare.example.org/")
+    assert "no unassigned homes to claim" in out
+    assert ("1. bring in the homes: import their descriptions (telecare homes import FILE --organisation "
+            "'Northshire Council'), or start the gateway so the hubs are discovered and run telecare setup "
+            "again") in out
+    assert "open https://telecare.example.org/dashboard and log in as ada@example.org" in out
