@@ -43,6 +43,7 @@ from gateway.stores.readings import reading_store_for
 from gateway.watchdog import build_watchdog
 from gateway.worker import CONSUMERS, RegistryConsumer, Worker, WorkerSupervisor
 from gateway.writer import StoreWriter
+from telecare.gateway_lock import GatewayLock, lock_path
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +119,16 @@ class Gateway:
     stop_event: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
+        # One gateway a journal, and `baseline warm` refused while it runs: held from here to stop (or exit).
+        self.lock = GatewayLock(lock_path(self.settings.journal_path))
+        self.lock.acquire()
+        try:
+            self._build()
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def _build(self) -> None:
         s = self.settings
         if self.clock is None:
             self.clock = SimulatedClock() if s.clock == "simulated" else WallClock()
@@ -139,7 +150,7 @@ class Gateway:
             MqttOptions(url=s.mqtt_url, client_id=s.mqtt_client_id, topics=self.topics(),
                         session_expiry_s=s.mqtt_session_expiry_s, protocol=s.mqtt_protocol,
                         ca_file=str(s.mqtt_ca_file) if s.mqtt_ca_file else None),
-            self.ingest.offer, self.metrics)
+            self.ingest.offer, self.metrics, stopping=self.stop_event)  # a stop's disconnect is no trouble
         self.ingest.ack = self.mqtt.ack
         self.worker = WorkerSupervisor(s, self._worker_state, worker_main)
         self.metrics.include(s.worker_metrics_path)
@@ -166,10 +177,13 @@ class Gateway:
         Anything that arrives after ingest's last commit is never acknowledged: the broker sends it again.
         """
         self.stop_event.set()
-        for t in self._threads:
-            t.join(timeout=30)
-        self.mqtt.stop()
-        self.worker.stop()
+        try:
+            for t in self._threads:
+                t.join(timeout=30)
+            self.mqtt.stop()
+            self.worker.stop()
+        finally:
+            self.lock.release()
 
     def sample(self, name: str, labels: dict[str, str] | None = None) -> float:
         """A metric's current value, the worker's included (0 when not reported yet)."""

@@ -185,8 +185,6 @@ def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-@pytest.mark.xfail(strict=True, reason="telecare/processes.py does not take the lock yet: the lead adds "
-                   "GatewayLock(lock_path(s.journal_path)).acquire() in Gateway.__post_init__, release in stop()")
 def test_a_gateway_holds_its_lock_from_start_to_stop(tmp_path: Path) -> None:
     from bench.services import free_port
     from gateway.config import load_settings
