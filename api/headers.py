@@ -3,8 +3,8 @@ background tasks behave as without it.
 
 * ``Content-Security-Policy``: no script at all, styles and images from this origin only, forms posted here only,
   never framed. The dashboard has no inline script or style (its stylesheet is ``/dashboard/static``).
-* ``/docs`` and ``/redoc`` are FastAPI's pages: they load Swagger UI and ReDoc from cdn.jsdelivr.net and start them
-  with an inline script. They get their own policy: scripts from this origin, that CDN, and the inline scripts of
+* ``/docs`` and ``/redoc`` are FastAPI's pages, with Swagger UI and ReDoc served from the package (api/api_docs.py),
+  started by an inline script. They get their own policy: scripts from this origin and the inline scripts of
   the page itself by their sha256 (hashed as served, so a FastAPI upgrade that changes them keeps working), still
   never framed. They show no health data (only the schema), and render nothing from the query string.
 * ``X-Frame-Options: DENY`` for browsers that predate ``frame-ancestors``; ``X-Content-Type-Options: nosniff``.
@@ -30,23 +30,22 @@ __all__ = ["DOCS_PATHS", "STRICT_CSP", "SecurityHeaders", "docs_csp"]
 
 STRICT_CSP = ("default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
               "frame-ancestors 'none'; base-uri 'none'")
-CDN = "https://cdn.jsdelivr.net"
 DOCS_PATHS = frozenset({"/docs", "/redoc", "/docs/oauth2-redirect"})
-CACHEABLE_PREFIXES = ("/dashboard/static/",)
+CACHEABLE_PREFIXES = ("/dashboard/static/", "/docs/assets/")
 CACHEABLE_PATHS = frozenset({"/openapi.json"}) | DOCS_PATHS  # no health data in these
 HSTS = "max-age=31536000; includeSubDomains"
 _INLINE_SCRIPT = re.compile(rb"<script>(.*?)</script>", re.DOTALL | re.IGNORECASE)
 
 
 def docs_csp(html: bytes) -> str:
-    """The policy for FastAPI's documentation pages: their CDN, and their own inline scripts by hash.
+    """The policy for FastAPI's documentation pages: their assets from the package (api/api_docs.py, no CDN), and
+    their own inline scripts by hash.
 
     Styles may be inline there (ReDoc adds ``<style>`` elements as it renders; a style cannot run code)."""
     hashes = " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(body).digest()).decode()}'"
                       for body in _INLINE_SCRIPT.findall(html))
-    return (f"default-src 'none'; script-src 'self' {CDN} {hashes}; style-src 'self' {CDN} "
-            "https://fonts.googleapis.com 'unsafe-inline'; font-src https://fonts.gstatic.com; "
-            "img-src 'self' data: https://fastapi.tiangolo.com; connect-src 'self'; worker-src blob:; "
+    return (f"default-src 'none'; script-src 'self' {hashes}; style-src 'self' 'unsafe-inline'; font-src 'self' data:; "
+            "img-src 'self' data:; connect-src 'self'; worker-src blob:; "
             "frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 
 
