@@ -44,10 +44,11 @@ class PageParams:
         return self.page(items[self.offset:self.offset + self.limit], len(items))
 
 
-def page_params(
+async def page_params(
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="How many items at most")] = DEFAULT_LIMIT,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="How many items to skip")] = 0,
 ) -> PageParams:
+    # async: run on the event loop, not handed to a thread (api.deps._now says why)
     return PageParams(limit=limit, offset=offset)
 
 

@@ -15,10 +15,11 @@
 Endpoints, each after a short warm-up, in this order; first one user (one connection, the latency a person
 sees), then ``--concurrency`` users:
 
-* ``openapi-1``: ``GET /openapi.json`` for one user: the floor of a page's latency (the baseline);
+* ``docs-1``: ``GET /docs`` for one user (a 1 kB page, no database, no login): the floor of a page's latency;
 * ``caseload``: ``GET /dashboard``, the coordinator's caseload page (the dashboard's cookie), one user;
 * ``resident``: ``GET /dashboard/residents/{id}``, a resident's page (charts of today and four weeks), one user;
-* ``openapi``: ``GET /openapi.json``, no database: the framework's floor (the baseline for ratios);
+* ``docs``: ``GET /docs`` again, with ``--concurrency`` users: the framework's floor (the baseline for ratios; the
+  107 kB of ``/openapi.json`` measured the sending of bytes as much as the framework);
 * ``me``: ``GET /auth/me``, the bearer token checked: the floor of every authenticated request;
 * ``alerts-open``: ``GET /alerts?state=raised&state=notified&state=acknowledged``, a coordinator's work list
   (first page, with the total and an audit row per resident shown);
@@ -56,6 +57,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from sqlalchemy.engine import make_url
+
 from bench.bulk import BulkHistory, generate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,13 +74,14 @@ class Result:
     p95_ms: float
     p99_ms: float
     errors: int  # connection errors, timeouts and non-2xx answers, warm-up included
+    cpu_ms: float = float("nan")  # the server's processes' CPU time per request (user + system)
 
     @property
     def rps(self) -> float:
         return self.requests / self.seconds if self.seconds else 0.0
 
 
-ONE_USER = ("openapi-1", "caseload", "resident")  # measured with one connection: a person's latency
+ONE_USER = ("docs-1", "caseload", "resident")  # measured with one connection: a person's latency
 # Issue 14's targets: (endpoint, figure, bound, at least (True) or below (False)).
 TARGETS = (("caseload", "p95_ms", 200.0, False), ("resident", "p95_ms", 300.0, False),
            ("alerts-open", "rps", 300.0, True), ("timeline", "rps", 300.0, True))
@@ -87,10 +91,10 @@ def endpoints(history: BulkHistory) -> dict[str, list[str]]:
     """Each endpoint's request paths: requests go round them, so the residents vary."""
     day = history.last_day.isoformat()
     return {
-        "openapi-1": ["/openapi.json"],
+        "docs-1": ["/docs"],
         "caseload": ["/dashboard"],
         "resident": [f"/dashboard/residents/{r}" for r in history.resident_ids],
-        "openapi": ["/openapi.json"],
+        "docs": ["/docs"],
         "me": ["/auth/me"],
         "alerts-open": [f"/alerts?{OPEN_STATES}"],
         "alerts-resolved": ["/alerts?state=resolved"],
@@ -109,7 +113,6 @@ def database(url: str | None, workdir: Path) -> Iterator[str]:
         yield url or f"sqlite:///{workdir / 'telecare.db'}"
         return
     import psycopg
-    from sqlalchemy.engine import make_url
 
     admin = make_url(url).set(drivername="postgresql")
     name = f"telecare_bench_{secrets.token_hex(4)}"
@@ -149,7 +152,7 @@ def free_port() -> int:
 
 
 @contextmanager
-def server(db_url: str, workdir: Path, workers: int = 1) -> Iterator[str]:
+def server(db_url: str, workdir: Path, workers: int = 1) -> Iterator[tuple[str, int]]:
     port = free_port()
     env = {**os.environ, "TELECARE_DB_URL": db_url, "TELECARE_DATA_DIR": str(workdir)}
     env.pop("TELECARE_INFLUX_URL", None)  # the embedded readings store, where bulk.py wrote
@@ -168,7 +171,7 @@ def server(db_url: str, workdir: Path, workers: int = 1) -> Iterator[str]:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit("the API server did not start")
             time.sleep(0.2)
-        yield url
+        yield url, proc.pid
     finally:
         proc.terminate()
         try:
@@ -265,7 +268,36 @@ def _headers(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}", "Cookie": f"telecare_token={token}"}
 
 
-def load(url: str, history: BulkHistory, args: argparse.Namespace, workdir: Path) -> list[Result]:
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a process and its descendants (uvicorn's workers), from /proc; NaN elsewhere.
+
+    On a machine that others share, requests per second fall with their load; the server's CPU time per
+    request hardly does, so it is the figure to compare between runs (``cores / cpu_ms`` is what the server
+    could answer were the cores its own)."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return float("nan")
+    parents: dict[int, int] = {}
+    ticks: dict[int, int] = {}
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        child = int(stat.parent.name)
+        parents[child] = int(fields[1])
+        ticks[child] = int(fields[11]) + int(fields[12])  # utime, stime
+    tree, frontier = {pid}, [pid]
+    while frontier:
+        parent = frontier.pop()
+        for child, p in parents.items():
+            if p == parent and child not in tree:
+                tree.add(child)
+                frontier.append(child)
+    return sum(ticks.get(p, 0) for p in tree) / os.sysconf("SC_CLK_TCK")
+
+
+def load(url: str, history: BulkHistory, args: argparse.Namespace, workdir: Path, pid: int) -> list[Result]:
     use_wrk = shutil.which("wrk") is not None and not args.httpx
     # Each endpoint answers once first, so a broken one fails loudly rather than being measured at its error rate.
     check = httpx.Client(base_url=url, headers=_headers(history.token), timeout=30, follow_redirects=False)
@@ -279,14 +311,18 @@ def load(url: str, history: BulkHistory, args: argparse.Namespace, workdir: Path
         users = 1 if name in ONE_USER else args.concurrency
         if use_wrk:
             warm = run_wrk(url, name, paths, history.token, users, args.warmup_s, workdir)
+            cpu = cpu_seconds(pid)
             result = run_wrk(url, name, paths, history.token, users, args.duration_s, workdir)
         else:
             warm = run_httpx(url, name, paths, history.token, users, args.warmup_s)
+            cpu = cpu_seconds(pid)
             result = run_httpx(url, name, paths, history.token, users, args.duration_s)
+        result.cpu_ms = (cpu_seconds(pid) - cpu) * 1000 / max(1, result.requests)
         result.errors += warm.errors
         results.append(result)
         print(f"  {name:16} c={users:<3} {result.rps:8.0f} req/s   p50 {result.p50_ms:7.1f} ms   "
-              f"p95 {result.p95_ms:7.1f} ms   p99 {result.p99_ms:7.1f} ms   errors {result.errors}", flush=True)
+              f"p95 {result.p95_ms:7.1f} ms   p99 {result.p99_ms:7.1f} ms   server CPU {result.cpu_ms:6.2f} ms/req   "
+              f"errors {result.errors}", flush=True)
     check.close()
     return results
 
@@ -311,7 +347,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-ENDPOINTS = ("openapi-1", "caseload", "resident", "openapi", "me", "alerts-open", "alerts-resolved", "daily",
+ENDPOINTS = ("docs-1", "caseload", "resident", "docs", "me", "alerts-open", "alerts-resolved", "daily",
              "timeline")
 
 
@@ -339,16 +375,16 @@ def _seconds(text: str) -> float:
 
 
 def print_table(results: Sequence[Result], backend: str, workers: int, concurrency: int) -> None:
-    floors = {r.endpoint: r for r in results if r.endpoint.startswith("openapi")}
+    floors = {r.endpoint: r for r in results if r.endpoint.startswith("docs")}
     print(f"\n| endpoint ({backend}, {workers} process{'es' if workers > 1 else ''}) | users | req/s | p50 ms "
-          "| p95 ms | p99 ms | ratio to openapi | errors |")
-    print("|---|---|---|---|---|---|---|---|")
+          "| p95 ms | p99 ms | ratio to docs | server CPU ms/req | errors |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in results:
         users = 1 if r.endpoint in ONE_USER else concurrency
-        floor = floors.get("openapi-1" if users == 1 else "openapi")
+        floor = floors.get("docs-1" if users == 1 else "docs")
         ratio = f"{r.rps / floor.rps:.2f}" if floor and floor.rps else "-"
         print(f"| {r.endpoint} | {users} | {r.rps:,.0f} | {r.p50_ms:.1f} | {r.p95_ms:.1f} | {r.p99_ms:.1f} "
-              f"| {ratio} | {r.errors} |")
+              f"| {ratio} | {r.cpu_ms:.2f} | {r.errors} |")
 
 
 def targets(runs: dict[int, list[Result]], backend: str) -> list[dict[str, object]]:
@@ -379,8 +415,33 @@ def main(argv: list[str] | None = None) -> None:
     if args.serve:
         serve(args.serve, args.workers[0])
         return
+    if max(args.workers) > 1 and not (args.db_url or "").startswith("postgresql"):
+        raise SystemExit("--workers above 1 needs PostgreSQL (--db-url postgresql+psycopg://...), as telecare api "
+                         "--workers does")
     # Stopped with SIGTERM (kill, a CI timeout): unwind, so the server is stopped and the database dropped.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        runs, backend, tool, history, database_name = measure(args)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    for workers, results in runs.items():
+        print_table(results, backend, workers, args.concurrency)
+    met = targets(runs, backend)
+    print(f"load average after the run: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({
+            "backend": backend, "database": database_name, "residents": args.residents, "days": args.days,
+            "concurrency": args.concurrency,
+            "duration_s": args.duration_s, "tool": tool, "counts": history.counts, "targets": met,
+            "load_average": os.getloadavg(),
+            "runs": {str(w): [{**r.__dict__, "rps": r.rps} for r in results] for w, results in runs.items()}},
+            indent=2))
+
+
+def measure(args: argparse.Namespace) -> tuple[dict[int, list[Result]], str, str, BulkHistory, str | None]:
+    """The history written, then each server configuration loaded in turn: (results by processes, backend,
+    load tool, history, the database's name on PostgreSQL)."""
     runs: dict[int, list[Result]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp, database(args.db_url, Path(tmp)) as db_url:
         workdir = Path(tmp)
@@ -394,25 +455,14 @@ def main(argv: list[str] | None = None) -> None:
               f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
         for workers in args.workers:
             print(f"server: {workers} process{'es' if workers > 1 else ''}", flush=True)
-            with server(db_url, workdir, workers) as url:
-                runs[workers] = load(url, history, args, workdir)
+            with server(db_url, workdir, workers) as (url, pid):
+                runs[workers] = load(url, history, args, workdir, pid)
             log_text = (workdir / "server.log").read_text(errors="replace")
             failures = log_text.count("Exception in ASGI application")
             if failures:
                 last = [x for x in log_text.splitlines() if "Error" in x]
                 print(f"the server failed {failures} request(s); last error: {last[-1] if last else '?'}")
-    for workers, results in runs.items():
-        print_table(results, backend, workers, args.concurrency)
-    met = targets(runs, backend)
-    print(f"load average after the run: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({
-            "backend": backend, "residents": args.residents, "days": args.days, "concurrency": args.concurrency,
-            "duration_s": args.duration_s, "tool": tool, "counts": history.counts, "targets": met,
-            "load_average": os.getloadavg(),
-            "runs": {str(w): [{**r.__dict__, "rps": r.rps} for r in results] for w, results in runs.items()}},
-            indent=2))
+    return runs, backend, tool, history, None if backend == "sqlite" else make_url(db_url).database
 
 
 if __name__ == "__main__":

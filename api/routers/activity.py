@@ -14,14 +14,14 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from analytics.activity import activity_value
 from api.audit import VIEW
-from api.deps import Clock, CurrentUser, PathId, SessionDep, audit, care_started, get_store, resident_for
+from api.deps import Clock, CurrentUser, PathId, SessionDep, StoreDep, audit, care_started, resident_for
 from api.errors import Invalid, NotFound, Unavailable
 from api.pagination import PageDep
 from api.schemas.activity import (
@@ -42,15 +42,12 @@ from gateway.stores.readings.base import (
     DailySummary,
     FieldValue,
     Point,
-    ReadingStore,
     stored_activity,
 )
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/residents/{resident_id}", tags=["activity"])
-
-StoreDep = Annotated[ReadingStore, Depends(get_store)]
 
 MAX_TIMELINE = timedelta(days=7)
 DEFAULT_TIMELINE = timedelta(hours=24)
