@@ -64,7 +64,9 @@ def test_away(telecare: CliRunner, home: str, sessions: sessionmaker[Session]) -
     run(telecare, "residents", "add", "h1", "--name", "Mrs Jones")
     out = run(telecare, "away", "h1", "--from", "2030-07-01T10:00", "--until", "2030-07-14", "--reason", "holiday")
     assert "absence 1: home h1 away from 2030-07-01 10:00 until 2030-07-14 00:00 (Europe/London): holiday" in out
-    run(telecare, "away", "add", "h1", "--reason", "hospital")  # from now, open-ended
+    # From now until before the holiday (absences may not overlap), and open-ended after it.
+    run(telecare, "away", "add", "h1", "--until", "2030-06-01", "--reason", "hospital")
+    run(telecare, "away", "add", "h1", "--from", "2030-08-01", "--reason", "respite")
     listed = run(telecare, "away", "list")
     assert "holiday" in listed and "open-ended" in listed
     with sessions() as s:

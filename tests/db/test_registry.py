@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.db.models import DeadLetter, Device, Home
 from gateway.journal import Entry
+from gateway.reading_facts import ReadingFacts
 from gateway.registry import DeviceRegistry
 
 T0 = 1_780_000_000_000  # ms since the epoch
@@ -21,10 +22,12 @@ def at(ms: int) -> datetime:
 
 
 class Journal:
-    """Builds entries with increasing sequence numbers, as the gateway's journal would."""
+    """Builds entries with increasing sequence numbers, as the gateway's journal would: a state with the device
+    kind and activity that ingest decides (gateway.reading_facts)."""
 
     def __init__(self) -> None:
         self.seq = 0
+        self.facts = ReadingFacts()
 
     def _entry(self, kind: str, home: str | None, device: str | None, t: int, body: Any, timed: bool = False,
                received: int | None = None) -> Entry:
@@ -32,7 +35,9 @@ class Journal:
         return Entry(self.seq, kind, home, device, t, t if received is None else received, timed, body)
 
     def state(self, device: str, t: int, home: str = "h1", timed: bool = True, **body: Any) -> Entry:
-        return self._entry("state", home, device, t, body, timed)
+        entry = self._entry("state", home, device, t, body, timed)
+        device_kind, change = self.facts.judge(home, device, body)
+        return entry._replace(device_kind=device_kind, activity=change)
 
     def availability(self, device: str, t: int, online: bool, home: str = "h1") -> Entry:
         return self._entry("availability", home, device, t, {"online": online})
