@@ -128,7 +128,7 @@ def get_principal(
 
     Never from the dashboard's cookie: a browser attaches it to any request, another site's included, so a JSON
     route that took it could be driven cross-site without the dashboard's CSRF checks. The dashboard's pages
-    read the cookie themselves (``api.dashboard.pages.page_principal``)."""
+    read the cookie themselves (``api.dashboard.common.page_principal``)."""
     if token:
         return remember_principal(session, principal_from_token(session, token, at))
     if api_key:

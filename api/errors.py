@@ -23,6 +23,7 @@ from gateway.alerting.errors import (
     OutcomeRefused,
     PeopleError,
 )
+from gateway.alerting.people import AbsenceOverlap
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +143,8 @@ async def _alert_errors(_request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _people(_request: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, AbsenceOverlap):  # well formed, but it conflicts with an absence already planned
+        return _response(409, "conflict", str(exc))
     return _response(422, "invalid", str(exc))
 
 

@@ -122,6 +122,9 @@ def test_absences(client: TestClient, world: World, sessions: sessionmaker[Sessi
                     headers=headers)
     assert r.status_code == 409 and "ended already" in r.json()["error"]["message"]
     assert client.post(f"/residents/{jones}/absences/4242/end", headers=headers).status_code == 404
+    r = client.post(f"/residents/{jones}/absences", headers=headers,  # inside the hospital stay just ended
+                    json={"starts_at": "2026-12-04T08:00:00Z", "ends_at": "2026-12-10T08:00:00Z", "reason": "respite"})
+    assert r.status_code == 409 and f"absence {absence['id']}" in r.json()["error"]["message"], r.text
     listed = client.get(f"/residents/{jones}/absences", headers=world.auth("anne")).json()
     assert [a["reason"] for a in listed["items"]] == ["hospital"]
     bad = [{"starts_at": "2026-12-02T08:00:00", "reason": "x"},  # naive
