@@ -10,7 +10,7 @@ import typer
 
 from telecare.cli_alerts import add_alert_commands
 from telecare.cli_api import add_api_commands, users_app
-from telecare.cli_common import directories_or_exit, logging_set_up, settings_or_exit
+from telecare.cli_common import directories_or_exit, fail, logging_set_up, settings_or_exit
 from telecare.cli_db import db_app, homes_app
 from telecare.cli_demo import demo
 from telecare.cli_detect import analyse, baseline_app
@@ -40,12 +40,16 @@ log = logging.getLogger(__name__)
 @app.command()
 def gateway(log_level: str = typer.Option("INFO", help="DEBUG, INFO, WARNING ...")) -> None:
     """Run the gateway: MQTT in, journal, readings store and device registry."""
+    from telecare.gateway_lock import GatewayBusy
     from telecare.processes import Gateway
 
     with logging_set_up(log_level):
         settings = settings_or_exit()
         directories_or_exit(settings)
-        gw = Gateway(settings)
+        try:
+            gw = Gateway(settings)
+        except GatewayBusy as e:
+            raise fail(f"{e}: stop it first, or give this one its own TELECARE_DATA_DIR") from None
 
         def on_signal(signum: int, _frame: FrameType | None) -> None:
             log.info("signal %d: stopping", signum)

@@ -197,3 +197,21 @@ def test_a_gateway_holds_its_lock_from_start_to_stop(tmp_path: Path) -> None:
     finally:
         gw.stop()
     assert gateway_holder(settings.journal_path) is None
+
+
+def test_a_second_gateway_on_the_same_journal_is_refused_with_a_sentence(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench.services import free_port
+    from gateway.config import load_settings
+    from telecare.processes import Gateway
+
+    data = tmp_path / "data"
+    first = Gateway(load_settings(data_dir=data, mqtt_url=f"mqtt://127.0.0.1:{free_port()}"))
+    try:
+        monkeypatch.setenv("TELECARE_DATA_DIR", str(data))
+        result = runner.invoke(app, ["gateway"])
+    finally:
+        first.stop()
+    assert result.exit_code != 0
+    assert "a gateway is already running" in result.output and "stop it first" in result.output
+    assert "Traceback" not in result.output
