@@ -39,7 +39,7 @@ def api(
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on")] = 8000,
     workers: Annotated[int, typer.Option(
-        min=1, max=64, help="Server processes (PostgreSQL only): about one per core; see docs/benchmarks.md (API)")] = 1,
+        min=1, max=64, help="Server processes (PostgreSQL only): about one per core; docs/benchmarks.md, API")] = 1,
     log_level: Annotated[str, typer.Option(help="debug, info, warning ...")] = "info",
 ) -> None:
     """Serve the API (OpenAPI docs at /docs), after migrating the operational database."""
