@@ -324,10 +324,13 @@ def _gateway_ready(log: Path, _port: int, _collector: Collector | None) -> bool:
 
 
 def _api_ready(_log: Path, port: int, _collector: Collector | None) -> bool:
-    """/docs answers, and the admin the README set up logs in and sees the resident and carers it added."""
+    """/docs answers, the root address leads to the login form, and the admin the README set up logs in and sees
+    the resident and carers it added."""
     base = f"http://127.0.0.1:{port}"
     if _http_status(f"{base}/docs")[0] != 200:
         return False
+    status, body = _http_status(f"{base}/")  # "Open http://127.0.0.1:8000/ and log in"
+    assert status == 200 and "password" in body.lower(), f"the root address is not the login: {status} {body}"
     form = urllib.parse.urlencode({"username": "admin@council.example", "password": PASSWORD}).encode()
     status, body = _http_status(f"{base}/auth/token", data=form)
     assert status == 200, f"the README's admin cannot log in: {status} {body}"
