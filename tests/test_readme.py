@@ -449,6 +449,19 @@ def test_readme_recordings(clone: Clone) -> None:
         assert "replaying" in output, output
 
 
+def test_readme_recordings_absent_is_a_sentence(clone: Clone, tmp_path: Path) -> None:
+    """Without the recordings, the README's replay says which file is missing, in a sentence: no traceback."""
+    empty = tmp_path / "no-datasets"
+    empty.mkdir()
+    clone.env["TELECARE_DATASETS"] = str(empty)
+    for step in (s for s in steps() if s.kind == "recordings"):
+        process, log = clone.start(step.command)
+        assert process.wait(COMMAND_TIMEOUT_S) == 2, _tail(log)
+        output = log.read_text(errors="replace")
+        assert str(empty) in output and "no such file" in output.lower(), output
+        assert "Traceback" not in output, output
+
+
 def _readme_pointer() -> str:
     """What the README tells a user about getting the recordings: its sentence that names docs/recordings.md."""
     text = " ".join(README.read_text(encoding="utf-8").split())
