@@ -186,7 +186,7 @@ def serve(port: int, workers: int) -> None:
     """The server process: the API as ``telecare api`` serves it, from the environment's settings."""
     from telecare.cli_api import serve_api
 
-    serve_api("127.0.0.1", port, workers=workers, log_level="warning", access_log=False)
+    serve_api("127.0.0.1", port, workers=workers, log_level="warning")  # warning: no access lines
 
 
 # --- the load -------------------------------------------------------------------------------------------------

@@ -59,7 +59,7 @@ def api(
         serve_api(host, port, workers=workers, log_level=log_level.lower())
 
 
-def serve_api(host: str, port: int, *, workers: int = 1, log_level: str = "info", access_log: bool = True) -> None:
+def serve_api(host: str, port: int, *, workers: int = 1, log_level: str = "info") -> None:
     """The API under uvicorn: in this process, or in ``workers`` processes sharing the port.
 
     Several processes share nothing but the database: each has its own connection pool, readings store and
@@ -68,15 +68,14 @@ def serve_api(host: str, port: int, *, workers: int = 1, log_level: str = "info"
     import uvicorn
 
     os.environ[WORKERS_ENV] = str(workers)  # inherited by the worker processes
-    quiet: dict[str, bool] = {} if access_log else {"access_log": False}
     if workers == 1:
         from api.app import create_app
 
-        uvicorn.run(create_app(settings_or_exit()), host=host, port=port, log_level=log_level, **quiet)
+        uvicorn.run(create_app(settings_or_exit()), host=host, port=port, log_level=log_level)
         return
     # Each worker process imports the application afresh, so it is named rather than passed.
     uvicorn.run("telecare.cli_api:app_from_environment", factory=True, host=host, port=port, workers=workers,
-                log_level=log_level, **quiet)
+                log_level=log_level)
 
 
 def app_from_environment() -> FastAPI:
