@@ -126,6 +126,18 @@ def database(url: str | None, workdir: Path) -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def postgres_unreachable(url: str) -> str | None:
+    """Why the PostgreSQL server at ``url`` cannot be reached, or None when it can (the tests skip on it)."""
+    import psycopg
+
+    try:
+        with psycopg.connect(make_url(url).set(drivername="postgresql").render_as_string(hide_password=False),
+                             connect_timeout=3):
+            return None
+    except psycopg.Error as e:
+        return f"PostgreSQL not reachable at {make_url(url).render_as_string()}: {e}"
+
+
 def build_history(db_url: str, workdir: Path, args: argparse.Namespace) -> BulkHistory:
     from gateway.db.migrate import upgrade
     from gateway.db.session import make_engine

@@ -16,18 +16,6 @@ TINY = ["--residents", "3", "--days", "2", "--timeline-residents", "1", "--durat
         "--concurrency", "2"]
 
 
-def _pg_reachable() -> str | None:
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    try:
-        with psycopg.connect(make_url(PG_URL).set(drivername="postgresql").render_as_string(hide_password=False),
-                             connect_timeout=3):
-            return None
-    except psycopg.Error as e:
-        return f"PostgreSQL not reachable at {PG_URL}: {e}"
-
-
 def test_the_benchmark_measures_every_endpoint_and_the_targets_on_sqlite(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "figures.json"
@@ -51,7 +39,7 @@ def test_the_benchmark_measures_every_endpoint_and_the_targets_on_sqlite(
 
 
 def test_several_server_processes_are_measured_in_turn_on_postgresql(tmp_path: Path) -> None:
-    unreachable = _pg_reachable()
+    unreachable = bench.postgres_unreachable(PG_URL)
     if unreachable:
         pytest.skip(unreachable)
     out = tmp_path / "figures.json"

@@ -124,3 +124,93 @@ def test_a_page_past_the_end_is_empty_and_still_counted(session: Session) -> Non
 def test_a_distinct_statement_is_counted_by_its_distinct_rows(session: Session) -> None:
     page = paginate(session, select(_Row.group).distinct().order_by(_Row.group), PageParams(1, 0), lambda g: g)
     assert (page.items, page.total, page.next_offset) == (["a"], 2, 1)
+
+
+# --- two real server processes on PostgreSQL ------------------------------------------------------------------
+
+
+def _processes_under(pid: int) -> set[int]:
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError):
+            continue
+    tree, frontier = set(), [pid]
+    while frontier:
+        parent = frontier.pop()
+        for child, p in parents.items():
+            if p == parent and child not in tree:
+                tree.add(child)
+                frontier.append(child)
+    return tree
+
+
+def test_two_processes_share_the_login_throttle_and_logouts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every request on its own connection, so the processes take turns: what one learns the other knows."""
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from bench import api as bench
+    from gateway.db import migrate
+    pg_url = os.environ.get("TELECARE_TEST_PG_URL") or "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+    unreachable = bench.postgres_unreachable(pg_url)
+    if unreachable:
+        pytest.skip(unreachable)
+    monkeypatch.chdir(tmp_path)
+    for name in [n for n in os.environ if n.startswith("TELECARE_")]:
+        monkeypatch.delenv(name, raising=False)
+    with bench.database(pg_url, tmp_path) as url:
+        migrate.upgrade(url)
+        monkeypatch.setenv("TELECARE_DB_URL", url)
+        monkeypatch.setenv("TELECARE_DATA_DIR", str(tmp_path))
+        added = CliRunner().invoke(app, ["users", "add", "cora@example.org", "--name", "Cora", "--role", "coordinator",
+                                         "--organisation", "North", "--password-stdin"], input="a long passphrase\n")
+        assert added.exit_code == 0, added.output
+        port = bench.free_port()
+        log = (tmp_path / "api.log").open("wb")
+        server = subprocess.Popen([sys.executable, "-m", "telecare", "api", "--workers", "2", "--port", str(port),
+                                   "--log-level", "warning"], env=dict(os.environ), stdout=log,
+                                  stderr=subprocess.STDOUT)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if httpx.get(f"{base}/docs", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                assert server.poll() is None and time.monotonic() < deadline, (tmp_path / "api.log").read_text()
+                time.sleep(0.3)
+            assert len(_processes_under(server.pid)) >= 2  # the workers (and multiprocessing's helper)
+
+            def login(password: str) -> httpx.Response:
+                return httpx.post(f"{base}/auth/token", data={"username": "cora@example.org", "password": password},
+                                  timeout=30)
+
+            token = login("a long passphrase").json()["access_token"]
+            # Five wrong passwords are free, wherever they land; the next is held back by both processes.
+            codes = [login("wrong password!").status_code for _ in range(7)]
+            assert codes[:5] == [401] * 5 and 429 in codes[5:], codes
+            assert login("a long passphrase").status_code == 429  # the right one does not jump the queue
+
+            me = [httpx.get(f"{base}/auth/me", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+                  for _ in range(4)]
+            assert [r.status_code for r in me] == [200] * 4
+            assert httpx.post(f"{base}/auth/logout", headers={"Authorization": f"Bearer {token}"},
+                              timeout=30).status_code == 204
+            after = [httpx.get(f"{base}/auth/me", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+                     for _ in range(6)]
+            assert [r.status_code for r in after] == [401] * 6  # in every process at once
+        finally:
+            server.terminate()
+            try:
+                server.wait(15)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+            log.close()
