@@ -122,7 +122,8 @@ def _today(store: ReadingStore, home: str, zone: ZoneInfo, day: date, at: dateti
     start_ms = int(start.timestamp() * 1000)
     from_ms = start_ms if since is None else max(start_ms, int(since.timestamp() * 1000))
     end_ms = int(at.timestamp() * 1000) + 1
-    points = store.timeline(home, from_ms, end_ms, limit=50_000) if since is not None and from_ms < end_ms else []
+    points = (store.timeline(home, from_ms, end_ms, limit=50_000, activity_only=True)
+              if since is not None and from_ms < end_ms else [])
     marks, rooms = [], set()
     for p in points:
         change = stored_activity(p)  # as ingest decided it, and the detectors took it (gateway.reading_facts)

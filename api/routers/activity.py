@@ -100,7 +100,8 @@ def timeline(
     points: list[Point] = []
     if since is not None and shown_from < end:
         try:
-            points = store.timeline(resident.home_id, _ms(shown_from), _ms(end), limit=MAX_POINTS + 1)
+            points = store.timeline(resident.home_id, _ms(shown_from), _ms(end), limit=MAX_POINTS + 1,
+                                    activity_only=include == "activity")
         except StoreUnavailable as e:
             raise _unavailable(e) from e
     if len(points) > MAX_POINTS:

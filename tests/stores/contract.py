@@ -19,7 +19,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from gateway.stores.readings.base import DailySummary, Point, ReadingStore
+from gateway.stores.readings.base import ACTIVITY_FIELD, DailySummary, Point, ReadingStore, stored_activity
 
 StoreFactory = Callable[[], ReadingStore]
 
@@ -104,6 +104,17 @@ class ReadingStoreContract:
         ])
         got = store.timeline(home, T0, T0 + HOUR)
         assert by_key(got) == [(T0, "motion", {"home": home, "device": "motion"}, {"occupancy": True})]
+
+    def test_activity_only_leaves_out_the_readings_without_a_stored_change(self, store: ReadingStore) -> None:
+        home = new_home()
+        store.write([
+            reading(home, "pir", T0, occupancy=True, **{ACTIVITY_FIELD: "motion"}),
+            reading(home, "pir", T0 + 1, occupancy=True, battery=80.0),  # re-sent state: no change
+            reading(home, "door", T0 + 2, contact=False, **{ACTIVITY_FIELD: "opened"}),
+        ])
+        got = store.timeline(home, T0, T0 + HOUR, activity_only=True)
+        assert [(p.time_ms, stored_activity(p)) for p in got] == [(T0, "motion"), (T0 + 2, "opened")]
+        assert len(store.timeline(home, T0, T0 + HOUR)) == 3
 
     def test_empty_tags_are_dropped_and_points_without_fields_skipped(self, store: ReadingStore) -> None:
         home = new_home()

@@ -72,10 +72,13 @@ class ReadingStore(Protocol):
         ...
 
     def timeline(
-        self, home: str, start_ms: int, end_ms: int, *, device: str | None = None, limit: int = 10_000
+        self, home: str, start_ms: int, end_ms: int, *, device: str | None = None, limit: int = 10_000,
+        activity_only: bool = False,
     ) -> list[Point]:
         """The ``reading`` points of one home with ``start_ms <= time_ms < end_ms``, at most ``limit`` of
         them, ordered by time then device: one Point per point written, with all its tags and fields.
+        ``activity_only``: only the points that carry :data:`ACTIVITY_FIELD` (about one reading in eight: the
+        store leaves out the rest, so the API does not parse them).
 
         Raises :class:`gateway.errors.StoreUnavailable` when the store cannot be reached.
         """

@@ -36,7 +36,7 @@ from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.rest import ApiException
 
 from gateway.errors import PointsRejected, StoreUnavailable
-from gateway.stores.readings.base import DailySummary, Point, stored_summary_values
+from gateway.stores.readings.base import ACTIVITY_FIELD, DailySummary, Point, stored_summary_values
 from gateway.stores.readings.lineprotocol import encode
 
 __all__ = ["SUMMARY_MEASUREMENT", "InfluxReadingStore"]
@@ -54,11 +54,12 @@ _TIMELINE = """from(bucket: p_bucket)
   |> range(start: p_start, stop: p_stop)
   |> filter(fn: (r) => r._measurement == "reading" and r.home == p_home)
 {device_filter}  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")
-  |> drop(columns: ["_start", "_stop", "_measurement"])
+{activity_filter}  |> drop(columns: ["_start", "_stop", "_measurement"])
   |> sort(columns: ["_time"])
   |> limit(n: p_limit)
 """
 _DEVICE_FILTER = "  |> filter(fn: (r) => r.device == p_device)\n"
+_ACTIVITY_FILTER = f"  |> filter(fn: (r) => exists r.{ACTIVITY_FIELD})\n"  # after the pivot: a row a point
 _SUMMARIES = """from(bucket: p_bucket)
   |> range(start: p_start, stop: p_stop)
   |> filter(fn: (r) => r._measurement == "daily_summary" and r.home == p_home)
@@ -155,7 +156,8 @@ class InfluxReadingStore:
             raise StoreUnavailable(f"InfluxDB at {self.url} unreachable: {type(e).__name__}: {e}") from e
 
     def timeline(
-        self, home: str, start_ms: int, end_ms: int, *, device: str | None = None, limit: int = 10_000
+        self, home: str, start_ms: int, end_ms: int, *, device: str | None = None, limit: int = 10_000,
+        activity_only: bool = False,
     ) -> list[Point]:
         if limit <= 0 or end_ms <= start_ms:
             return []
@@ -167,7 +169,8 @@ class InfluxReadingStore:
         }
         if device is not None:
             params["p_device"] = device
-        flux = _TIMELINE.format(device_filter=_DEVICE_FILTER if device is not None else "")
+        flux = _TIMELINE.format(device_filter=_DEVICE_FILTER if device is not None else "",
+                                activity_filter=_ACTIVITY_FILTER if activity_only else "")
         # One table per series (its tags are the group key), each sorted by time and cut at `limit`: the first
         # `limit` points overall are among them. Merged and cut here.
         points = list(_points("reading", self._query(flux, params)))

@@ -27,6 +27,7 @@ import orjson
 
 from gateway.errors import PointsRejected, StoreUnavailable
 from gateway.stores.readings.base import (
+    ACTIVITY_FIELD,
     RESERVED_KEY,
     DailySummary,
     Point,
@@ -67,9 +68,10 @@ ON CONFLICT (home, day) DO UPDATE SET fields = json_patch(daily_summaries.fields
 """
 _TIMELINE = (
     "SELECT device, time_ms, tags, fields FROM points"
-    " WHERE home = ? AND measurement = 'reading' AND time_ms >= ? AND time_ms < ?{device}"
+    " WHERE home = ? AND measurement = 'reading' AND time_ms >= ? AND time_ms < ?{device}{activity}"
     " ORDER BY time_ms, device LIMIT ?"
 )
+_ACTIVITY_ONLY = f" AND json_extract(fields, '$.{ACTIVITY_FIELD}') IS NOT NULL"
 _DELETE_POINTS = "DELETE FROM points WHERE home = ? AND time_ms >= ? AND time_ms < ?"
 # A summary's day is stamped at midnight UTC, as the InfluxDB adapter stores it: a day is in the period when its
 # midnight is (ISO dates compare as text).
@@ -164,7 +166,8 @@ class SqliteReadingStore:
         self._write_rows(_UPSERT_POINT, rows)
 
     def timeline(
-        self, home: str, start_ms: int, end_ms: int, *, device: str | None = None, limit: int = 10_000
+        self, home: str, start_ms: int, end_ms: int, *, device: str | None = None, limit: int = 10_000,
+        activity_only: bool = False,
     ) -> list[Point]:
         if limit <= 0 or end_ms <= start_ms:
             return []
@@ -172,7 +175,8 @@ class SqliteReadingStore:
         if device is not None:
             args.append(device)
         args.append(int(limit))
-        sql = _TIMELINE.format(device=" AND device = ?" if device is not None else "")
+        sql = _TIMELINE.format(device=" AND device = ?" if device is not None else "",
+                               activity=_ACTIVITY_ONLY if activity_only else "")
         try:
             rows = self._conn().execute(sql, args).fetchall()
         except sqlite3.Error as e:
