@@ -40,7 +40,8 @@ __all__ = ["SqliteReadingStore"]
 SCHEMA_VERSION = 1
 _DAY_MS = 86_400_000
 _EPOCH_DAY = date(1970, 1, 1)
-_SCHEMA = """
+_ACTIVITY_TERM = f"json_extract(fields, '$.{ACTIVITY_FIELD}') IS NOT NULL"
+_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS points (
     home        TEXT    NOT NULL,
     measurement TEXT    NOT NULL,
@@ -50,6 +51,10 @@ CREATE TABLE IF NOT EXISTS points (
     fields      TEXT    NOT NULL,  -- JSON object
     PRIMARY KEY (home, measurement, time_ms, device)
 ) WITHOUT ROWID;
+-- The timeline's default view reads only the readings with an activity change (about one in eight): this index
+-- holds just those, so it reads no others (the query repeats its WHERE terms word for word, as SQLite requires).
+CREATE INDEX IF NOT EXISTS points_activity ON points (home, time_ms)
+    WHERE measurement = 'reading' AND {_ACTIVITY_TERM};
 CREATE TABLE IF NOT EXISTS daily_summaries (
     home    TEXT NOT NULL,
     day     TEXT NOT NULL,  -- ISO date, YYYY-MM-DD: sorts as it reads
@@ -67,11 +72,13 @@ INSERT INTO daily_summaries (home, day, fields) VALUES (?, ?, ?)
 ON CONFLICT (home, day) DO UPDATE SET fields = json_patch(daily_summaries.fields, excluded.fields)
 """
 _TIMELINE = (
-    "SELECT device, time_ms, tags, fields FROM points"
+    "SELECT device, time_ms, tags, fields FROM points{index}"
     " WHERE home = ? AND measurement = 'reading' AND time_ms >= ? AND time_ms < ?{device}{activity}"
     " ORDER BY time_ms, device LIMIT ?"
 )
-_ACTIVITY_ONLY = f" AND json_extract(fields, '$.{ACTIVITY_FIELD}') IS NOT NULL"
+# Named, not left to the planner: without statistics (no ANALYZE) it takes the primary key and reads every reading.
+_ACTIVITY_INDEX = " INDEXED BY points_activity"
+_ACTIVITY_ONLY = f" AND {_ACTIVITY_TERM}"
 _DELETE_POINTS = "DELETE FROM points WHERE home = ? AND time_ms >= ? AND time_ms < ?"
 # A summary's day is stamped at midnight UTC, as the InfluxDB adapter stores it: a day is in the period when its
 # midnight is (ISO dates compare as text).
@@ -176,7 +183,8 @@ class SqliteReadingStore:
             args.append(device)
         args.append(int(limit))
         sql = _TIMELINE.format(device=" AND device = ?" if device is not None else "",
-                               activity=_ACTIVITY_ONLY if activity_only else "")
+                               activity=_ACTIVITY_ONLY if activity_only else "",
+                               index=_ACTIVITY_INDEX if activity_only else "")
         try:
             rows = self._conn().execute(sql, args).fetchall()
         except sqlite3.Error as e:
