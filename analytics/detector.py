@@ -127,6 +127,14 @@ class HomeDetector:
         home.last_report_ms = t
         return home.take()
 
+    def forget_alerts(self) -> None:
+        """Drop every alert held open, and any not yet taken, without a word: for a history fed only to learn from
+        (``telecare baseline warm``), whose alerts reached nobody. Left open, a pendant pressed in the history would
+        hold back every live press (only a person ends a pendant alert); a condition still true is raised again,
+        live."""
+        self.state.open.clear()
+        self.state.out.clear()
+
     def hub(self, time_ms: int, online: bool) -> list[AlertEvent]:
         """The home's hub (zigbee2mqtt bridge state) went on or off line."""
         self._advance(time_ms)

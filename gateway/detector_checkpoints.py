@@ -179,6 +179,7 @@ def warm_baselines(sessions: sessionmaker[Session], observations: Iterable[Obser
             fed[o.home] = fed.get(o.home, 0) + 1
         now = datetime.now(UTC)
         for home, detector in detectors.items():
+            detector.forget_alerts()  # the history's alerts were never raised: live conditions raise their own
             ensure_homes(session, [home], now)
             home_row = session.get(Home, home)
             assert home_row is not None

@@ -23,6 +23,7 @@ from gateway.errors import StoreUnavailable
 from gateway.journal import Entry
 from gateway.stores.readings.sqlite import SqliteReadingStore
 from sensors_sim.generate import Simulation, start_of
+from sensors_sim.incidents import parse_incidents
 from sensors_sim.scenario import default_home
 from sensors_sim.sensors import Radio, payloads
 
@@ -139,6 +140,20 @@ def test_a_warmed_baseline_is_what_the_consumer_starts_from(sessions: sessionmak
     detect.handle([Stream().motion("kitchen_pir", history[-1].time_ms + MIN)])
     detector = detect.detectors[HOME]
     assert detector.baseline()["days_learned"] >= 6 and detector.routine.up_time.days >= 5
+
+
+def test_a_pendant_pressed_in_a_warmed_history_does_not_hold_back_a_live_press(
+        sessions: sessionmaker[Session]) -> None:
+    start = start_of(datetime(2026, 1, 5).date())
+    history = list(Simulation([default_home(HOME)], start, 5, seed=2,
+                              incidents=parse_incidents([{"kind": "pendant", "home": HOME, "day": 2, "at": 600}]))
+                   .observations())
+    assert any(o.kind == "button" for o in history), "the history holds a press"
+    warm_baselines(sessions, history)
+    detect = consumer(sessions)
+    pressed = history[-1].time_ms + MIN
+    detect.handle([Stream().entry(Kind.STATE, "pendant", pressed, {"action": "single"})])
+    assert [(a.kind, a.severity) for a in alerts(sessions)] == [("pendant", 4)], "the live press is an emergency"
 
 
 class AwayStore:
