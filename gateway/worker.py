@@ -9,11 +9,13 @@ up again where its positions stand.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing as mp
 import os
+import signal
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -171,7 +173,8 @@ class WorkerSupervisor:
             target=self.target, name="telecare-worker", daemon=True,
             args=(self.settings, self._stop, os.getpid(), logging.getLogger().getEffectiveLevel(),
                   logs.is_json()))
-        self._process.start()
+        with _ctrl_c_ignored():
+            self._process.start()
         self.on_state(True, False)
 
     def watch(self, stop: threading.Event) -> None:
@@ -196,3 +199,19 @@ class WorkerSupervisor:
                 self._process.terminate()
                 self._process.join(5)
         self.on_state(False, False)
+
+
+@contextlib.contextmanager
+def _ctrl_c_ignored() -> Iterator[None]:
+    """Ctrl-C ignored while the worker is spawned. The terminal sends it to the worker too, which ignores it once
+    its entry runs (the ingest process stops it in order); while the new interpreter was still importing, it printed
+    a KeyboardInterrupt traceback. An ignored signal stays ignored across exec, and Python leaves it so. Only the
+    main thread may change a handler: a restart from the watch thread goes without."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
