@@ -87,7 +87,10 @@ def db_upgrade() -> None:
 def db_current() -> None:
     """Show the database's schema revision and the newest this telecare knows."""
     url = db_url_from_env()
-    current = migrate.current_revision(url)
+    try:
+        current = migrate.current_revision(url)
+    except SQLAlchemyError as e:
+        raise _fail(f"cannot read the revision of {_safe(url)}: {_error(e)}") from None
     typer.echo(f"{_safe(url)}: {current or 'not initialised'} (newest: {migrate.head_revision()})")
 
 

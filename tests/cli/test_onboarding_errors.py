@@ -141,3 +141,11 @@ def test_make_engine_refuses_with_the_same_sentences(tmp_path: Path) -> None:
     blocker.write_text("")
     with pytest.raises(DatabaseUrlError, match=r"cannot create .* for the SQLite database: Not a directory"):
         make_engine(make_url(f"sqlite:///{blocker / 'sub' / 'telecare.db'}"))
+
+
+@pytest.mark.parametrize("command", [("db", "current"), ("db", "upgrade")], ids=" ".join)
+def test_a_database_that_does_not_answer_is_a_sentence(command: tuple[str, ...], tmp_path: Path) -> None:
+    result = telecare(*command, env={"TELECARE_DB_URL": "postgresql+psycopg://telecare:pw@127.0.0.1:1/telecare"},
+                      cwd=tmp_path)
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+    assert "127.0.0.1" in result.stderr and ":pw@" not in result.stderr, "named, without its password"
