@@ -123,5 +123,7 @@ def test_sim_run_shows_simulated_time_on_a_terminal(mosquitto: Mosquitto) -> Non
     code, out, err = telecare("sim", "run", "--homes", "1", "--days", "2", "--start", "2026-01-05", "--speed", "0",
                               terminal=True, env={"TELECARE_MQTT_URL": mosquitto.url})
     assert code == 0, err
-    assert "publishing 1 home over 2 simulated days" in err and BAR in err and "messages" in err, err[-500:]
+    # How many messages the bar has counted depends on when it last drew (a loaded machine draws less often).
+    assert "publishing 1 home over 2 simulated days" in err and BAR in err and re.search(r"\d message", err), \
+        err[-500:]
     assert "published " in out

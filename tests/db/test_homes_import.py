@@ -225,8 +225,10 @@ def test_import_never_overwrites_what_the_gateway_discovered(sessions: sessionma
                                                              example: dict[str, Any]) -> None:
     registry = DeviceRegistry(sessions)
     registry.apply([
-        Entry(1, "state", "acacia-12", "hall_motion", T0, T0, True, {"occupancy": True, "battery": 77}),
-        Entry(2, "state", "acacia-12", "chair_pad", T0, T0, True, {"contact": True}),  # not what it says
+        # As ingest journals them before the home is described: kinds as their fields reveal them.
+        Entry(1, "state", "acacia-12", "hall_motion", T0, T0, True, {"occupancy": True, "battery": 77}, "motion",
+              "motion"),
+        Entry(2, "state", "acacia-12", "chair_pad", T0, T0, True, {"contact": True}, "contact"),  # not what it says
         Entry(3, "bridge_devices", "acacia-12", None, T0, T0, False, [
             {"friendly_name": "hall_motion", "ieee_address": "0x00158d0001a2b3ff", "model": "RTCGQ11LM",
              "vendor": "Aqara", "description": "", "power_source": "Battery", "kind": "motion"},
@@ -300,8 +302,9 @@ def test_cli_upgrade_import_and_list(db_url: str, tmp_path: Path, example: dict[
 
     result = runner.invoke(homes_app, ["list"], env=env)
     assert result.exit_code == 0, result.output
-    header, row = result.output.splitlines()
+    header, row, hint = result.output.splitlines()
     assert header.split()[:3] == ["HOME", "NAME", "ORGANISATION"]
+    assert "telecare homes claim HOME --organisation NAME" in hint, "what to do with an unassigned home"
     assert row.startswith("acacia-12") and "unassigned" in row and " 12 " in row and row.endswith("never")
 
 
