@@ -1,0 +1,54 @@
+"""Cluster mode (issue 15): who is alive, and which worker owns which partition of the hub messages.
+
+* :class:`ClusterWorker`: one row per running gateway worker, renewed on every heartbeat; a worker whose
+  ``expires_at`` has passed (by the database's clock) counts as dead.
+* :class:`PartitionLease`: one row per partition of the readings stream. ``owner`` holds it until ``expires_at``
+  (the database's clock again, so clock skew between machines cannot give a partition two owners); ``epoch`` is
+  the fencing token, increased every time the partition changes hands, so a worker whose lease was taken over
+  cannot commit under its old one (``gateway.cluster.leases.still_owner``).
+
+Used on PostgreSQL only (cluster mode requires it), but created on every backend so that the schema is one.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from gateway.db.base import Base
+
+__all__ = ["WORKER_ID_LEN", "ClusterWorker", "PartitionLease"]
+
+WORKER_ID_LEN = 100  # host name (clipped), process id and a random suffix: gateway.cluster.membership
+
+
+class ClusterWorker(Base):
+    """A gateway worker in cluster mode, alive while ``expires_at`` is in the future (the database's clock).
+
+    ``partition_count`` is the number of partitions the worker was configured with: workers that disagree would
+    split the stream differently, so a worker refuses to join a cluster configured otherwise."""
+
+    __tablename__ = "cluster_workers"
+
+    worker_id: Mapped[str] = mapped_column(String(WORKER_ID_LEN), primary_key=True)
+    partition_count: Mapped[int] = mapped_column(Integer)
+    joined_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+
+
+class PartitionLease(Base):
+    """Who owns one partition of the readings stream, until when, and under which fencing epoch.
+
+    ``owner`` None: free (never taken, or released on a clean stop). A lease whose ``expires_at`` has passed may
+    be taken by another worker; until then only its owner renews or releases it. The row is never deleted, so
+    ``epoch`` only ever grows."""
+
+    __tablename__ = "partition_leases"
+
+    partition: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    owner: Mapped[str | None] = mapped_column(String(WORKER_ID_LEN))
+    epoch: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    acquired_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None]
