@@ -9,7 +9,8 @@ Both classes share one lifecycle::
     broker.stop()         # SIGTERM and wait: Mosquitto saves its persistence file, VM flushes its data
 
 or as context managers (``with Mosquitto(path) as broker: ...``). The pytest fixtures ``mosquitto`` and
-``victoria`` in ``tests/conftest.py`` wrap them.
+``victoria`` in ``tests/conftest.py`` wrap them. ``bench/nats_cluster.py`` adds nats-server
+(``NatsServer``, and ``NatsCluster``: three of them as one JetStream cluster) on the same lifecycle.
 
 The binaries come from Debian packages (``mosquitto``, ``victoria-metrics``); ``bash .ci/test`` installs them
 when they are missing. Only the standard library is used here, so this module imports in any environment.
