@@ -25,6 +25,7 @@ from typing import Any, Self
 
 from bench.services import _Service, free_port
 
+
 class NatsServer(_Service):
     """One nats-server with JetStream and an MQTT listener, on free ports: client (``port``), cluster routes,
     MQTT and monitoring (HTTP), its JetStream store in ``workdir/jetstream``.

@@ -36,14 +36,15 @@ T = TypeVar("T")
 
 
 def jetstream(urls: list[str], work: Callable[[JetStreamContext], Awaitable[T]],
-              credentials: dict[str, str] | None = None) -> T:
-    """``credentials``: ``user`` and ``password`` for nats.connect, when the servers require them."""
+              credentials: dict[str, str] | None = None, timeout: float = TIMEOUT) -> T:
+    """``credentials``: ``user`` and ``password`` for nats.connect, when the servers require them; ``timeout``:
+    of each JetStream API request."""
 
     async def run() -> T:
         client = await nats.connect(servers=urls, connect_timeout=2, max_reconnect_attempts=3,
                                     **(credentials or {}))
         try:
-            return await work(client.jetstream(timeout=TIMEOUT))
+            return await work(client.jetstream(timeout=timeout))
         finally:
             await client.close()
 
@@ -132,6 +133,7 @@ class Hub:
     def subscribe(self, topic: str, qos: int = 1) -> bool:
         """True when the server granted the subscription (SUBACK without the failure code 0x80)."""
         _result, mid = self.client.subscribe(topic, qos)
+        assert mid is not None, f"paho did not send the SUBSCRIBE for {topic}"
         with self._acked:
             assert self._acked.wait_for(lambda: mid in self._granted, TIMEOUT), f"no SUBACK for {topic}"
             return not any(reason.is_failure for reason in self._granted[mid])
@@ -152,7 +154,7 @@ class Hub:
     def drop(self) -> None:
         """Cut the TCP connection without a DISCONNECT (a hub losing power): the server publishes the will."""
         sock = self.client.socket()
-        if sock is not None:
+        if isinstance(sock, socket.socket):  # also ssl.SSLSocket
             sock.shutdown(socket.SHUT_RDWR)
         self.client.loop_stop()
 
@@ -185,3 +187,15 @@ def wait_for_messages(urls: list[str], count: int, name: str = STREAM, timeout: 
         if time.monotonic() > deadline:
             raise AssertionError(f"{len(messages)} of {count} messages in {name} after {timeout:.0f} s: {messages}")
         time.sleep(0.05)
+
+
+def connect_hub(port: int, timeout: float = 20.0, **options: Any) -> Hub:
+    """A hub connection, retried as zigbee2mqtt retries: right after a server dies, a CONNECT fails until the
+    MQTT streams ($MQTT_sess, $MQTT_msgs) have elected new leaders (the server's session lookup times out)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return Hub(port, **options)
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise

@@ -8,9 +8,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from nats.js import JetStreamContext
+from nats.js.api import StreamInfo
 
 from bench.nats_cluster import NatsCluster, NatsServer, partition_of
-from tests.cluster.helpers import Hub, create_stream, delete_stream, jetstream, stream_messages, wait_for, wait_for_messages
+from tests.cluster.helpers import (
+    Hub,
+    create_stream,
+    delete_stream,
+    jetstream,
+    stream_messages,
+    wait_for_messages,
+)
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +53,7 @@ def test_a_hub_message_to_any_server_lands_in_the_r3_stream_on_its_partition(clu
     messages = wait_for_messages(cluster.urls, 3)
     assert messages == [("telecare-part.2.telecare.h1.motion", s.server_name.encode()) for s in cluster.servers]
 
-    async def replicas(js):  # type: ignore[no-untyped-def]
+    async def replicas(js: JetStreamContext) -> StreamInfo:
         return await js.stream_info("READINGS")
 
     info = jetstream(cluster.urls, replicas)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import nats
 import pytest
+from nats.js import JetStreamContext
 
 from bench.nats_cluster import NatsCluster, NatsServer, partition_of
 from tests.cluster.helpers import (
@@ -26,7 +27,6 @@ from tests.cluster.helpers import (
     create_stream,
     delete_stream,
     jetstream,
-    stream_messages,
     wait_for_messages,
 )
 
@@ -194,7 +194,7 @@ async def _connect_once(url: str, credentials: dict[str, str]) -> None:
 
 
 def test_the_gateway_cannot_forge_a_hub_message(shipped: tuple[NatsCluster, Path], stream: list[str]) -> None:
-    async def publish(js):  # type: ignore[no-untyped-def]
+    async def publish(js: JetStreamContext) -> None:
         await js._nc.publish("telecare.home-a.pendant", b'{"action":"single"}')
         await js._nc.publish(f"telecare-part.{partition_of('home-a')}.telecare.home-a.pendant", b"{}")
         await js._nc.flush()
