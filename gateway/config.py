@@ -70,6 +70,11 @@ class Settings(BaseSettings):
     dead_letter_max_age_days: float = Field(14.0, gt=0, description="Older dead letters are deleted")
     dead_letter_max_rows: int = Field(100_000, ge=1, description="Past this, the oldest dead letters are deleted")
     dead_letter_max_per_home: int = Field(10_000, ge=1, description="Past this, a home's oldest are deleted")
+    # Cluster mode (docs/scale-out.md): the durable hand-off is NATS JetStream instead of the local journal.
+    nats_url: str | None = Field(
+        None, description="Cluster mode: comma-separated nats:// URLs of the NATS servers (unset: one machine)")
+    nats_partitions: int = Field(16, ge=1, le=1024, description="Partitions of the hub messages, as the NATS "
+                                 "servers' mapping partition(N,1) has them: every worker and server the same")
 
     @field_validator("mqtt_url")
     @classmethod
@@ -82,6 +87,23 @@ class Settings(BaseSettings):
         except ValueError as e:
             raise ValueError(f"bad port: {e}") from None
         return value
+
+    @field_validator("nats_url")
+    @classmethod
+    def _nats_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        for url in value.split(","):
+            parts = urlsplit(url.strip())
+            if parts.scheme not in ("nats", "tls") or not parts.hostname:
+                raise ValueError(f"{url.strip()!r} is not a NATS server URL: give comma-separated "
+                                 "nats://user:password@host:4222 (tls:// for TLS)")
+        return value
+
+    @property
+    def nats_servers(self) -> list[str]:
+        """The NATS servers' URLs (empty: single-machine mode)."""
+        return [url.strip() for url in (self.nats_url or "").split(",") if url.strip()]
 
     @field_validator("pushover_url")
     @classmethod

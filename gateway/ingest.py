@@ -17,25 +17,12 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from gateway.admission import Admission
 from gateway.clock import Clock
-from gateway.contract import (
-    CLOCK_TOPIC,
-    DEAD_LETTER_TOPIC_BYTES,
-    DEFAULT_LIMITS,
-    Ignored,
-    Kind,
-    Limits,
-    Message,
-    Reason,
-    Rejected,
-    clip_utf8,
-    parse,
-)
-from gateway.hub_clocks import ClockWatch, HubClocks
-from gateway.journal import Journal, NewEntry
-from gateway.logs import about
+from gateway.contract import CLOCK_TOPIC, DEFAULT_LIMITS, Limits, Message, parse
+from gateway.journal import Journal
 from gateway.metrics import IngestMetrics
-from gateway.quotas import HomeQuotas, QuotaGate
+from gateway.quotas import HomeQuotas
 from gateway.reading_facts import ReadingFacts
 
 log = logging.getLogger(__name__)
@@ -58,11 +45,11 @@ class Ingest:
         self.ack: Ack = lambda mid, qos: None
         self._pending: deque[tuple[int, int, str, bytes, int]] = deque()
         self._wake = threading.Event()
-        self._dead_log = _RateLimitedLog(per_minute=60)
-        self.clock_watch = ClockWatch(HubClocks(limits.max_future_ms), metrics, check_every_s=clock_check_s)
-        self.quotas = QuotaGate(quotas or HomeQuotas(), metrics.quota_dropped)  # per-home bounds, before storing
-        # Each reading's device kind and activity, decided once here and journaled with it (gateway.reading_facts).
-        self.facts = facts or ReadingFacts(states=journal.device_states())
+        # Parsing, quotas, and each reading's device kind and activity, decided once here and journaled with it.
+        self.admission = Admission(metrics, facts or ReadingFacts(states=journal.device_states()), root=root,
+                                   limits=limits, quotas=quotas, clock_check_s=clock_check_s, logger=log)
+        self.clock_watch = self.admission.clock_watch
+        self.facts = self.admission.facts
 
     def offer(self, mid: int, qos: int, topic: str, payload: bytes) -> None:
         """Called from the MQTT network thread: keep it thin."""
@@ -107,95 +94,24 @@ class Ingest:
         taken = [pending.popleft() for _ in range(min(len(pending), self.batch_max))]
         if not taken:
             return 0
-        now_ms = self.clock.now_ms()
-        entries: list[NewEntry] = []
-        urgent: list[int] = []  # button presses: the detectors take them ahead of their backlog
-        skews: list[Message] = []  # messages that tell of a hub's clock, taken in once the batch is committed
-        for _mid, _qos, topic, payload, received_ms in taken:
-            try:
-                parsed = parse(topic, payload, received_ms, now_ms, self.root, self.limits)
-            except Exception as e:  # a bug in the parser must not stop the stream
-                log.exception("parser failed on %s", clip_utf8(topic, DEAD_LETTER_TOPIC_BYTES))
-                parsed = Rejected(Reason.PARSER_ERROR, f"{type(e).__name__}: {e}", topic, payload, received_ms)
-            judged = self.quotas.judge(parsed, entries)
-            if judged is None:
-                continue  # refused by a per-home quota: counted, acknowledged with the batch, not stored
-            parsed = judged
-            if type(parsed) is Message:
-                if parsed.kind is Kind.CLOCK:
-                    now_ms = max(now_ms, parsed.time_ms)
-                elif parsed.clock_skew_ms is not None or parsed.retimed is not None:
-                    skews.append(parsed)
-                if parsed.kind is Kind.STATE:
-                    entries.append(self._judged(parsed))
-                    if "action" in parsed.body:
-                        urgent.append(len(entries) - 1)
-                    continue
-                entries.append((parsed.kind, parsed.home, parsed.device, parsed.time_ms, parsed.received_ms,
-                                parsed.timed_by_device, parsed.body))
-            elif type(parsed) is Rejected:
-                entries.append(self._dead_letter(parsed))
-            else:
-                assert isinstance(parsed, Ignored)
-                self.metrics.ignored.inc()
-        entries += self.clock_watch.reports(skews)  # a hub whose clock cost readings their time: device health
+        admitted = self.admission.admit([(topic, payload, received_ms)
+                                         for _mid, _qos, topic, payload, received_ms in taken], self.clock.now_ms())
         try:
-            self.journal.append(entries, urgent, self.facts.pending())
+            self.journal.append(admitted.entries, admitted.urgent, self.facts.pending())
         except BaseException:
             pending.extendleft(reversed(taken))  # not committed: keep them, in order, for the next try
-            self.facts.rolled_back()
+            self.admission.rolled_back()
             raise
-        self.facts.committed()
+        self.admission.committed(admitted)
         ack = self.ack
         for mid, qos, *_ in taken:
             if qos:
                 ack(mid, qos)
         self.metrics.received.inc(len(taken))
-        self.metrics.journaled.inc(len(entries))
+        self.metrics.journaled.inc(len(admitted.entries))
         self.metrics.journal_entries.set(self.journal.kept())
-        self.clock_watch.take(skews, now_ms)
-        self.quotas.committed()  # the quotas' reports are journaled: not to be given again
         return len(taken)
-
-    def _judged(self, state: Message) -> NewEntry:
-        assert state.home is not None and state.device is not None  # a state always has both (gateway.contract)
-        kind, change = self.facts.judge(state.home, state.device, state.body)
-        return (state.kind, state.home, state.device, state.time_ms, state.received_ms, state.timed_by_device,
-                state.body, kind, change)
 
     def _tick(self, time_ms: int, speed: float) -> None:
         if not self.clock.tick(time_ms, speed):
             log.warning("a simulator clock tick arrived but this gateway follows the wall clock; ignored")
-
-    def _dead_letter(self, r: Rejected) -> NewEntry:
-        self.metrics.rejected.labels(str(r.reason)).inc()
-        self._dead_log.warning("rejected message on %s: %s (%s)", r.topic, r.reason, r.detail,
-                               extra=about(home=r.home, device=r.device))
-        body: dict[str, str | int] = {"reason": str(r.reason), "detail": r.detail, "topic": r.topic,
-                                      "payload": r.payload.decode("utf-8", "backslashreplace")}
-        if r.topic_bytes > DEAD_LETTER_TOPIC_BYTES:
-            body["topic_bytes"] = r.topic_bytes  # the topic is stored clipped (Rejected); its length is kept
-        return (Kind.DEAD, r.home, r.device, r.received_ms, r.received_ms, False, body)
-
-
-class _RateLimitedLog:
-    """Each rejected message is logged once, but a flood of them must not drown the log."""
-
-    def __init__(self, per_minute: int) -> None:
-        self.per_minute = per_minute
-        self.window_start = 0.0
-        self.count = 0
-        self.suppressed = 0
-
-    def warning(self, fmt: str, *args: object, extra: dict[str, object] | None = None) -> None:
-        now = time.monotonic()
-        if now - self.window_start >= 60:
-            if self.suppressed:
-                log.warning("%d more rejected messages in the last minute (see the dead-letter table)",
-                            self.suppressed)
-            self.window_start, self.count, self.suppressed = now, 0, 0
-        self.count += 1
-        if self.count <= self.per_minute:
-            log.warning(fmt, *args, extra=extra)
-        else:
-            self.suppressed += 1
