@@ -65,12 +65,20 @@ class DetectorConsumer:
 
     def __init__(self, sessions: sessionmaker[Session], clock: Clock, *, config: DetectorConfig | None = None,
                  on_alerts: Callable[[list[AlertEvent]], None] | None = None,
-                 devices: DeviceTable | None = None) -> None:
+                 devices: DeviceTable | None = None,
+                 before_commit: Callable[[Session, set[str]], None] | None = None,
+                 owns: Callable[[str], bool] | None = None) -> None:
         self.sessions = sessions
         self.devices = devices or DeviceTable(sessions)  # the worker's, shared with the readings-store writer
         self.clock = clock
         self.config = config or DetectorConfig()
         self.on_alerts = on_alerts  # after commit: wakes the dispatcher, counts them
+        # Cluster mode: called in every transaction that commits detectors' work, with the homes it commits, just
+        # before the commit; raising rolls it back (the partition's fencing check, gateway.cluster.leases).
+        self.before_commit = before_commit
+        # Cluster mode: the homes this consumer watches (its partition's); carers' outcomes of others are left to
+        # their owners. None: every home.
+        self.owns = owns
         self.detectors: dict[str, HomeDetector] = {}
         self.seen_seq: dict[str, int] = {}
         self.care_epochs: dict[str, int] = {}  # the home's care epoch each detector learned in (Home.care_epoch)
@@ -304,7 +312,7 @@ class DetectorConsumer:
             outcomes: list[Feedback] = []
             if want_outcomes:
                 self._outcomes_at = now
-                outcomes = pending_feedback(session)
+                outcomes = [o for o in pending_feedback(session) if self.owns is None or self.owns(o.home)]
                 homes |= {item.home for item in outcomes} - self.detectors.keys()
             for home in sorted(homes):
                 self._load(session, home)
@@ -382,6 +390,8 @@ class DetectorConsumer:
                     if e.kind is AlertKind.RETURNED and "absence_start" in e.details:
                         _end_returned(session, e.home, e.details["absence_start"], e.at_ms)
             written = save_checkpoints(session, snapshots, self._written, now)
+            if self.before_commit is not None:
+                self.before_commit(session, {e.home for e in events} | touched)
             session.commit()
         self._written.update(written)  # only once committed: a failed commit leaves them to be written again
         self._homes_known |= new_homes

@@ -6,6 +6,9 @@
   (the database's clock again, so clock skew between machines cannot give a partition two owners); ``epoch`` is
   the fencing token, increased every time the partition changes hands, so a worker whose lease was taken over
   cannot commit under its old one (``gateway.cluster.leases.still_owner``).
+* :class:`ClusterDeviceState`: each device's kind and last activity value, from which a reading's activity change
+  is decided (``gateway.reading_facts``). On one machine they live in the journal's file; in cluster mode here, so
+  that they move with a partition from one worker to the next.
 
 Used on PostgreSQL only (cluster mode requires it), but created on every backend so that the schema is one.
 """
@@ -14,12 +17,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Integer, String
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from gateway.db.base import Base
+from gateway.db.base import DEVICE_NAME_LEN, HOME_ID_LEN, SHORT_LEN, Base
 
-__all__ = ["WORKER_ID_LEN", "ClusterWorker", "PartitionLease"]
+__all__ = ["WORKER_ID_LEN", "ClusterDeviceState", "ClusterWorker", "PartitionLease"]
 
 WORKER_ID_LEN = 100  # host name (clipped), process id and a random suffix: gateway.cluster.membership
 
@@ -52,3 +57,16 @@ class PartitionLease(Base):
     epoch: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     acquired_at: Mapped[datetime | None]
     expires_at: Mapped[datetime | None]
+
+
+class ClusterDeviceState(Base):
+    """A device's kind and last activity value (a boolean, a number or a text, as JSON) as the last committed batch
+    of its partition left them. Written by the partition's owner, in a transaction that passed its fencing check;
+    one row a device, so a home's hub adds at most its device quota."""
+
+    __tablename__ = "cluster_device_states"
+
+    home_id: Mapped[str] = mapped_column(String(HOME_ID_LEN), primary_key=True)
+    device: Mapped[str] = mapped_column(String(DEVICE_NAME_LEN), primary_key=True)
+    kind: Mapped[str | None] = mapped_column(String(SHORT_LEN))
+    value: Mapped[Any] = mapped_column(JSON(none_as_null=True), nullable=True)

@@ -46,6 +46,9 @@ from gateway.db.base import (
 # importing the models registers its tables too (Alembic, create_all).
 from gateway.db.care_record import AlertAttendance as AlertAttendance
 from gateway.db.care_record import AlertNote as AlertNote
+from gateway.db.cluster import ClusterDeviceState as ClusterDeviceState
+from gateway.db.cluster import ClusterWorker as ClusterWorker
+from gateway.db.cluster import PartitionLease as PartitionLease
 
 # Retention defaults (docs/production.md, "Retention and privacy"): UK councils commonly keep care records 8 years
 # after care ends; the audit trail is kept as long. 8 years of 365.25 days.
