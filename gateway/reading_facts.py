@@ -49,6 +49,10 @@ class ReadingFacts:
             self._pending[key] = (kind, value)
         return kind, activity_change(kind, before, value)
 
+    def restore(self, states: Mapping[DeviceKey, DeviceState]) -> None:
+        """Devices' states as committed elsewhere (cluster mode: by the partition's previous owner)."""
+        self._committed.update(states)
+
     def pending(self) -> dict[DeviceKey, DeviceState]:
         """The devices' states the batch being built changed: committed with it."""
         return self._pending

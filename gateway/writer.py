@@ -8,12 +8,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from typing import Protocol
 
 from gateway.clock import Clock
 from gateway.contract import Kind
 from gateway.device_table import DeviceTable
 from gateway.errors import PointsRejected, StoreUnavailable
-from gateway.journal import Entry, Journal
+from gateway.journal import Entry
 from gateway.logs import about
 from gateway.metrics import WorkerMetrics
 from gateway.stores.readings.base import ACTIVITY_FIELD, Point, ReadingStore
@@ -21,10 +22,18 @@ from gateway.stores.readings.base import ACTIVITY_FIELD, Point, ReadingStore
 log = logging.getLogger(__name__)
 
 
+class Backlog(Protocol):
+    """Where the writer's entries come from (the journal; in cluster mode, a partition of the stream)."""
+
+    def lag(self, consumer: str) -> int:
+        """Entries ``consumer`` has still to take."""
+        ...
+
+
 class StoreWriter:
     name = "store"
 
-    def __init__(self, store: ReadingStore, journal: Journal, metrics: WorkerMetrics, clock: Clock,
+    def __init__(self, store: ReadingStore, journal: Backlog, metrics: WorkerMetrics, clock: Clock,
                  devices: DeviceTable | None = None) -> None:
         self.store = store
         self.clock = clock

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -18,6 +19,9 @@ from telecare.cli_people import add_people_commands
 from telecare.cli_setup import setup
 from telecare.cli_sim import sim_app
 from telecare.cli_users import add_user_commands
+
+if TYPE_CHECKING:
+    from gateway.config import Settings
 
 app = typer.Typer(help="Telecare monitor: home sensors over MQTT, stored, watched, and carers alerted.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -46,6 +50,9 @@ def gateway(log_level: str = typer.Option("INFO", help="DEBUG, INFO, WARNING ...
     with logging_set_up(log_level):
         settings = settings_or_exit()
         directories_or_exit(settings)
+        if settings.nats_url:
+            _cluster_worker(settings)
+            return
         try:
             gw = Gateway(settings)
         except GatewayBusy as e:
@@ -61,6 +68,35 @@ def gateway(log_level: str = typer.Option("INFO", help="DEBUG, INFO, WARNING ...
         while not gw.stop_event.wait(1.0):
             pass
         gw.stop()
+
+
+def _cluster_worker(settings: Settings) -> None:
+    """Cluster mode: this process is one worker of the cluster (docs/scale-out.md)."""
+    import threading
+
+    from nats.errors import NoServersError
+
+    from gateway.cluster import ClusterConfigError
+    from telecare.cluster import build_cluster_worker
+
+    try:
+        worker = build_cluster_worker(settings)
+    except ClusterConfigError as e:
+        raise fail(str(e)) from None
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal %d: stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        worker.run(stop)
+    except ClusterConfigError as e:  # a partition count the running workers do not share
+        raise fail(str(e)) from None
+    except (OSError, NoServersError) as e:
+        raise fail(f"cannot reach the NATS servers of TELECARE_NATS_URL: {e or type(e).__name__}") from None
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ from nats.js.api import (
 from nats.js.errors import NotFoundError
 
 __all__ = ["READINGS_STREAM", "Delivery", "JetStreamLink", "PartitionFeed", "StreamOptions", "consumer_name",
-           "partition_filter", "topic_of"]
+           "home_of", "partition_filter", "partition_of", "topic_of"]
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,21 @@ def partition_filter(partition: int) -> str:
     return f"{PARTITION_PREFIX}.{partition}.telecare.>"
 
 
+def partition_of(home: str, partitions: int) -> int:
+    """The partition the NATS servers' mapping ``partition(N,1)`` gives a home: FNV-1a (32 bit) of its id, modulo
+    the count (nats-server's server/accounts.go, ``getHashPartition``)."""
+    digest = 0x811C9DC5
+    for byte in home.encode():
+        digest = ((digest ^ byte) * 0x01000193) & 0xFFFFFFFF
+    return digest % partitions
+
+
+def home_of(subject: str) -> str | None:
+    """The home id of a partition subject (``telecare-part.<P>.telecare.<home>.<rest>``), None if it has none."""
+    parts = subject.split(".", 4)
+    return parts[3] if len(parts) >= 5 and parts[2] == "telecare" else None
+
+
 def consumer_name(partition: int, epoch: int) -> str:
     return f"part-{partition}-e{epoch}"
 
@@ -131,6 +146,10 @@ class JetStreamLink:
     def replicas(self) -> int:
         return 3 if len(self.servers) >= 3 else 1
 
+    @property
+    def connected(self) -> bool:
+        return self._client is not None and self._client.is_connected
+
     # --- Life ------------------------------------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -143,9 +162,9 @@ class JetStreamLink:
     def close(self) -> None:
         if self._client is not None:
             try:
-                self._call(self._client.drain(), self.options.request_timeout_s)
+                self._call(self._client.close(), self.options.request_timeout_s)
             except Exception as e:  # closing anyway: unacknowledged messages are delivered again
-                log.warning("NATS connection not drained cleanly: %s", e)
+                log.warning("NATS connection not closed cleanly: %s", e)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
 
@@ -181,7 +200,7 @@ class JetStreamLink:
         js = self._jetstream()
         config = self.stream_config()
         try:
-            info = await js.stream_info(config.name)
+            info = await js.stream_info(self.options.name)
         except NotFoundError:
             await js.add_stream(config)
             log.info("NATS: readings stream %s created (%d replica(s))", config.name, config.num_replicas)
@@ -229,7 +248,7 @@ class JetStreamLink:
     async def _fetch(self, feed: PartitionFeed, batch: int, timeout_s: float) -> list[Delivery]:
         try:
             messages = await feed.subscription.fetch(batch, timeout=timeout_s)
-        except NatsTimeout:
+        except (TimeoutError, NatsTimeout):  # nats-py raises either when nothing came in time
             return []
         out = []
         for m in messages:

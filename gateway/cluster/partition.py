@@ -1,0 +1,293 @@
+"""One owned partition of the readings stream, handled as one machine handles its journal.
+
+A loop in a thread of its own, for as long as the worker owns the partition under one fencing epoch:
+
+1. fetch a batch from the partition's consumer (:mod:`gateway.cluster.stream`), oldest first;
+2. decide it as ingest does (:class:`gateway.admission.Admission`: contract, quotas, device kinds and activity,
+   dead letters), each message's receipt time being when the stream stored it, so that a message delivered again
+   is decided, timed and stored the same way;
+3. hand the entries to the consumers the worker runs (readings-store writer, device registry, detectors), each
+   entry numbered by its message's stream sequence (:func:`entry_seq`), so the detectors' checkpoints skip what they
+   have already seen, as after a crash on one machine;
+4. commit the devices' states in a transaction that passes the fencing check
+   (:func:`gateway.cluster.leases.still_owner`), as the detectors' own commit does (their ``before_commit`` hook);
+5. only then acknowledge the batch.
+
+Whatever fails (the store away, a lost lease, a crash), nothing of the batch is acknowledged. On a failure the loop
+starts again from a fresh consumer, which delivers again from the oldest message not acknowledged, with the
+detectors read again from their checkpoints; on a lost lease it ends (the worker learns it at its next tick), and
+whoever owns the partition then takes up from the last acknowledged message.
+
+A worker that dies after step 4 and before its acknowledgement reaches the servers has the batch delivered again:
+the detectors skip it (their checkpoints cover it) and the store rewrites the same points. Its readings' activity is
+then decided from the devices' states after the batch (a motion seen twice is no change the second time), but both
+readings stores merge a rewritten point's fields (InfluxDB's duplicate-point rule, the SQLite store's json_patch),
+so a point keeps the activity mark its first write gave it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session, sessionmaker
+
+from analytics.alerts import AlertEvent
+from analytics.detector import DetectorConfig
+from gateway.admission import Admission
+from gateway.backoff import Backoff
+from gateway.clock import Clock
+from gateway.cluster.errors import LeaseLost
+from gateway.cluster.leases import still_owner
+from gateway.cluster.stream import Delivery, JetStreamLink, PartitionFeed, home_of, partition_of, topic_of
+from gateway.contract import DEFAULT_LIMITS, Limits
+from gateway.db.cluster import ClusterDeviceState
+from gateway.db.models import Device
+from gateway.detect import DetectorConsumer
+from gateway.device_table import DeviceTable
+from gateway.heartbeats import HeartbeatFilter
+from gateway.journal import Entry, NewEntry
+from gateway.metrics import IngestMetrics, WorkerMetrics
+from gateway.quotas import HomeQuotas, QuotaLimits
+from gateway.reading_facts import ReadingFacts
+from gateway.registry import DeviceRegistry
+from gateway.stores.readings.base import ReadingStore
+from gateway.worker import RegistryConsumer
+from gateway.writer import StoreWriter
+
+__all__ = ["CLUSTER_SEQ_BASE", "SEQ_SLOTS", "PartitionContext", "PartitionLoop", "entry_seq"]
+
+log = logging.getLogger(__name__)
+
+# Entry numbers in cluster mode: above any journal's (a home's detector checkpoint from one machine must not cover
+# the stream's first messages), and SEQ_SLOTS a message, for the entries one message can give (its own, a quota
+# report, a clock report).
+CLUSTER_SEQ_BASE = 1 << 52
+SEQ_SLOTS = 16
+RETRY = Backoff(first_s=0.5, cap_s=30.0)  # wall seconds before a failed partition starts again
+TICK_S = 1.0  # wall seconds between telling the detectors the time when nothing arrives
+SUMMARIES_S = 5.0  # wall seconds between writes of closed days' summaries
+
+
+def entry_seq(stream_seq: int, slot: int = 0) -> int:
+    """The journal sequence number of the ``slot``-th entry a stream message gave."""
+    return CLUSTER_SEQ_BASE + stream_seq * SEQ_SLOTS + slot
+
+
+@dataclass
+class PartitionContext:
+    """What every partition loop of a worker shares."""
+
+    link: JetStreamLink
+    sessions: sessionmaker[Session]
+    clock: Clock
+    store: ReadingStore
+    devices: DeviceTable
+    metrics: WorkerMetrics
+    ingest_metrics: IngestMetrics
+    worker_id: str
+    partitions: int
+    root: str = "telecare"
+    limits: Limits = DEFAULT_LIMITS
+    quota_limits: QuotaLimits = field(default_factory=QuotaLimits)
+    detector_config: DetectorConfig | None = None
+    on_alerts: Callable[[list[AlertEvent]], None] | None = None
+    batch_max: int = 1000
+    fetch_wait_s: float = 0.5  # how long a fetch waits for the first message
+    stored_time: bool = True  # receipt time = when the stream stored the message (False: the clock's now)
+
+
+class _NoBacklog:
+    """The writer's backlog gauge: a partition's consumer hands out one batch at a time."""
+
+    def lag(self, consumer: str) -> int:
+        return 0
+
+
+class PartitionLoop:
+    """Handles one partition under one epoch, in a thread: :meth:`start`, :meth:`stop`; :attr:`ended` once it
+    stopped for good (stopped, or its lease lost)."""
+
+    def __init__(self, context: PartitionContext, partition: int, epoch: int) -> None:
+        self.context = context
+        self.partition = partition
+        self.epoch = epoch
+        self.lease_lost: LeaseLost | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self.run, name=f"partition-{partition}", daemon=True)
+        self.quotas = HomeQuotas(context.quota_limits, load_known=self._known_devices)  # kept across restarts
+        self._ticked_at = self._summarised_at = self._touched_at = 0.0
+        self._fresh()
+
+    # --- Life ------------------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def signal_stop(self) -> None:
+        """Stop after the batch in hand, without waiting for it."""
+        self._stop.set()
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Finish the batch in hand (committed and acknowledged, or neither), then stop."""
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout_s)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    @property
+    def ended(self) -> bool:
+        return self._stop.is_set() or self.lease_lost is not None or not self._thread.is_alive()
+
+    def run(self) -> None:
+        failures = 0
+        errors = self.context.metrics.consumer_errors.labels(f"partition-{self.partition}")
+        while not self._stop.is_set():
+            feed: PartitionFeed | None = None
+            try:
+                feed = self.context.link.open_partition(self.partition, self.epoch)
+                log.info("partition %d: consuming under epoch %d", self.partition, self.epoch)
+                while not self._stop.is_set():
+                    if self.step(feed):
+                        failures = 0
+            except LeaseLost as e:
+                self.lease_lost = e
+                log.warning("partition %d: %s; stopped, nothing of the batch acknowledged", self.partition, e)
+                return
+            except Exception as e:
+                errors.inc()
+                failures += 1
+                delay = RETRY.delay_s(failures)
+                log.warning("partition %d: batch failed (%s); nothing acknowledged, starting again in %.1f s",
+                            self.partition, e, delay, exc_info=True)
+                self._fresh()
+                self._stop.wait(delay)
+            finally:
+                if feed is not None:
+                    self.context.link.close_partition(feed)
+
+    # --- One batch ---------------------------------------------------------------------------------------------
+
+    def step(self, feed: PartitionFeed) -> int:
+        """Fetch, handle, commit and acknowledge one batch; returns how many messages it took."""
+        c = self.context
+        deliveries = c.link.fetch(feed, c.batch_max, c.fetch_wait_s)
+        if not deliveries:
+            self._idle()
+            return 0
+        self._touched_at = time.monotonic()
+        now_ms = c.clock.now_ms()
+        self._learn({home for d in deliveries if (home := home_of(d.subject)) is not None})
+        admitted = self.admission.admit(
+            [(topic_of(d.subject) or d.subject, d.payload, d.stored_ms if c.stored_time else now_ms)
+             for d in deliveries], now_ms)
+        entries = _numbered(admitted.entries, admitted.sources, deliveries)
+        try:
+            for consumer in (self.writer, self.registry, self.detect):
+                consumer.handle(entries)
+                self._keep_alive(deliveries)
+            self._commit_states()
+        except BaseException:
+            self.admission.rolled_back()
+            raise
+        self.admission.committed(admitted)
+        c.link.ack(deliveries)
+        c.ingest_metrics.received.inc(len(deliveries))
+        c.ingest_metrics.journaled.inc(len(entries))
+        return len(deliveries)
+
+    def _idle(self) -> None:
+        """Caught up: tell the detectors the time now and then, and write the days they closed."""
+        now = time.monotonic()
+        if now - self._ticked_at >= TICK_S:
+            self._ticked_at = now
+            self.detect.tick(self.context.clock.now_ms())
+        if now - self._summarised_at >= SUMMARIES_S:
+            self._summarised_at = now
+            try:
+                self.detect.flush_summaries(self.context.store)
+            except LeaseLost:
+                raise
+            except Exception as e:  # the store away: the days wait in the detectors' state
+                log.warning("partition %d: daily summaries not written (%s); retrying", self.partition, e)
+
+    def _keep_alive(self, deliveries: Sequence[Delivery]) -> None:
+        """A long batch tells the servers it is still at work, before its messages' ack_wait runs out."""
+        if time.monotonic() - self._touched_at > self.context.link.options.ack_wait_s / 3:
+            self.context.link.in_progress(deliveries)
+            self._touched_at = time.monotonic()
+
+    def _commit_states(self) -> None:
+        """The devices' states the batch changed, in a transaction that passes the fencing check: every
+        acknowledgement follows one, whatever the batch held."""
+        pending = self.admission.facts.pending()
+        with self.context.sessions.begin() as session:
+            if pending:
+                statement = insert(ClusterDeviceState).values(
+                    [{"home_id": home, "device": device, "kind": kind, "value": value}
+                     for (home, device), (kind, value) in pending.items()])
+                session.execute(statement.on_conflict_do_update(
+                    index_elements=[ClusterDeviceState.home_id, ClusterDeviceState.device],
+                    set_={"kind": statement.excluded.kind, "value": statement.excluded.value}))
+            self._fence(session, set())
+
+    # --- State -----------------------------------------------------------------------------------------------------
+
+    def _fresh(self) -> None:
+        """Everything learned in memory forgotten: the detectors, devices' states and homes are read again from
+        what was committed (a failed batch may have left them ahead of it)."""
+        c = self.context
+        self.admission = Admission(c.ingest_metrics, ReadingFacts(c.devices), root=c.root, limits=c.limits,
+                                   quotas=self.quotas)
+        self.detect = DetectorConsumer(c.sessions, c.clock, config=c.detector_config, on_alerts=c.on_alerts,
+                                       devices=c.devices, before_commit=self._fence, owns=self._owns)
+        self.writer = StoreWriter(c.store, _NoBacklog(), c.metrics, c.clock, c.devices)
+        self.registry = RegistryConsumer(DeviceRegistry(c.sessions), HeartbeatFilter())
+        self._homes_learned: set[str] = set()
+        self._ticked_at = self._summarised_at = time.monotonic()
+
+    def _learn(self, homes: set[str]) -> None:
+        """The committed devices' states and known devices of homes not seen since the loop (re)started."""
+        new = sorted(homes - self._homes_learned)
+        if not new:
+            return
+        with self.context.sessions() as session:
+            states = session.execute(select(ClusterDeviceState.home_id, ClusterDeviceState.device,
+                                            ClusterDeviceState.kind, ClusterDeviceState.value)
+                                     .where(ClusterDeviceState.home_id.in_(new)))
+            self.admission.facts.restore({(home, device): (kind, value) for home, device, kind, value in states})
+            known: dict[str, list[str]] = {}
+            for home, name in session.execute(select(Device.home_id, Device.name).where(Device.home_id.in_(new))):
+                known.setdefault(home, []).append(name)
+        for home, names in known.items():
+            self.quotas.seed(home, names)
+        self._homes_learned.update(new)
+
+    def _known_devices(self, home: str) -> list[str]:
+        with self.context.sessions() as session:
+            return list(session.scalars(select(Device.name).where(Device.home_id == home)))
+
+    def _fence(self, session: Session, _homes: set[str]) -> None:
+        still_owner(session, self.partition, self.context.worker_id, self.epoch)
+
+    def _owns(self, home: str) -> bool:
+        return partition_of(home, self.context.partitions) == self.partition
+
+
+def _numbered(entries: Sequence[NewEntry], sources: Sequence[int], deliveries: Sequence[Delivery]) -> list[Entry]:
+    """Entries numbered by their messages' stream sequences (:func:`entry_seq`), a slot each within a message."""
+    slots: dict[int, int] = {}
+    out = []
+    for entry, source in zip(entries, sources, strict=True):
+        slot = slots.get(source, 0)
+        slots[source] = slot + 1
+        out.append(Entry(entry_seq(deliveries[source].seq, slot), *entry))
+    return out

@@ -1,0 +1,125 @@
+"""A gateway worker in cluster mode: its share of the partitions, and a turn at dispatching.
+
+One process, run on as many machines as wanted (docs/scale-out.md). Every :data:`~gateway.cluster.keeper.
+TICK_INTERVAL_S` the :class:`~gateway.cluster.keeper.LeaseKeeper` renews this worker's leases and takes or gives up
+partitions to keep the share fair; a :class:`~gateway.cluster.partition.PartitionLoop` runs for each partition
+owned, started when gained and stopped when lost. The alert dispatcher runs in every worker, and sends in one only:
+the one holding its PostgreSQL advisory lock (:class:`gateway.alerting.guards.DispatcherLock`); when that worker
+dies, PostgreSQL ends its connection, the lock is free, and another worker's dispatcher takes over within a second
+or so, its escalation timers being rows in the database.
+
+A clean stop finishes each partition's batch in hand (committed and acknowledged, or neither), then releases the
+leases, so the other workers take the partitions at their next tick rather than after the leases' TTL.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from analytics.alerts import AlertEvent
+from gateway.alerting.dispatcher import Dispatcher
+from gateway.cluster.keeper import LeaseKeeper, Ownership
+from gateway.cluster.partition import PartitionContext, PartitionLoop
+from gateway.metrics import IngestMetrics, WorkerMetrics
+from gateway.retention import DeadLetterRetention
+
+__all__ = ["ClusterWorker"]
+
+log = logging.getLogger(__name__)
+
+RETENTION_S = 60.0  # wall seconds between dead-letter purges
+
+
+@dataclass
+class ClusterWorker:
+    """Parts built for it by the composition root (``telecare.cluster``): :meth:`run` until ``stop`` is set."""
+
+    keeper: LeaseKeeper
+    context: PartitionContext
+    dispatcher: Dispatcher
+    metrics: WorkerMetrics
+    ingest_metrics: IngestMetrics
+    retention: DeadLetterRetention | None = None
+    metrics_port: int | None = None  # serve /metrics and /healthz here (0: any free port)
+    metrics_host: str = "127.0.0.1"
+    loops: dict[int, PartitionLoop] = field(default_factory=dict)
+    _stopping: list[PartitionLoop] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.context.on_alerts = self.alerted
+        self.served_port: int | None = None
+
+    @property
+    def worker_id(self) -> str:
+        return self.keeper.worker_id
+
+    @property
+    def owned(self) -> Mapping[int, int]:
+        """Partition to epoch, of the partitions this worker consumes now."""
+        return {p: loop.epoch for p, loop in self.loops.items() if not loop.ended}
+
+    def alerted(self, events: list[AlertEvent]) -> None:
+        """A partition's detectors committed alert events: count them, and wake this worker's dispatcher (if it is
+        the one sending; the sending one finds them at its next look otherwise, within a second)."""
+        for e in events:
+            self.metrics.alert_events.labels(str(e.action), str(e.kind)).inc()
+        self.dispatcher.wake()
+
+    def run(self, stop: threading.Event) -> None:
+        link = self.context.link
+        link.start()
+        self.ingest_metrics.registry.register(self.metrics.registry)  # one /metrics for both
+        self.ingest_metrics.add_health_check(
+            "broker", lambda: None if link.connected else "not connected to the NATS servers")
+        self.ingest_metrics.add_health_check("journal", lambda: None)  # no journal: the stream is the hand-off
+        if self.metrics_port is not None:
+            self.served_port = self.ingest_metrics.serve(self.metrics_port, self.metrics_host)
+            log.info("metrics on http://%s:%d/metrics", self.metrics_host, self.served_port)
+        threads = [threading.Thread(target=self.dispatcher.run, name="dispatcher", daemon=True, args=(stop,))]
+        if self.retention is not None:
+            threads.append(threading.Thread(target=self.retention.run, name="retention", daemon=True,
+                                            args=(stop, RETENTION_S)))
+        for t in threads:
+            t.start()
+        log.info("worker %s: cluster mode, %d partitions", self.worker_id, self.context.partitions)
+        try:
+            while not stop.is_set():
+                self.reconcile(self.keeper.tick())
+                stop.wait(self.keeper.tick_interval)
+        finally:
+            self._shut_down(threads)
+
+    def reconcile(self, ownership: Ownership) -> None:
+        """Stop the loops of partitions lost (without waiting: their commits fail the fencing check from now on),
+        start loops for those gained, and start again any loop that ended on a lost lease while still owned."""
+        for partition in ownership.lost:
+            loop = self.loops.pop(partition, None)
+            if loop is not None:
+                loop.signal_stop()
+                self._stopping.append(loop)
+        for partition, epoch in ownership.owned.items():
+            loop = self.loops.get(partition)
+            if loop is not None and loop.epoch == epoch and not loop.ended:
+                continue
+            if loop is not None:
+                self._stopping.append(loop)
+            self.loops[partition] = PartitionLoop(self.context, partition, epoch)
+            self.loops[partition].start()
+        self._stopping = [loop for loop in self._stopping if loop.alive]
+
+    def _shut_down(self, threads: list[threading.Thread]) -> None:
+        for loop in [*self.loops.values(), *self._stopping]:
+            loop.signal_stop()
+        for loop in [*self.loops.values(), *self._stopping]:
+            loop.stop()
+        self.loops.clear()
+        self._stopping.clear()
+        self.keeper.stop()  # after the loops: their last commits still passed the fencing check
+        for t in threads:
+            t.join(timeout=30)
+        self.context.link.close()
+        self.context.store.close()
+        log.info("worker %s stopped; its partitions released", self.worker_id)

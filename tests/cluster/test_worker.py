@@ -1,0 +1,108 @@
+"""Cluster workers end to end: hubs publish over MQTT to a real nats-server, workers read the partitions of the
+readings stream, store, register, detect and alert, and acknowledge only once all of it committed (PostgreSQL)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from bench.nats_cluster import NatsServer
+from gateway.cluster.partition import entry_seq
+from gateway.cluster.stream import partition_of
+from gateway.db.cluster import ClusterDeviceState
+from gateway.db.models import Device
+from gateway.journal import Entry
+from gateway.worker import RegistryConsumer
+from tests.cluster.leasing import ON_POSTGRESQL
+from tests.cluster.workers import PARTITIONS, Cluster, nats_server, press, temperatures, wait_for
+
+__all__ = ["nats_server"]  # the fixture, used by name
+
+# Homes on every partition of four (partition_of: 2, 3, 0, 1).
+HOMES = ["h1", "home-a", "care-home-17", "h4"]
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, nats_server: NatsServer, db_url: str) -> Iterator[Cluster]:
+    running = Cluster(tmp_path, nats_server, db_url)
+    yield running
+    running.halt()
+
+
+def test_the_homes_cover_every_partition() -> None:
+    assert {partition_of(home, PARTITIONS) for home in HOMES} == set(range(PARTITIONS))
+
+
+@ON_POSTGRESQL
+def test_readings_are_stored_once_registered_and_a_press_alerts_once(cluster: Cluster) -> None:
+    cluster.start(cluster.build("w1"))
+    for home in HOMES:
+        cluster.publish(temperatures(home, 30))
+    cluster.publish([press("h1")])
+    for home in HOMES:
+        wait_for(lambda home=home: len(cluster.points(home)) == 30, what=f"{home}'s readings stored")  # type: ignore[misc]
+    assert cluster.points("h1") == [15 + i / 100 for i in range(30)]
+    wait_for(lambda: cluster.pendant_raises("h1") == 1, what="the pendant alert")
+    with cluster.sessions() as session:
+        devices = {(d.home_id, d.name) for d in session.scalars(select(Device))}
+        states = {(s.home_id, s.device) for s in session.scalars(select(ClusterDeviceState))}
+    assert devices >= {(home, "thermo") for home in HOMES} | {("h1", "pendant")}
+    assert ("h1", "pendant") in states  # its kind, kept where the partition's next owner finds it
+    wait_for(lambda: cluster.stream_messages() == 0, what="every message acknowledged")
+    assert cluster.pendant_raises("h1") == 1
+
+
+@ON_POSTGRESQL
+def test_a_batch_that_fails_after_the_store_write_is_acknowledged_never_and_handled_again(
+        cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[list[int]] = []
+    original = RegistryConsumer.handle
+
+    def failing_once(self: RegistryConsumer, entries: Sequence[Entry]) -> None:
+        seen.append([e.seq for e in entries])
+        if len(seen) == 1:  # the store has written the batch; the worker "dies" before the registry commits
+            raise RuntimeError("simulated crash after the store write")
+        original(self, entries)
+
+    monkeypatch.setattr(RegistryConsumer, "handle", failing_once)
+    # Published before the worker starts, so the first batch holds the press and the readings after it.
+    cluster.create_stream()
+    cluster.publish([*temperatures("h1", 10), press("h1"), *temperatures("h1", 10, start=10)])
+    cluster.start(cluster.build("w1"))
+    wait_for(lambda: len(cluster.points("h1")) == 20, what="the readings stored")
+    wait_for(lambda: cluster.pendant_raises("h1") == 1, what="the pendant alert")
+    wait_for(lambda: cluster.stream_messages() == 0, what="every message acknowledged")
+    assert len(seen) >= 2
+    assert seen[1][:len(seen[0])] == seen[0], "the failed batch came again, from its first message"
+    assert seen[0][0] == entry_seq(1)
+    assert cluster.points("h1") == [15 + i / 100 for i in range(20)]
+    assert cluster.pendant_raises("h1") == 1
+
+
+@ON_POSTGRESQL
+def test_two_workers_share_the_partitions_and_a_stopped_ones_move_to_the_other(cluster: Cluster) -> None:
+    first = cluster.start(cluster.build("w1"))
+    second = cluster.start(cluster.build("w2"))
+    wait_for(lambda: len(first.worker.owned) == len(second.worker.owned) == PARTITIONS // 2, 20,
+             "the partitions shared out")
+    assert set(first.worker.owned) | set(second.worker.owned) == set(range(PARTITIONS))
+    for home in HOMES:
+        cluster.publish(temperatures(home, 20))
+    for home in HOMES:
+        wait_for(lambda home=home: len(cluster.points(home)) == 20, what=f"{home}'s readings stored")  # type: ignore[misc]
+    moved = set(second.worker.owned)
+    second.halt()  # a clean stop: its partitions are released at once
+    for home in HOMES:
+        cluster.publish([*temperatures(home, 20, start=20), press(home)])
+    wait_for(lambda: set(first.worker.owned) == set(range(PARTITIONS)), 10, "the stopped worker's partitions moved")
+    for home in HOMES:
+        wait_for(lambda home=home: len(cluster.points(home)) == 40, what=f"{home}'s later readings stored")  # type: ignore[misc]
+        wait_for(lambda home=home: cluster.pendant_raises(home) == 1, what=f"{home}'s pendant alert")  # type: ignore[misc]
+    assert moved
+    wait_for(lambda: cluster.stream_messages() == 0, what="every message acknowledged")
+    for home in HOMES:
+        assert cluster.points(home) == [15 + i / 100 for i in range(40)]
+        assert cluster.pendant_raises(home) == 1
