@@ -16,7 +16,6 @@ Used on PostgreSQL only (cluster mode requires it), but created on every backend
 from __future__ import annotations
 
 from datetime import datetime
-
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Integer, String
