@@ -74,8 +74,6 @@ def _cluster_worker(settings: Settings) -> None:
     """Cluster mode: this process is one worker of the cluster (docs/scale-out.md)."""
     import threading
 
-    from nats.errors import NoServersError
-
     from gateway.cluster import ClusterConfigError
     from telecare.cluster import build_cluster_worker
 
@@ -95,8 +93,8 @@ def _cluster_worker(settings: Settings) -> None:
         worker.run(stop)
     except ClusterConfigError as e:  # a partition count the running workers do not share
         raise fail(str(e)) from None
-    except (OSError, NoServersError) as e:
-        raise fail(f"cannot reach the NATS servers of TELECARE_NATS_URL: {e or type(e).__name__}") from None
+    except ConnectionError as e:
+        raise fail(f"cannot reach the NATS servers of TELECARE_NATS_URL: {e}") from None
 
 
 if __name__ == "__main__":

@@ -30,10 +30,12 @@ from collections.abc import Awaitable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import NamedTuple, TypeVar
+from urllib.parse import urlsplit
 
 import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.errors import NoServersError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js.api import (
@@ -152,11 +154,16 @@ class JetStreamLink:
 
     # --- Life ------------------------------------------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Connect and create or update the readings stream. Raises when no server answers (the caller says so);
-        once connected, a lost connection is retried for ever."""
-        self._thread.start()
-        self._call(self._connect(), None)
+    def start(self, timeout_s: float = 20.0) -> None:
+        """Connect and create or update the readings stream. :class:`ConnectionError` (a sentence) when no server
+        answers within ``timeout_s``; once connected, a lost connection is retried for ever."""
+        if not self._thread.is_alive():
+            self._thread.start()
+        try:
+            self._call(asyncio.wait_for(self._connect(), timeout_s), timeout_s + CALL_MARGIN_S)
+        except (TimeoutError, OSError, NoServersError) as e:
+            raise ConnectionError(f"no NATS server of {', '.join(_without_password(u) for u in self.servers)} "
+                                  f"answered within {timeout_s:.0f} s ({type(e).__name__})") from None
         self.ensure_stream()
 
     def close(self) -> None:
@@ -301,6 +308,11 @@ class JetStreamLink:
         except TimeoutError:
             future.cancel()
             raise
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    return url if parts.password is None else url.replace(f":{parts.password}@", ":***@")
 
 
 async def _awaited(work: Awaitable[T]) -> T:

@@ -1,0 +1,89 @@
+"""A worker whose lease was taken over cannot commit its partition's work and acknowledges none of it; whoever owns
+the partition next handles the messages, once. Also: subjects back to topics, and cluster mode's start-up refusals."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select, text
+from typer.testing import CliRunner
+
+from bench.nats_cluster import NatsServer
+from gateway.cluster import LeaseKeeper
+from gateway.cluster.stream import JetStreamLink, topic_of
+from gateway.db.cluster import ClusterDeviceState
+from telecare.cli import app
+from tests.cluster.leasing import ON_POSTGRESQL
+from tests.cluster.workers import PARTITIONS, Cluster, nats_server, press, temperatures, wait_for
+
+__all__ = ["nats_server"]  # the fixture, used by name
+
+H1_PARTITION = 2  # partition_of("h1", 4)
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, nats_server: NatsServer, db_url: str) -> Iterator[Cluster]:
+    running = Cluster(tmp_path, nats_server, db_url)
+    yield running
+    running.halt()
+
+
+@ON_POSTGRESQL
+def test_a_worker_taken_over_cannot_commit_and_acknowledges_nothing(cluster: Cluster) -> None:
+    worker = cluster.build("w1")
+    # Ticks far apart: the worker goes on consuming the partition after the takeover, as one paused past its
+    # lease does, and its commit must be what stops it.
+    worker.keeper = LeaseKeeper(cluster.sessions, worker_id="w1", partitions=PARTITIONS, ttl=9.0, tick_interval=8.0)
+    cluster.start(worker)
+    wait_for(lambda: set(worker.owned) == set(range(PARTITIONS)), what="the partitions acquired")
+    with cluster.sessions.begin() as session:
+        session.execute(text("UPDATE partition_leases SET owner = 'intruder', epoch = epoch + 1, "
+                             "expires_at = now() + interval '60 seconds' WHERE partition = :p"), {"p": H1_PARTITION})
+    cluster.publish([*temperatures("h1", 3), press("h1")])
+    wait_for(lambda: worker.loops[H1_PARTITION].lease_lost is not None, what="the fencing check failing")
+    assert cluster.pendant_raises("h1") == 0
+    assert cluster.stream_messages() == 4, "nothing acknowledged"
+    with cluster.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(ClusterDeviceState)
+                              .where(ClusterDeviceState.home_id == "h1")) == 0
+    # The intruder gives the partition up: the worker takes it again, under a new epoch, and handles it all once.
+    with cluster.sessions.begin() as session:
+        session.execute(text("UPDATE partition_leases SET owner = NULL, expires_at = NULL WHERE partition = :p"),
+                        {"p": H1_PARTITION})
+    wait_for(lambda: cluster.pendant_raises("h1") == 1, 15, "the press handled by the partition's next owner")
+    wait_for(lambda: cluster.stream_messages() == 0, what="every message acknowledged")
+    assert worker.owned[H1_PARTITION] == 3
+    assert cluster.points("h1") == [15.0, 15.01, 15.02]
+
+
+def test_a_subject_gives_back_the_hubs_topic() -> None:
+    # nats-server turns '/' into '.', and an empty topic level into a '/' token (tests/cluster/test_partitions.py).
+    assert topic_of("telecare-part.2.telecare.h1.motion") == "telecare/h1/motion"
+    assert topic_of("telecare-part.2.telecare.h1.bridge.state") == "telecare/h1/bridge/state"
+    assert topic_of("telecare-part.2.telecare.h1.a./.b") == "telecare/h1/a//b"
+    assert topic_of("telecare-part.2.telecare.h1.x./") == "telecare/h1/x/"
+    assert topic_of("elsewhere.h1") is None
+
+
+def test_cluster_mode_on_sqlite_is_a_sentence(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["gateway"], env={"TELECARE_NATS_URL": "nats://127.0.0.1:4222",
+                                                       "TELECARE_DATA_DIR": str(tmp_path)})
+    assert result.exit_code == 2
+    assert "cluster mode (TELECARE_NATS_URL) needs PostgreSQL" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_url_that_is_not_nats_is_a_sentence(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["gateway"], env={"TELECARE_NATS_URL": "mqtt://127.0.0.1:1883",
+                                                       "TELECARE_DATA_DIR": str(tmp_path)})
+    assert result.exit_code == 2
+    assert "TELECARE_NATS_URL: 'mqtt://127.0.0.1:1883' is not a NATS server URL" in result.output
+
+
+def test_no_nats_server_answering_is_a_sentence() -> None:
+    link = JetStreamLink(["nats://user:secret@127.0.0.1:9"])
+    with pytest.raises(ConnectionError, match=r"no NATS server of nats://user:\*\*\*@127.0.0.1:9 answered within 1 s"):
+        link.start(timeout_s=1.0)
+    link.close()
