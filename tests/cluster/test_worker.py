@@ -3,6 +3,8 @@ readings stream, store, register, detect and alert, and acknowledge only once al
 
 from __future__ import annotations
 
+import json
+import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -38,7 +40,9 @@ def test_the_homes_cover_every_partition() -> None:
 
 @ON_POSTGRESQL
 def test_readings_are_stored_once_registered_and_a_press_alerts_once(cluster: Cluster) -> None:
-    cluster.start(cluster.build("w1"))
+    worker = cluster.build("w1")
+    worker.metrics_port = 0  # any free port
+    cluster.start(worker)
     for home in HOMES:
         cluster.publish(temperatures(home, 30))
     cluster.publish([press("h1")])
@@ -53,6 +57,14 @@ def test_readings_are_stored_once_registered_and_a_press_alerts_once(cluster: Cl
     assert ("h1", "pendant") in states  # its kind, kept where the partition's next owner finds it
     wait_for(lambda: cluster.stream_messages() == 0, what="every message acknowledged")
     assert cluster.pendant_raises("h1") == 1
+    # One /metrics for what ingest and the worker count on one machine, and /healthz on the NATS connection.
+    assert worker.served_port is not None
+    with urllib.request.urlopen(f"http://127.0.0.1:{worker.served_port}/metrics", timeout=5) as response:
+        metrics = response.read().decode()
+    assert "telecare_messages_received_total 121.0" in metrics
+    assert "telecare_readings_stored_total 121.0" in metrics
+    with urllib.request.urlopen(f"http://127.0.0.1:{worker.served_port}/healthz", timeout=5) as response:
+        assert json.loads(response.read())["status"] == "ok"
 
 
 @ON_POSTGRESQL
