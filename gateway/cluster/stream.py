@@ -218,10 +218,11 @@ class JetStreamLink:
             await js.update_stream(config)
             log.info("NATS: readings stream %s updated (%d replica(s))", config.name, config.num_replicas)
 
-    def stream_bytes(self) -> int:
-        """What the stream holds now (its backlog), in bytes."""
-        async def state() -> int:
-            return (await self._jetstream().stream_info(self.options.name)).state.bytes
+    def stream_backlog(self) -> tuple[int, int]:
+        """What the stream holds now, not yet acknowledged: (messages, bytes)."""
+        async def state() -> tuple[int, int]:
+            info = (await self._jetstream().stream_info(self.options.name)).state
+            return info.messages, info.bytes
 
         return self._call(state(), self.options.request_timeout_s)
 

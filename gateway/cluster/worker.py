@@ -19,6 +19,8 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from prometheus_client import CollectorRegistry, Gauge
+
 from analytics.alerts import AlertEvent
 from gateway.alerting.dispatcher import Dispatcher
 from gateway.cluster.keeper import LeaseKeeper, Ownership
@@ -31,6 +33,22 @@ __all__ = ["ClusterWorker"]
 log = logging.getLogger(__name__)
 
 RETENTION_S = 60.0  # wall seconds between dead-letter purges
+FULL_AT = 0.99  # the stream counts as full past this share of its bytes: a message more may be refused
+
+
+class ClusterMetrics:
+    """What only cluster mode has: the readings stream's backlog, and this worker's share of the partitions."""
+
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.stream_messages = Gauge(
+            "telecare_stream_messages", "Messages in the readings stream not yet acknowledged (all partitions)",
+            registry=r)
+        self.stream_bytes = Gauge("telecare_stream_bytes", "Bytes the readings stream holds", registry=r)
+        self.stream_full = Gauge("telecare_stream_full", "1 while the readings stream is (nearly) full: the NATS "
+                                 "servers refuse new hub messages", registry=r)
+        self.partitions_owned = Gauge("telecare_partitions_owned", "Partitions this worker consumes", registry=r)
+        self.full = False  # as telecare_stream_full says, for /healthz
 
 
 @dataclass
@@ -45,6 +63,7 @@ class ClusterWorker:
     retention: DeadLetterRetention | None = None
     metrics_port: int | None = None  # serve /metrics and /healthz here (0: any free port)
     metrics_host: str = "127.0.0.1"
+    cluster_metrics: ClusterMetrics = field(default_factory=ClusterMetrics)
     loops: dict[int, PartitionLoop] = field(default_factory=dict)
     _stopping: list[PartitionLoop] = field(default_factory=list)
 
@@ -71,10 +90,13 @@ class ClusterWorker:
     def run(self, stop: threading.Event) -> None:
         link = self.context.link
         link.start()
-        self.ingest_metrics.registry.register(self.metrics.registry)  # one /metrics for both
+        for registry in (self.metrics.registry, self.cluster_metrics.registry):  # one /metrics for all
+            self.ingest_metrics.registry.register(registry)
         self.ingest_metrics.add_health_check(
             "broker", lambda: None if link.connected else "not connected to the NATS servers")
-        self.ingest_metrics.add_health_check("journal", lambda: None)  # no journal: the stream is the hand-off
+        self.ingest_metrics.add_health_check(  # no journal: the stream is the hand-off
+            "journal", lambda: "the readings stream is full: the NATS servers refuse new hub messages"
+            if self.cluster_metrics.full else None)
         if self.metrics_port is not None:
             self.served_port = self.ingest_metrics.serve(self.metrics_port, self.metrics_host)
             log.info("metrics on http://%s:%d/metrics", self.metrics_host, self.served_port)
@@ -88,6 +110,7 @@ class ClusterWorker:
         try:
             while not stop.is_set():
                 self.reconcile(self.keeper.tick())
+                self.observe()
                 stop.wait(self.keeper.tick_interval)
         finally:
             self._shut_down(threads)
@@ -109,6 +132,20 @@ class ClusterWorker:
             self.loops[partition] = PartitionLoop(self.context, partition, epoch)
             self.loops[partition].start()
         self._stopping = [loop for loop in self._stopping if loop.alive]
+
+    def observe(self) -> None:
+        """The stream's backlog and this worker's partitions, as gauges (a failed look keeps the last values)."""
+        m = self.cluster_metrics
+        m.partitions_owned.set(len(self.owned))
+        try:
+            messages, size = self.context.link.stream_backlog()
+        except Exception as e:  # the servers away: the broker health check says so
+            log.info("readings stream's backlog not read: %s", e)
+            return
+        m.stream_messages.set(messages)
+        m.stream_bytes.set(size)
+        m.full = size >= FULL_AT * self.context.link.options.max_bytes
+        m.stream_full.set(1 if m.full else 0)
 
     def _shut_down(self, threads: list[threading.Thread]) -> None:
         for loop in [*self.loops.values(), *self._stopping]:

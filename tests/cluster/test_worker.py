@@ -63,6 +63,8 @@ def test_readings_are_stored_once_registered_and_a_press_alerts_once(cluster: Cl
         metrics = response.read().decode()
     assert "telecare_messages_received_total 121.0" in metrics
     assert "telecare_readings_stored_total 121.0" in metrics
+    assert "telecare_partitions_owned 4.0" in metrics
+    assert "telecare_stream_full 0.0" in metrics
     with urllib.request.urlopen(f"http://127.0.0.1:{worker.served_port}/healthz", timeout=5) as response:
         assert json.loads(response.read())["status"] == "ok"
 
