@@ -83,6 +83,11 @@ class Ingest:
             if not self._pending:
                 self._wake.wait(0.5)
                 self._wake.clear()
+                try:
+                    self.forget_when_asked()  # a quiet gateway forgets too, not only at its next reading
+                except Exception:
+                    log.exception("forgetting device states failed; trying again")
+                    stop.wait(1.0)
                 continue
             if self.journal.is_full():
                 self.metrics.journal_full.set(1)
@@ -104,9 +109,10 @@ class Ingest:
     def step(self) -> int:
         """Parse, commit and acknowledge up to one batch; returns how many messages it took."""
         pending = self._pending
-        taken = [pending.popleft() for _ in range(min(len(pending), self.batch_max))]
-        if not taken:
+        if not pending:
             return 0
+        self.forget_when_asked()  # before judging the batch (and taking it: a failure here keeps it whole)
+        taken = [pending.popleft() for _ in range(min(len(pending), self.batch_max))]
         now_ms = self.clock.now_ms()
         entries: list[NewEntry] = []
         urgent: list[int] = []  # button presses: the detectors take them ahead of their backlog
@@ -156,6 +162,21 @@ class Ingest:
         self.clock_watch.take(skews, now_ms)
         self.quotas.committed()  # the quotas' reports are journaled: not to be given again
         return len(taken)
+
+    def forget_when_asked(self) -> None:
+        """Forget the device states the worker asked to (their home's person cared for changed, or was erased):
+        from memory, then from the journal's file. Before each batch (its readings of those homes are judged
+        afresh), and between batches (:meth:`run`), so a quiet gateway forgets too. A failed commit leaves the
+        requests for the next call; memory forgetting twice is no harm."""
+        forget = self.journal.forget_requests()
+        if not forget:
+            return
+        homes = {home for _, home in forget}
+        self.facts.forget(homes)
+        self.journal.forget(forget)
+        for home in sorted(homes):
+            log.info("home %s: its device states are forgotten (the person cared for changed, or was erased)", home,
+                     extra=about(home=home))
 
     def _judged(self, state: Message) -> NewEntry:
         assert state.home is not None and state.device is not None  # a state always has both (gateway.contract)
