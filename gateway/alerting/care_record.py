@@ -18,7 +18,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway.alerting.errors import (
-    AlertNotFound,
     AttendanceRefused,
     CareRecordInvalid,
     ExpectedTimeRefused,
@@ -27,6 +26,7 @@ from gateway.alerting.errors import (
     WhoIsGoingUnknown,
 )
 from gateway.alerting.outbox import timeline
+from gateway.alerting.service import locked_alert
 from gateway.alerting.states import AlertState
 from gateway.db.care_record import AlertAttendance, AlertNote, attendance_count, current_attendance, note_count
 from gateway.db.models import NAME_LEN, Alert, User
@@ -49,7 +49,7 @@ def add_note(session: Session, alert_id: int, text: str, *, by: str, by_user_id:
     for an empty note."""
     if not text.strip():
         raise CareRecordInvalid("a note needs some text: say what was found, done or arranged")
-    alert = _locked(session, alert_id)
+    alert = locked_alert(session, alert_id)
     count = note_count(session, alert.id)
     if count >= MAX_NOTES_PER_ALERT:
         raise NotesFull(f"alert {alert.id} has {count} notes, the most one alert keeps: write a summary in its "
@@ -67,7 +67,7 @@ def set_attendance(session: Session, alert_id: int, *, by: str, by_user_id: int 
     alert's organisation, or, when neither is given, ``by`` themselves (their account ``by_user_id``). Whoever was
     going round before is cleared (their row is kept). Raises :class:`AlertNotFound`, :class:`AttendanceRefused`
     (the alert is resolved, or its record is full), :class:`WhoIsGoingUnknown` or :class:`ExpectedTimeRefused`."""
-    alert = _locked(session, alert_id)
+    alert = locked_alert(session, alert_id)
     if alert.state == AlertState.RESOLVED:
         raise AttendanceRefused(f"alert {alert.id} is resolved: nobody needs to go round for it (add a note to say "
                                 "who went)")
@@ -92,7 +92,7 @@ def set_attendance(session: Session, alert_id: int, *, by: str, by_user_id: int 
 def clear_attendance(session: Session, alert_id: int, *, by: str, now: datetime) -> AlertAttendance:
     """Nobody is going round any more (they arrived and are done, or are not going): the row is kept, cleared by
     ``by``. Raises :class:`AlertNotFound` or :class:`NobodyGoingRound`."""
-    alert = _locked(session, alert_id)
+    alert = locked_alert(session, alert_id)
     current = current_attendance(session, alert.id)
     if current is None:
         raise NobodyGoingRound(f"nobody is going round for alert {alert.id}: there is nothing to clear")
@@ -137,14 +137,6 @@ def _check_expected(expected_at: datetime | None, now: datetime) -> None:
 
 def _clear(current: AlertAttendance, by: str, now: datetime) -> None:
     current.cleared_at, current.cleared_by = now, _name(by)
-
-
-def _locked(session: Session, alert_id: int) -> Alert:
-    alert = session.scalars(select(Alert).where(Alert.id == alert_id).with_for_update()
-                            .execution_options(populate_existing=True)).one_or_none()
-    if alert is None:
-        raise AlertNotFound(f"no alert {alert_id}")
-    return alert
 
 
 def _name(by: str) -> str:
