@@ -49,8 +49,8 @@ Log in with `POST /auth/token` (email and password) and send `Authorization: Bea
 
 # PostgreSQL: connections kept open for as many requests as usually run at once. SQLAlchemy's default (5, closing
 # what it opened past them when they come back) opened and closed a connection for most requests under 16 users:
-# starting a PostgreSQL backend costs more CPU than the request's queries. A server of several processes holds
-# this many per process (the default max_connections, 100, allows four).
+# starting a PostgreSQL backend costs more CPU than the request's queries. Each server process holds up to 25:
+# three (telecare api --workers 3) and the gateway's fit PostgreSQL's default max_connections (100).
 PG_POOL_SIZE = 20
 PG_POOL_OVERFLOW = 5
 
