@@ -47,12 +47,20 @@ Log in with `POST /auth/token` (email and password) and send `Authorization: Bea
 """
 
 
+# PostgreSQL: connections kept open for as many requests as usually run at once. SQLAlchemy's default (5, closing
+# what it opened past them when they come back) opened and closed a connection for most requests under 16 users:
+# starting a PostgreSQL backend costs more CPU than the request's queries. Each server process holds up to 25:
+# three (telecare api --workers 3) and the gateway's fit PostgreSQL's default max_connections (100).
+PG_POOL_SIZE = 20
+PG_POOL_OVERFLOW = 5
+
+
 def _pool(url: str) -> dict[str, object]:
     """SQLite has one writer at a time, and every request writes (its audit rows): requests queue in order for
     one connection here, rather than in SQLite's busy handler, which is not fair (seconds at p99 under load).
     A request that waits longer than ``pool_timeout`` is answered 503."""
     if normalise_url(url).get_backend_name() != "sqlite":
-        return {}
+        return {"pool_size": PG_POOL_SIZE, "max_overflow": PG_POOL_OVERFLOW}
     return {"pool_size": 1, "max_overflow": 0, "pool_timeout": 10}
 
 

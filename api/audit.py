@@ -18,12 +18,12 @@ Each row keeps the client address the request came from (:func:`client_address`)
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
-from sqlalchemy import select, update
+from sqlalchemy import Table, insert, select, update
 from sqlalchemy.orm import Session
 
 from api.security import normalise_email
@@ -95,6 +95,7 @@ DENIED = "denied"
 
 FOLD_WINDOW = timedelta(minutes=1)  # repeated failures of one kind by one actor within this share a row
 DENIED_STATUSES = frozenset({403, 404})
+AUDIT_TABLE: Table = AuditEntry.__table__  # type: ignore[assignment]  # a mapped class's table is a Table
 _DEFERRED = "audit_deferred"  # session.info key: rows to write whether the request succeeds or fails
 _ADDRESS = "client_address"  # session.info key: the request's client address
 _PRINCIPAL = "principal"  # session.info key: the caller, once known (api.deps.get_principal)
@@ -136,17 +137,27 @@ def audit(session: Session, principal: Principal, action: str, resource: str, re
     """Record that the caller did ``action`` (view, list, create, update, delete, acknowledge ...) on ``resource``
     (resident, alert, alerts, activity ...). Written in the request's transaction: a failed request leaves no
     trace of a view that did not happen, and a change is never kept without its audit row."""
-    session.add(AuditEntry(organisation_id=principal.organisation_id, at=_now(at), user_id=principal.user_id,
-                           api_key_id=principal.api_key_id, actor=principal.name[:NAME_LEN], action=action,
-                           resource=resource[:AUDIT_RESOURCE_LEN], resident_id=resident_id, detail=detail,
-                           client_address=session.info.get(_ADDRESS)))
+    _insert(session, principal, action, resource, [resident_id], detail, at)
 
 
 def audit_many(session: Session, principal: Principal, action: str, resource: str,
                resident_ids: Iterable[int | None], detail: str = "", *, at: datetime | None = None) -> None:
     """One row per resident whose data a list showed, so each resident's trail is complete on its own."""
-    for resident_id in sorted({r for r in resident_ids if r is not None}):
-        audit(session, principal, action, resource, resident_id, detail, at=at)
+    _insert(session, principal, action, resource, sorted({r for r in resident_ids if r is not None}), detail, at)
+
+
+def _insert(session: Session, principal: Principal, action: str, resource: str, resident_ids: Sequence[int | None],
+            detail: str, at: datetime | None) -> None:
+    """The rows inserted now, in one statement into the table, rather than added as objects for the session's
+    flush: every read request writes its row, and the ORM's unit of work (or its bulk insert) cost more than the
+    insert itself (bench/api.py, docs/benchmarks.md)."""
+    if not resident_ids:
+        return
+    common = {"organisation_id": principal.organisation_id, "at": _now(at), "user_id": principal.user_id,
+              "api_key_id": principal.api_key_id, "actor": principal.name[:NAME_LEN], "action": action,
+              "resource": resource[:AUDIT_RESOURCE_LEN], "detail": detail,
+              "client_address": session.info.get(_ADDRESS)}
+    session.execute(insert(AUDIT_TABLE), [{**common, "resident_id": r} for r in resident_ids])
 
 
 def audit_account(session: Session, user: User, action: str, detail: str = "", *,

@@ -16,13 +16,7 @@ from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from gateway.alerting.errors import (
-    AlertAlreadyAcknowledged,
-    AlertAlreadyResolved,
-    AlertNotFound,
-    OutcomeRefused,
-    PeopleError,
-)
+from gateway.alerting.errors import AlertError, AlertNotFound, CareRecordInvalid, PeopleError
 from gateway.alerting.people import AbsenceOverlap
 
 log = logging.getLogger(__name__)
@@ -139,7 +133,9 @@ async def _http(_request: Request, exc: Exception) -> JSONResponse:
 async def _alert_errors(_request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, AlertNotFound):
         return _response(404, "not_found", str(exc))
-    return _response(409, "conflict", str(exc))
+    if isinstance(exc, CareRecordInvalid):  # who is going round, or when: said so that it cannot be recorded
+        return _response(422, "invalid", str(exc))
+    return _response(409, "conflict", str(exc))  # the alert's state refuses it (resolved, acknowledged, full)
 
 
 async def _people(_request: Request, exc: Exception) -> JSONResponse:
@@ -179,8 +175,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(StarletteHTTPException, _http)
-    for exc in (AlertNotFound, AlertAlreadyResolved, AlertAlreadyAcknowledged, OutcomeRefused):
-        app.add_exception_handler(exc, _alert_errors)
+    app.add_exception_handler(AlertError, _alert_errors)  # Starlette looks a handler up along the error's MRO
     app.add_exception_handler(PeopleError, _people)
     app.add_exception_handler(IntegrityError, _integrity)
     app.add_exception_handler(DataError, _data)

@@ -20,8 +20,8 @@ import hmac
 import secrets
 from datetime import datetime
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from gateway.alerting.service import AUTO, resolve
 from gateway.alerting.states import AlertState
@@ -119,5 +119,11 @@ def _close_periods(session: Session, home_id: str, at: datetime) -> None:
 
 def current_claim_start(session: Session, home_id: str, organisation_id: int) -> datetime | None:
     """When the organisation's current claim of the home began; None when it holds none."""
-    return session.scalar(select(func.max(HomeClaim.claimed_at)).where(
-        HomeClaim.home_id == home_id, HomeClaim.organisation_id == organisation_id, HomeClaim.released_at.is_(None)))
+    return session.scalar(claim_start_query(home_id, organisation_id))
+
+
+def claim_start_query(home_id: str | ColumnElement[str] | InstrumentedAttribute[str],
+                      organisation_id: int) -> Select[datetime]:
+    """:func:`current_claim_start` as a query; with a column for ``home_id``, a subquery another query can carry."""
+    return select(func.max(HomeClaim.claimed_at)).where(
+        HomeClaim.home_id == home_id, HomeClaim.organisation_id == organisation_id, HomeClaim.released_at.is_(None))

@@ -21,6 +21,7 @@ from gateway.admission import Admission
 from gateway.clock import Clock
 from gateway.contract import CLOCK_TOPIC, DEFAULT_LIMITS, Limits, Message, parse
 from gateway.journal import Journal
+from gateway.logs import about
 from gateway.metrics import IngestMetrics
 from gateway.quotas import HomeQuotas
 from gateway.reading_facts import ReadingFacts
@@ -70,6 +71,11 @@ class Ingest:
             if not self._pending:
                 self._wake.wait(0.5)
                 self._wake.clear()
+                try:
+                    self.forget_when_asked()  # a quiet gateway forgets too, not only at its next reading
+                except Exception:
+                    log.exception("forgetting device states failed; trying again")
+                    stop.wait(1.0)
                 continue
             if self.journal.is_full():
                 self.metrics.journal_full.set(1)
@@ -91,9 +97,10 @@ class Ingest:
     def step(self) -> int:
         """Parse, commit and acknowledge up to one batch; returns how many messages it took."""
         pending = self._pending
-        taken = [pending.popleft() for _ in range(min(len(pending), self.batch_max))]
-        if not taken:
+        if not pending:
             return 0
+        self.forget_when_asked()  # before judging the batch (and taking it: a failure here keeps it whole)
+        taken = [pending.popleft() for _ in range(min(len(pending), self.batch_max))]
         admitted = self.admission.admit([(topic, payload, received_ms)
                                          for _mid, _qos, topic, payload, received_ms in taken], self.clock.now_ms())
         try:
@@ -111,6 +118,21 @@ class Ingest:
         self.metrics.journaled.inc(len(admitted.entries))
         self.metrics.journal_entries.set(self.journal.kept())
         return len(taken)
+
+    def forget_when_asked(self) -> None:
+        """Forget the device states the worker asked to (their home's person cared for changed, or was erased):
+        from memory, then from the journal's file. Before each batch (its readings of those homes are judged
+        afresh), and between batches (:meth:`run`), so a quiet gateway forgets too. A failed commit leaves the
+        requests for the next call; memory forgetting twice is no harm."""
+        forget = self.journal.forget_requests()
+        if not forget:
+            return
+        homes = {home for _, home in forget}
+        self.facts.forget(homes)
+        self.journal.forget(forget)
+        for home in sorted(homes):
+            log.info("home %s: its device states are forgotten (the person cared for changed, or was erased)", home,
+                     extra=about(home=home))
 
     def _tick(self, time_ms: int, speed: float) -> None:
         if not self.clock.tick(time_ms, speed):

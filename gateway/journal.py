@@ -11,7 +11,9 @@ release and re-acquire per row, which starves the MQTT thread under load.) Every
 sequence number: a batch row covers ``first_seq..last_seq``, and consumers always take whole batches.
 
 Two processes share it: ingest appends and trims; the worker's consumers read and advance. Whatever one
-process needs to know of the other's progress it reads from the file (:meth:`lag`, :meth:`trim`).
+process needs to know of the other's progress it reads from the file (:meth:`lag`, :meth:`trim`). The devices'
+states are ingest's alone to write: the worker asks it to forget a home's (:meth:`request_forget`, when the person
+cared for changed or was erased), and ingest does so before its next batch (:meth:`forget`).
 
 The files shrink after a backlog drains (:meth:`trim` then calls :meth:`_compact`):
 
@@ -65,6 +67,12 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS device_states (
     home TEXT NOT NULL, device TEXT NOT NULL, kind TEXT, value BLOB, PRIMARY KEY (home, device)
 ) WITHOUT ROWID;
+-- A home's device states are its resident's: they go when the person cared for changes (Home.care_epoch: a claim,
+-- a release, a resident added, removed or erased). The worker asks (gateway.purge.forget_past_care); ingest, their
+-- one writer, forgets them in its next transaction, from its memory too. state_epochs: the care epoch the worker
+-- last saw each home's states under (a home not there: 0, a new home's).
+CREATE TABLE IF NOT EXISTS forget (id INTEGER PRIMARY KEY, home TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS state_epochs (home TEXT PRIMARY KEY, epoch INTEGER NOT NULL) WITHOUT ROWID;
 INSERT OR IGNORE INTO meta VALUES ('last_seq', 0);
 """
 
@@ -98,6 +106,7 @@ UNDECIDED = ""  # Entry.activity of an entry journaled without a decision
 NewEntry = (tuple[str, str | None, str | None, int, int, bool, Any]
             | tuple[str, str | None, str | None, int, int, bool, Any, str | None, str | None])
 DeviceStates = Mapping[tuple[str, str], tuple[str | None, Any]]  # (home, device) -> (kind, last activity value)
+ForgetRequest = tuple[int, str]  # (id, home): forget every device state of the home
 
 
 class Journal:
@@ -171,6 +180,44 @@ class Journal:
         """Every device's kind and last activity value as last committed by :meth:`append`."""
         rows = self._conn().execute("SELECT home, device, kind, value FROM device_states")
         return {(home, device): (kind, orjson.loads(value)) for home, device, kind, value in rows}
+
+    def state_epochs(self) -> dict[str, int]:
+        """Each home that has device states, and the care epoch they were last seen under (0 until seen)."""
+        return dict(self._conn().execute(
+            "SELECT DISTINCT d.home, COALESCE(e.epoch, 0) FROM device_states d "
+            "LEFT JOIN state_epochs e ON e.home = d.home").fetchall())
+
+    def request_forget(self, epochs: Mapping[str, int]) -> None:
+        """Ask ingest to forget the device states of these homes, now under these care epochs (the worker does:
+        ingest is their one writer, and holds them in memory too)."""
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany("INSERT INTO forget (home) VALUES (?)", [(home,) for home in epochs])
+            conn.executemany("INSERT OR REPLACE INTO state_epochs VALUES (?, ?)", list(epochs.items()))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def forget_requests(self) -> list[ForgetRequest]:
+        """The homes whose states are to be forgotten, oldest request first: given to :meth:`forget`."""
+        return self._conn().execute("SELECT id, home FROM forget ORDER BY id").fetchall()
+
+    def forget(self, requests: Sequence[ForgetRequest]) -> None:
+        """Delete the device states of the requests' homes, and the requests, in one transaction (ingest does,
+        having forgotten them in memory: it is their one writer)."""
+        if not requests:
+            return
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany("DELETE FROM device_states WHERE home = ?", [(home,) for home in {h for _, h in requests}])
+            conn.execute("DELETE FROM forget WHERE id <= ?", (max(i for i, _ in requests),))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
     def read(self, consumer: str, limit: int) -> list[Entry]:
         """Whole batches after the consumer's position, oldest first, about ``limit`` entries (at least one batch)."""

@@ -18,6 +18,13 @@ Per organisation (``organisations`` holds its settings; docs/production.md, "Ret
 
 And for everyone: login tokens past their expiry, and login-throttle counts past their window, at once.
 
+Beside it, every ``FORGET_EVERY_S`` (:func:`forget_past_care`): the device states ingest keeps in the journal (each
+device's last activity value, the resident's as much as their readings are) of every home whose person cared for
+has changed since (``Home.care_epoch``: a claim, a release, a resident added, removed or erased). The worker cannot
+write them (ingest holds them, in memory too): it asks ingest through the journal, which forgets them in its next
+transaction. Homes are never deleted and devices never removed (the registry only renames), so the care epoch is
+the one trace of a person gone.
+
 Deletes run in short batches (:func:`gateway.retention.delete_in_batches`), as the dead-letter retention does.
 """
 
@@ -49,6 +56,7 @@ from gateway.db.models import (
     Resident,
 )
 from gateway.errors import StoreUnavailable
+from gateway.journal import Journal
 from gateway.logs import about
 from gateway.metrics import WorkerMetrics
 from gateway.registry import to_datetime
@@ -58,13 +66,14 @@ from gateway.stores.readings.base import ReadingStore
 if TYPE_CHECKING:
     from gateway.worker import Worker
 
-__all__ = ["KINDS", "OrganisationPurged", "Purged", "RetentionPurge", "care_start", "record_care_end",
-           "run_purge"]
+__all__ = ["KINDS", "OrganisationPurged", "Purged", "RetentionPurge", "care_start", "forget_past_care",
+           "record_care_end", "run_purge"]
 
 log = logging.getLogger(__name__)
 
 KINDS = ("alerts", "reading_periods", "claims", "audit", "dead_letters", "tokens", "login_throttle")
 PURGE_EVERY_S = 3600.0  # retention counts in days: once an hour is plenty, and cheap
+FORGET_EVERY_S = 30.0  # an erasure is at once: the device states follow within seconds (two small reads)
 
 
 @dataclass(slots=True)
@@ -253,10 +262,38 @@ class RetentionPurge:
                      purged.tokens, purged.login_throttle)
 
 
-def run_purge(worker: Worker, stop: threading.Event, every_s: float = PURGE_EVERY_S) -> None:
-    """The worker's purge thread: on the worker's database, clock, readings store and metrics."""
+def forget_past_care(journal: Journal, sessions: sessionmaker[Session] | Callable[[], Session]) -> list[str]:
+    """Ask ingest to forget the device states of the homes whose care epoch changed since they were last seen here
+    (:mod:`gateway.journal`, ``forget``); returns those homes. A home the database does not know yet (discovered,
+    not registered) is left alone: its states are a new home's. States first seen under an epoch other than a new
+    home's (0) are forgotten too: whose they are cannot be told, and forgetting costs no more than each device's
+    next report being judged as a new home's first reports are."""
+    kept = journal.state_epochs()
+    if not kept:
+        return []
+    with sessions() as session:
+        epochs = {home: epoch for home, epoch in session.execute(select(Home.id, Home.care_epoch))}
+    changed = {home: epochs[home] for home, epoch in kept.items() if home in epochs and epochs[home] != epoch}
+    if changed:
+        journal.request_forget(changed)
+        for home in sorted(changed):
+            log.info("home %s: its device states predate its care epoch %d (the person cared for changed, or was "
+                     "erased); ingest is asked to forget them", home, changed[home], extra=about(home=home))
+    return sorted(changed)
+
+
+def run_purge(worker: Worker, stop: threading.Event, every_s: float = PURGE_EVERY_S,
+              forget_every_s: float = FORGET_EVERY_S) -> None:
+    """The worker's purge thread: on the worker's database, clock, readings store and metrics. Device states are
+    forgotten in a thread of their own, so an hour's long purge never holds an erasure's up."""
+    forgetting = threading.Thread(
+        target=run_periodically, name="forget", daemon=True,
+        args=(lambda: forget_past_care(worker.journal, worker.sessions), "forgetting device states", stop,
+              forget_every_s))
+    forgetting.start()
     RetentionPurge(worker.sessions, worker.clock, worker.store, metrics=worker.metrics,
                    dead_letter_max_age_days=worker.settings.dead_letter_max_age_days).run(stop, every_s)
+    forgetting.join(timeout=30)
 
 
 def _ms(moment: datetime) -> int:

@@ -9,12 +9,14 @@ The kind: the device's as described or discovered (the device table), else the o
 seen (a battery-only report keeps its device's kind). The activity is a change (:func:`analytics.activity.
 activity_change`), so it depends on each device's last state. That state is committed in the journal's file with
 each batch (:meth:`gateway.journal.Journal.append`): after a restart the next reading is decided as it would have
-been without one, and a batch that failed to commit is decided again from the state before it.
+been without one, and a batch that failed to commit is decided again from the state before it. The states are the
+resident's, so a home's go when the person cared for changes or is erased (:meth:`ReadingFacts.forget`): its next
+readings are judged afresh, as a new home's are.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from analytics.activity import Change, Value, activity_change, activity_value
 from analytics.devices import infer_kind
@@ -64,3 +66,9 @@ class ReadingFacts:
     def rolled_back(self) -> None:
         """The batch was not committed: its readings will be decided again from the state before it."""
         self._pending = {}
+
+    def forget(self, homes: Collection[str]) -> None:
+        """Drop every state of these homes, committed or pending: their next readings are judged afresh."""
+        for states in (self._committed, self._pending):
+            for key in [key for key in states if key[0] in homes]:
+                del states[key]

@@ -2,11 +2,11 @@
 found, record (or correct) the outcome of an alert that cleared by itself, add a note, say "I'm going round" (or
 name who is), and clear who is going round.
 
-Each calls the same code (and writes the same audit rows and timeline lines) as the JSON API's
-``POST /alerts/{id}/acknowledge``, ``/resolve``, ``/outcome``, ``/notes`` and ``PUT``/``DELETE
-/alerts/{id}/attendance``; every post must come from this origin with the session's CSRF token
-(``common.form_principal``). What the API refuses (a resolved alert, too many notes) comes back as a notice
-on the page, never as JSON in the carer's face.
+Each calls the same service as the JSON API's ``POST /alerts/{id}/acknowledge``, ``/resolve``, ``/outcome``,
+``/notes`` and ``PUT``/``DELETE /alerts/{id}/attendance`` (:mod:`gateway.alerting.service`,
+:mod:`gateway.alerting.care_record`) and writes the same audit rows; every post must come from this origin with
+the session's CSRF token (``common.form_principal``). What the services refuse (a resolved alert, too many
+notes, an arrival in the past) comes back as a notice on the page, never as JSON in the carer's face.
 """
 
 from __future__ import annotations
@@ -18,23 +18,23 @@ from fastapi import APIRouter, Form
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from api.audit import OUTCOME, RESOLVE
+from api.audit import ACKNOWLEDGE, CREATE, DELETE, OUTCOME, RESOLVE, UPDATE
 from api.dashboard.common import FormPrincipal, back
 from api.deps import Clock, PathId, SessionDep, audit
-from api.errors import ApiError
-from api.routers.alerts import add_note, alert_for, clear_attendance, set_attendance
+from api.routers.alerts import alert_for
 from api.schemas.alerts import AttendanceIn, NoteIn
-from gateway.alerting import outcomes, service
+from gateway.alerting import care_record, outcomes, service
+from gateway.alerting.errors import CareRecordInvalid, CareRecordRefused, NobodyGoingRound, NotesFull
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
-MAX_ARRIVING_IN = 24 * 60  # minutes: the API refuses an arrival more than a day ahead
+MAX_ARRIVING_IN = int(care_record.EXPECTED_HORIZON.total_seconds()) // 60  # minutes: the most the service takes
 
 
 @router.post("/alerts/{alert_id}/acknowledge")
 def acknowledge(alert_id: PathId, principal: FormPrincipal, session: SessionDep, at: Clock) -> Response:
     alert = alert_for(principal, session, alert_id, to_change=True)
     service.acknowledge(session, alert.id, principal.name, None, at, recipient_id=principal.recipient_id)
-    audit(session, principal, "acknowledge", "alert", alert.resident_id, f"alert {alert.id}", at=at)
+    audit(session, principal, ACKNOWLEDGE, "alert", alert.resident_id, f"alert {alert.id}", at=at)
     return back(alert, "acknowledged")
 
 
@@ -79,9 +79,12 @@ def note(alert_id: PathId, principal: FormPrincipal, session: SessionDep, at: Cl
     except ValidationError:
         return back(alert, "not_noted")
     try:
-        add_note(alert.id, body, principal, session, at)
-    except ApiError:
+        care_record.add_note(session, alert.id, body.text, by=principal.name, by_user_id=principal.user_id, now=at)
+    except NotesFull:
         return back(alert, "notes_full")
+    except CareRecordInvalid:
+        return back(alert, "not_noted")
+    audit(session, principal, CREATE, "alert note", alert.resident_id, f"alert {alert.id}", at=at)
     return back(alert, "noted")
 
 
@@ -100,9 +103,11 @@ def going_round(alert_id: PathId, principal: FormPrincipal, session: SessionDep,
     except ValidationError:
         return back(alert, "not_going_round")
     try:
-        set_attendance(alert.id, principal, session, at, body)
-    except ApiError:
+        row = care_record.set_attendance(session, alert.id, by=principal.name, by_user_id=principal.user_id, now=at,
+                                         name=body.name, expected_at=body.expected_at)
+    except (CareRecordRefused, CareRecordInvalid):
         return back(alert, "not_going_round")
+    audit(session, principal, UPDATE, "alert attendance", alert.resident_id, f"alert {alert.id}: {row.name}", at=at)
     return back(alert, "going_round")
 
 
@@ -111,7 +116,8 @@ def not_going_round(alert_id: PathId, principal: FormPrincipal, session: Session
     """Nobody is going round any more (they arrived and are done, or are not going): the record is kept."""
     alert = alert_for(principal, session, alert_id, to_change=True)
     try:
-        clear_attendance(alert.id, principal, session, at)
-    except ApiError:
+        row = care_record.clear_attendance(session, alert.id, by=principal.name, now=at)
+    except NobodyGoingRound:
         return back(alert, "nobody_going_round")
+    audit(session, principal, DELETE, "alert attendance", alert.resident_id, f"alert {alert.id}: {row.name}", at=at)
     return back(alert, "going_round_cleared")

@@ -29,7 +29,7 @@ from api.dashboard.common import (
     when,
     zone_label,
 )
-from api.deps import Clock, PathId, SessionDep, audit, care_started, get_store, resident_for
+from api.deps import Clock, PathId, SessionDep, audit, get_store, resident_in_care
 from api.routers.activity import first_whole_day
 from gateway.alerting.states import AlertState
 from gateway.db.care_record import AlertAttendance, AlertNote
@@ -49,7 +49,8 @@ DAILY = (("activities", "Activities a day", 1.0, ""), ("bed_minutes", "Time in b
 @router.get("/residents/{resident_id}", response_class=HTMLResponse)
 def resident_page(request: Request, resident_id: PathId, principal: PagePrincipal, session: SessionDep, at: Clock,
                   notice: str | None = None) -> Response:
-    resident = resident_for(principal, session, resident_id)
+    # since: nothing from before the resident and the claim is shown
+    resident, since = resident_in_care(principal, session, resident_id)
     home = session.get(Home, resident.home_id)
     zone = home_zone(home)
     mine = (Alert.resident_id == resident.id, Alert.organisation_id == principal.organisation_id)
@@ -71,7 +72,6 @@ def resident_page(request: Request, resident_id: PathId, principal: PagePrincipa
         "today_chart": "", "day_charts": [], "day_table": None, "store_error": None,
         "not_set_up": _not_set_up(session, resident.home_id),
     }
-    since = care_started(session, principal, resident)  # nothing from before the resident and the claim
     try:
         context["today_chart"] = _today(store, resident.home_id, zone, local_now.date(), at, since)
         context["day_charts"], context["day_table"] = _weeks(store, resident.home_id, local_now.date(), zone, since)

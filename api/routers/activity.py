@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from analytics.activity import activity_value
 from api.audit import VIEW
-from api.deps import Clock, CurrentUser, PathId, SessionDep, StoreDep, audit, care_started, resident_for
+from api.deps import Clock, CurrentUser, PathId, SessionDep, StoreDep, audit, resident_for, resident_in_care
 from api.errors import Invalid, NotFound, Unavailable
 from api.pagination import PageDep
 from api.schemas.activity import (
@@ -83,7 +83,7 @@ def timeline(
     include: Annotated[Include, Query(
         description="activity: what the resident did (a change); all: every reading, each flagged")] = "activity",
 ) -> TimelinePage:
-    resident = resident_for(principal, session, resident_id)
+    resident, since = resident_in_care(principal, session, resident_id)
     if end is None:
         end = start + DEFAULT_TIMELINE if start is not None else at.astimezone(UTC)
     if start is None:
@@ -95,7 +95,6 @@ def timeline(
                       "(page through longer periods)")
     # Nothing from before the resident and the organisation's claim: the home's earlier readings are another
     # person's, or another organisation's.
-    since = care_started(session, principal, resident)
     shown_from = start if since is None else max(start, since)
     points: list[Point] = []
     if since is not None and shown_from < end:
@@ -189,7 +188,7 @@ def daily(
                      ] = None,
     last: Annotated[date | None, Query(alias="to", description="last day, included; default: yesterday")] = None,
 ) -> DailyOut:
-    resident = resident_for(principal, session, resident_id)
+    resident, since = resident_in_care(principal, session, resident_id)
     zone = timezones.zone(resident.home.timezone, of=f"home {resident.home_id}")
     if last is None:
         # Yesterday is the last day closed; with only ``from``, up to a month from it (at most to yesterday).
@@ -203,7 +202,6 @@ def daily(
     if length > MAX_DAYS:
         raise Invalid(f"the period is {length} days long; ask for at most {MAX_DAYS} days at a time")
     # A day's summary mixes everything in it: only the days wholly inside the resident's care are shown.
-    since = care_started(session, principal, resident)
     from_day = first if since is None else max(first, first_whole_day(since, zone))
     summaries: Sequence[DailySummary] = []
     if since is not None and from_day <= last:

@@ -3,23 +3,24 @@ outcome of an alert that cleared by itself; the care team's record on it (notes,
 
 Acknowledging and resolving go through :mod:`gateway.alerting.service`, in the request's transaction: the chain
 stops for everyone and the others are told, exactly as when a carer acknowledges in Pushover. The gateway's
-dispatcher sends those messages (it polls the outbox).
+dispatcher sends those messages (it polls the outbox). Notes and who is going round go through
+:mod:`gateway.alerting.care_record`, as the dashboard's forms do. The services' refusals become 404/409/422 in
+:mod:`api.errors`; the routes here check access and write the audit trail.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from analytics.alerts import AlertKind, Outcome
 from api.audit import ACKNOWLEDGE, CREATE, DELETE, LIST, OUTCOME, RESOLVE, UPDATE, VIEW, audit, audit_many
 from api.deps import Clock, CurrentUser, PathId, Principal, SessionDep, visible_resident_ids
-from api.errors import Conflict, Invalid, NotFound
+from api.errors import Conflict, NotFound
 from api.pagination import Page, PageDep, paginate
 from api.schemas.alerts import (
     AcknowledgeIn,
@@ -37,21 +38,13 @@ from api.schemas.alerts import (
     TimelineEntry,
 )
 from api.schemas.common import INT32_MAX, HomeId, UtcDatetime
-from gateway.alerting import service
+from gateway.alerting import care_record, service
 from gateway.alerting.policy import severity_name
 from gateway.alerting.states import AlertState
 from gateway.db.care_record import AlertAttendance, AlertNote
-from gateway.db.models import NAME_LEN, Alert, AlertLog, Home, Notification, Recipient, User
+from gateway.db.models import Alert, AlertLog, Home, Notification, Recipient
 
 router = APIRouter(prefix="/alerts", tags=["alerts"])
-
-# What one alert's record may hold: a person writes a few notes; thousands are a script gone wrong.
-MAX_NOTES_PER_ALERT = 500
-MAX_ATTENDANCE_PER_ALERT = 100
-# An expected arrival is ahead: a little behind the clock is a slow typist, more is a wrong date.
-EXPECTED_SLACK = timedelta(minutes=5)
-EXPECTED_HORIZON = timedelta(hours=24)
-
 
 def visible_alerts(principal: Principal) -> Select[Alert]:
     """The alerts raised while the caller's organisation cared for the home (stamped when raised), whoever cares
@@ -229,52 +222,11 @@ def list_notes(alert_id: PathId, principal: CurrentUser, session: SessionDep, at
              summary="Add a note: what was found, done or arranged (notes are kept as written)")
 def add_note(alert_id: PathId, body: NoteIn, principal: CurrentUser, session: SessionDep, at: Clock) -> NoteOut:
     alert = alert_for(principal, session, alert_id, to_change=True)
-    count = session.scalar(select(func.count()).select_from(AlertNote).where(AlertNote.alert_id == alert.id)) or 0
-    if count >= MAX_NOTES_PER_ALERT:
-        raise Conflict(f"alert {alert.id} has {count} notes, the most one alert keeps: write a summary in its "
-                       "outcome note instead")
-    note = AlertNote(alert_id=alert.id, at=at, author=principal.name[:NAME_LEN], author_user_id=principal.user_id,
-                     text=body.text)
-    session.add(note)
+    note = care_record.add_note(session, alert.id, body.text, by=principal.name, by_user_id=principal.user_id,
+                                now=at)
     audit(session, principal, CREATE, "alert note", alert.resident_id, f"alert {alert.id}", at=at)
     session.flush()
     return NoteOut.model_validate(note)
-
-
-def _going(session: Session, principal: Principal, body: AttendanceIn) -> tuple[str, int | None]:
-    """Who is going round, as (name, user id): the user named, the person named, or the caller."""
-    if body.name is not None:
-        return body.name, None
-    if body.user_id is None:
-        if principal.user_id is None:
-            raise Invalid("say who is going round: user_id (a user of your organisation) or name (someone else); "
-                          "an API key cannot go round itself")
-        return principal.name, principal.user_id
-    user = session.scalar(select(User).where(User.id == body.user_id,
-                                             User.organisation_id == principal.organisation_id))
-    if user is None or not user.active:
-        raise Invalid(f"no active user {body.user_id} in your organisation: give their user_id from GET /users, "
-                      "or their name")
-    return user.name, user.id
-
-
-def _check_expected(expected_at: datetime | None, at: datetime) -> None:
-    if expected_at is None:
-        return
-    if expected_at < at - EXPECTED_SLACK:
-        raise Invalid(f"expected_at {expected_at.isoformat()} is in the past (it is now {at.isoformat()}): give "
-                      "when they expect to arrive, or leave it out")
-    if expected_at > at + EXPECTED_HORIZON:
-        raise Invalid(f"expected_at {expected_at.isoformat()} is more than a day ahead: is the date right?")
-
-
-def _log(session: Session, alert: Alert, at: datetime, what: str, who: str, detail: str) -> None:
-    """A line of the alert's timeline, beside the escalations, so the whole story reads in order."""
-    session.add(AlertLog(alert_id=alert.id, at=at, what=what, who=who[:NAME_LEN], detail=detail))
-
-
-def _clear(current: AlertAttendance, principal: Principal, at: datetime) -> None:
-    current.cleared_at, current.cleared_by = at, principal.name[:NAME_LEN]
 
 
 @router.put("/{alert_id}/attendance", response_model=AttendanceOut,
@@ -283,44 +235,18 @@ def set_attendance(alert_id: PathId, principal: CurrentUser, session: SessionDep
                    body: AttendanceIn | None = None) -> AttendanceOut:
     body = body or AttendanceIn()
     alert = alert_for(principal, session, alert_id, to_change=True)
-    if alert.state == AlertState.RESOLVED:
-        raise Conflict(f"alert {alert.id} is resolved: nobody needs to go round for it (add a note to say who went)")
-    name, user_id = _going(session, principal, body)
-    _check_expected(body.expected_at, at)
-    rows = session.scalar(select(func.count()).select_from(AlertAttendance)
-                          .where(AlertAttendance.alert_id == alert.id)) or 0
-    if rows >= MAX_ATTENDANCE_PER_ALERT:
-        raise Conflict(f"alert {alert.id} has had {rows} people going round, the most one alert keeps")
-    current = _current_row(session, alert.id)
-    if current is not None:
-        _clear(current, principal, at)
-        session.flush()  # the one current attendance per alert is checked by a unique index
-    row = AlertAttendance(alert_id=alert.id, name=name[:NAME_LEN], user_id=user_id, said_at=at,
-                          expected_at=body.expected_at, recorded_by=principal.name[:NAME_LEN],
-                          recorded_by_user_id=principal.user_id)
-    session.add(row)
-    expected = f", expected {body.expected_at.isoformat()}" if body.expected_at else ""
-    _log(session, alert, at, "attending", principal.name, f"{name} is going round{expected}")
-    audit(session, principal, UPDATE, "alert attendance", alert.resident_id, f"alert {alert.id}: {name}", at=at)
+    row = care_record.set_attendance(session, alert.id, by=principal.name, by_user_id=principal.user_id, now=at,
+                                     name=body.name, user_id=body.user_id, expected_at=body.expected_at)
+    audit(session, principal, UPDATE, "alert attendance", alert.resident_id, f"alert {alert.id}: {row.name}", at=at)
     session.flush()
     return AttendanceOut.model_validate(row)
-
-
-def _current_row(session: Session, alert_id: int) -> AlertAttendance | None:
-    return session.scalar(select(AlertAttendance).where(AlertAttendance.alert_id == alert_id,
-                                                        AlertAttendance.cleared_at.is_(None)))
 
 
 @router.delete("/{alert_id}/attendance", response_model=AttendanceOut,
                summary="Clear who is going round (they are there and done, or not going): the record is kept")
 def clear_attendance(alert_id: PathId, principal: CurrentUser, session: SessionDep, at: Clock) -> AttendanceOut:
     alert = alert_for(principal, session, alert_id, to_change=True)
-    current = _current_row(session, alert.id)
-    if current is None:
-        raise Conflict(f"nobody is going round for alert {alert.id}: there is nothing to clear")
-    _clear(current, principal, at)
-    _log(session, alert, at, "attendance_cleared", principal.name, f"{current.name} is no longer going round")
-    audit(session, principal, DELETE, "alert attendance", alert.resident_id, f"alert {alert.id}: {current.name}",
-          at=at)
+    row = care_record.clear_attendance(session, alert.id, by=principal.name, now=at)
+    audit(session, principal, DELETE, "alert attendance", alert.resident_id, f"alert {alert.id}: {row.name}", at=at)
     session.flush()
-    return AttendanceOut.model_validate(current)
+    return AttendanceOut.model_validate(row)

@@ -20,7 +20,7 @@ from gateway.alerting.outcomes import label, parse_outcome
 from gateway.alerting.states import AlertState, Purpose
 from gateway.db.models import NAME_LEN, Alert
 
-__all__ = ["AUTO", "acknowledge", "record_outcome", "resolve"]
+__all__ = ["AUTO", "acknowledge", "locked_alert", "record_outcome", "resolve"]
 
 AUTO = "auto"  # resolved_by when the condition ended by itself (activity resumed, hub back ...)
 
@@ -32,7 +32,7 @@ def acknowledge(session: Session, alert_id: int, by: str, note: str | None, now:
     ``recipient_id`` (when the acknowledgement came from a recipient's Pushover receipt) is not told his own news.
     Raises :class:`AlertNotFound`, :class:`AlertAlreadyResolved` or :class:`AlertAlreadyAcknowledged`.
     """
-    alert = _locked(session, alert_id)
+    alert = locked_alert(session, alert_id)
     if alert.state == AlertState.RESOLVED:
         raise AlertAlreadyResolved(f"alert {alert_id} was resolved at {alert.resolved_at:%Y-%m-%d %H:%M} UTC")
     if alert.state == AlertState.ACKNOWLEDGED:
@@ -52,7 +52,7 @@ def resolve(session: Session, alert_id: int, by: str, note: str | None, now: dat
     condition ended. Whoever was alerted is told, the outcome included. Raises :class:`AlertNotFound` or
     :class:`AlertAlreadyResolved`."""
     outcome = parse_outcome(outcome) if outcome is not None else None
-    alert = _locked(session, alert_id)
+    alert = locked_alert(session, alert_id)
     if alert.state == AlertState.RESOLVED:
         raise AlertAlreadyResolved(f"alert {alert_id} was resolved already, by {alert.resolved_by}"
                                    + ("; record what was found as its outcome instead" if outcome else ""))
@@ -73,7 +73,7 @@ def record_outcome(session: Session, alert_id: int, outcome: Outcome, by: str, n
     carer went to see, or a correction of an outcome recorded before. Nobody is messaged; the timeline says it.
     Raises :class:`AlertNotFound`, or :class:`OutcomeRefused` for an open alert or a notice."""
     outcome, by = parse_outcome(outcome), _name(by)
-    alert = _locked(session, alert_id)
+    alert = locked_alert(session, alert_id)
     if alert.kind == AlertKind.RETURNED:
         raise OutcomeRefused(f"alert {alert_id} is a notice (the resident is back), not an alert: it has no outcome")
     if alert.state != AlertState.RESOLVED:
@@ -102,7 +102,8 @@ def _set_outcome(session: Session, alert: Alert, outcome: Outcome, by: str, note
         timeline(session, alert, now, "outcome corrected", f"{previous} → {outcome.value}{said}", who=by)
 
 
-def _locked(session: Session, alert_id: int) -> Alert:
+def locked_alert(session: Session, alert_id: int) -> Alert:
+    """The alert, its row locked until the caller's transaction ends (read afresh), or :class:`AlertNotFound`."""
     alert = session.scalars(select(Alert).where(Alert.id == alert_id).with_for_update()
                             .execution_options(populate_existing=True)).one_or_none()
     if alert is None:

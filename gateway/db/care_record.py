@@ -10,18 +10,20 @@ the people who dealt with it wrote and did:
   the record shows everyone who went round and when.
 
 Both go with their alert (``ON DELETE CASCADE``): the purge and a resident's erasure delete them with it.
+
+The queries below are the ones :mod:`gateway.alerting.care_record` (the service that writes the record) needs.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, func, select, text
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from gateway.db.base import NAME_LEN, Base
 
-__all__ = ["NOTE_TEXT_LEN", "AlertAttendance", "AlertNote"]
+__all__ = ["NOTE_TEXT_LEN", "AlertAttendance", "AlertNote", "attendance_count", "current_attendance", "note_count"]
 
 NOTE_TEXT_LEN = 2000  # what the API accepts (api.schemas.common.Note); Text in the database
 _CURRENT = text("cleared_at IS NULL")
@@ -62,3 +64,20 @@ class AlertAttendance(Base):
     recorded_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     cleared_at: Mapped[datetime | None]  # None: current
     cleared_by: Mapped[str | None] = mapped_column(String(NAME_LEN))
+
+
+def note_count(session: Session, alert_id: int) -> int:
+    """How many notes the alert has."""
+    return session.scalar(select(func.count()).select_from(AlertNote).where(AlertNote.alert_id == alert_id)) or 0
+
+
+def attendance_count(session: Session, alert_id: int) -> int:
+    """How many people have said they were going round for the alert (current or cleared)."""
+    return session.scalar(select(func.count()).select_from(AlertAttendance)
+                          .where(AlertAttendance.alert_id == alert_id)) or 0
+
+
+def current_attendance(session: Session, alert_id: int) -> AlertAttendance | None:
+    """Who is going round for the alert now, if anyone."""
+    return session.scalar(select(AlertAttendance).where(AlertAttendance.alert_id == alert_id,
+                                                        AlertAttendance.cleared_at.is_(None)))

@@ -192,8 +192,10 @@ class SqliteReadingStore:
         loads = orjson.loads
         out = []
         for dev, time_ms, tags_json, fields_json in rows:
-            tags = {"home": home, "device": dev} if dev else {"home": home}
-            tags.update(loads(tags_json))
+            tags = loads(tags_json)  # the stored tags win over home and device, as when they were written
+            tags.setdefault("home", home)
+            if dev:
+                tags.setdefault("device", dev)
             out.append(Point("reading", tags, loads(fields_json), time_ms))
         return out
 
