@@ -153,7 +153,11 @@ class PartitionLoop:
         while not self._stop.is_set():
             feed: PartitionFeed | None = None
             try:
-                feed = self.context.link.open_partition(self.partition, self.epoch)
+                with self.context.sessions.begin() as session:
+                    # Only the partition's owner replaces its consumer: an old owner resuming from a pause must not
+                    # take the new one's away. The lease row stays locked (still_owner) while the consumer is made.
+                    self._fence(session, set())
+                    feed = self.context.link.open_partition(self.partition, self.epoch)
                 log.info("partition %d: consuming under epoch %d", self.partition, self.epoch)
                 while not self._stop.is_set():
                     if self.step(feed):

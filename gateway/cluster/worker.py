@@ -125,8 +125,8 @@ class ClusterWorker:
                 self._stopping.append(loop)
         for partition, epoch in ownership.owned.items():
             loop = self.loops.get(partition)
-            if loop is not None and loop.epoch == epoch and not loop.ended:
-                continue
+            if loop is not None and loop.epoch == epoch and (loop.alive or loop.lease_lost is not None):
+                continue  # running; or it found its lease gone, which the keeper learns at its next tick
             if loop is not None:
                 self._stopping.append(loop)
             self.loops[partition] = PartitionLoop(self.context, partition, epoch)

@@ -68,7 +68,17 @@ class Cluster:
         thread.start()
         running = Running(worker, stop, thread)
         self.running.append(running)
+        # Hub messages published before the stream exists are captured by nothing (the servers drop them): the
+        # first worker's start creates it.
+        wait_for(self._stream_exists, 10, "the readings stream created")
         return running
+
+    def _stream_exists(self) -> bool:
+        try:
+            self.stream_messages()
+        except Exception:
+            return False
+        return True
 
     def halt(self) -> None:
         for running in self.running:
