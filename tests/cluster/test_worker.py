@@ -15,7 +15,7 @@ from bench.nats_cluster import NatsServer
 from gateway.cluster.partition import entry_seq
 from gateway.cluster.stream import partition_of
 from gateway.db.cluster import ClusterDeviceState
-from gateway.db.models import Device
+from gateway.db.models import DeadLetter, Device
 from gateway.journal import Entry
 from gateway.worker import RegistryConsumer
 from tests.cluster.leasing import ON_POSTGRESQL
@@ -45,7 +45,7 @@ def test_readings_are_stored_once_registered_and_a_press_alerts_once(cluster: Cl
     cluster.start(worker)
     for home in HOMES:
         cluster.publish(temperatures(home, 30))
-    cluster.publish([press("h1")])
+    cluster.publish([press("h1"), ("telecare/h4/thermo", b"{not json")])
     for home in HOMES:
         wait_for(lambda home=home: len(cluster.points(home)) == 30, what=f"{home}'s readings stored")  # type: ignore[misc]
     assert cluster.points("h1") == [15 + i / 100 for i in range(30)]
@@ -57,11 +57,15 @@ def test_readings_are_stored_once_registered_and_a_press_alerts_once(cluster: Cl
     assert ("h1", "pendant") in states  # its kind, kept where the partition's next owner finds it
     wait_for(lambda: cluster.stream_messages() == 0, what="every message acknowledged")
     assert cluster.pendant_raises("h1") == 1
+    with cluster.sessions() as session:
+        letters = [(d.home_id, d.reason) for d in session.scalars(select(DeadLetter))]
+    assert letters == [("h4", "invalid_json")]  # kept once, as on one machine
     # One /metrics for what ingest and the worker count on one machine, and /healthz on the NATS connection.
     assert worker.served_port is not None
     with urllib.request.urlopen(f"http://127.0.0.1:{worker.served_port}/metrics", timeout=5) as response:
         metrics = response.read().decode()
-    assert "telecare_messages_received_total 121.0" in metrics
+    assert "telecare_messages_received_total 122.0" in metrics
+    assert 'telecare_messages_rejected_total{reason="invalid_json"} 1.0' in metrics
     assert "telecare_readings_stored_total 121.0" in metrics
     assert "telecare_partitions_owned 4.0" in metrics
     assert "telecare_stream_full 0.0" in metrics
