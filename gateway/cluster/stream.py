@@ -47,7 +47,9 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import NotFoundError
+from nats.js.errors import APIError, NotFoundError
+
+from gateway.cluster.errors import ClusterConfigError
 
 __all__ = ["READINGS_STREAM", "Delivery", "JetStreamLink", "PartitionFeed", "StreamOptions", "consumer_name",
            "home_of", "partition_filter", "partition_of", "topic_of"]
@@ -200,8 +202,15 @@ class JetStreamLink:
                             num_replicas=self.replicas, max_bytes=o.max_bytes, discard=DiscardPolicy.NEW)
 
     def ensure_stream(self) -> None:
-        """Create the readings stream, or bring an existing one to this configuration (idempotent)."""
-        self._call(self._ensure_stream(), self.options.request_timeout_s)
+        """Create the readings stream, or bring an existing one to this configuration (idempotent);
+        :class:`ClusterConfigError` (a sentence) when the servers refuse (an existing stream of another retention,
+        subjects another stream already captures, too little JetStream storage for ``max_bytes`` ...)."""
+        try:
+            self._call(self._ensure_stream(), self.options.request_timeout_s)
+        except APIError as e:
+            raise ClusterConfigError(
+                f"the NATS servers refused the readings stream {self.options.name} ({self.replicas} replica(s), "
+                f"{self.options.max_bytes} bytes, work-queue retention): {e.description or e}") from None
 
     async def _ensure_stream(self) -> None:
         js = self._jetstream()

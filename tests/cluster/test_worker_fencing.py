@@ -11,10 +11,11 @@ from sqlalchemy import func, select, text
 from typer.testing import CliRunner
 
 from bench.nats_cluster import NatsServer
-from gateway.cluster import LeaseKeeper
-from gateway.cluster.stream import JetStreamLink, topic_of
+from gateway.cluster import ClusterConfigError, LeaseKeeper
+from gateway.cluster.stream import READINGS_STREAM, JetStreamLink, topic_of
 from gateway.db.cluster import ClusterDeviceState
 from telecare.cli import app
+from tests.cluster.helpers import create_stream
 from tests.cluster.leasing import ON_POSTGRESQL
 from tests.cluster.workers import PARTITIONS, Cluster, nats_server, press, temperatures, wait_for
 
@@ -87,3 +88,14 @@ def test_no_nats_server_answering_is_a_sentence() -> None:
     with pytest.raises(ConnectionError, match=r"no NATS server of nats://user:\*\*\*@127.0.0.1:9 answered within 1 s"):
         link.start(timeout_s=1.0)
     link.close()
+
+
+def test_a_readings_stream_the_servers_refuse_is_a_sentence(nats_server: NatsServer) -> None:
+    # A stream of that name made otherwise (here: limits retention, which JetStream cannot change in place).
+    create_stream([nats_server.url], name=READINGS_STREAM, num_replicas=1)
+    link = JetStreamLink([nats_server.url])
+    try:
+        with pytest.raises(ClusterConfigError, match="the NATS servers refused the readings stream TELECARE_READINGS"):
+            link.start()
+    finally:
+        link.close()
