@@ -8,6 +8,7 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import orjson
 import pytest
 from sqlalchemy import select
 
@@ -17,9 +18,10 @@ from gateway.cluster.stream import partition_of
 from gateway.db.cluster import ClusterDeviceState
 from gateway.db.models import DeadLetter, Device
 from gateway.journal import Entry
+from gateway.stores.readings.base import ACTIVITY_FIELD
 from gateway.worker import RegistryConsumer
 from tests.cluster.leasing import ON_POSTGRESQL
-from tests.cluster.workers import PARTITIONS, Cluster, nats_server, press, temperatures, wait_for
+from tests.cluster.workers import PARTITIONS, T0_MS, Cluster, nats_server, press, temperatures, wait_for
 
 __all__ = ["nats_server"]  # the fixture, used by name
 
@@ -124,3 +126,31 @@ def test_two_workers_share_the_partitions_and_a_stopped_ones_move_to_the_other(c
     for home in HOMES:
         assert cluster.points(home) == [15 + i / 100 for i in range(40)]
         assert cluster.pendant_raises(home) == 1
+
+
+@ON_POSTGRESQL
+def test_a_devices_state_moves_with_its_partition(cluster: Cluster) -> None:
+    # The state an activity change is decided from is the partition's, not the worker's: a motion sensor still
+    # occupied when its partition moves is no new activity on the next worker.
+    def occupied(at: int) -> tuple[str, bytes]:
+        return "telecare/h1/hall_pir", orjson.dumps({"occupancy": True, "last_seen": T0_MS + at})
+
+    first = cluster.start(cluster.build("w1"))
+    cluster.publish([occupied(0)])
+    wait_for(lambda: cluster.stream_messages() == 0 and len(marks(cluster)) == 1, what="the first reading")
+    first.halt()
+    cluster.start(cluster.build("w2"))
+    cluster.publish([occupied(1)])
+    wait_for(lambda: cluster.stream_messages() == 0 and len(readings_of(cluster, "hall_pir")) == 2,
+             what="the second reading, on the next worker")
+    assert marks(cluster) == [(T0_MS, "motion")]  # one mark: the second reading changed nothing
+
+
+def readings_of(cluster: Cluster, device: str) -> list[dict[str, object]]:
+    return [p.fields for p in cluster.store().timeline("h1", T0_MS, T0_MS + 10_000, device=device)]
+
+
+def marks(cluster: Cluster) -> list[tuple[int, object]]:
+    """The activity marks stored with h1's readings: (time, change)."""
+    return [(p.time_ms, p.fields[ACTIVITY_FIELD])
+            for p in cluster.store().timeline("h1", T0_MS, T0_MS + 10_000, activity_only=True)]
