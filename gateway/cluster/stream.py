@@ -29,6 +29,7 @@ import threading
 from collections.abc import Awaitable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
+from datetime import datetime
 from typing import NamedTuple, TypeVar
 from urllib.parse import urlsplit
 
@@ -145,6 +146,7 @@ class JetStreamLink:
         self._thread = threading.Thread(target=self._loop.run_forever, name="nats", daemon=True)
         self._client: Client | None = None
         self._js: JetStreamContext | None = None
+        self.created: datetime | None = None  # when the servers created the readings stream (its identity)
 
     @property
     def replicas(self) -> int:
@@ -218,9 +220,9 @@ class JetStreamLink:
         try:
             info = await js.stream_info(self.options.name)
         except NotFoundError:
-            await js.add_stream(config)
+            info = await js.add_stream(config)
             log.info("NATS: readings stream %s created (%d replica(s))", config.name, config.num_replicas)
-            return
+        self.created = info.created
         current = info.config
         if (current.subjects, current.num_replicas, current.max_bytes, current.discard) != (
                 config.subjects, config.num_replicas, config.max_bytes, config.discard):

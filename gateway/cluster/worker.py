@@ -25,6 +25,7 @@ from analytics.alerts import AlertEvent
 from gateway.alerting.dispatcher import Dispatcher
 from gateway.cluster.keeper import LeaseKeeper, Ownership
 from gateway.cluster.partition import PartitionContext, PartitionLoop
+from gateway.cluster.stream_identity import adopt_stream
 from gateway.metrics import IngestMetrics, WorkerMetrics
 from gateway.retention import DeadLetterRetention
 
@@ -90,6 +91,9 @@ class ClusterWorker:
     def run(self, stop: threading.Event) -> None:
         link = self.context.link
         link.start()
+        if link.created is not None:
+            with self.context.sessions.begin() as session:
+                adopt_stream(session, link.options.name, link.created)
         for registry in (self.metrics.registry, self.cluster_metrics.registry):  # one /metrics for all
             self.ingest_metrics.registry.register(registry)
         self.ingest_metrics.add_health_check(

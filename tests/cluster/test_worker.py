@@ -14,12 +14,13 @@ from sqlalchemy import select
 
 from bench.nats_cluster import NatsServer
 from gateway.cluster.partition import entry_seq
-from gateway.cluster.stream import partition_of
+from gateway.cluster.stream import READINGS_STREAM, partition_of
 from gateway.db.cluster import ClusterDeviceState
-from gateway.db.models import DeadLetter, Device
+from gateway.db.models import DeadLetter, DetectorCheckpoint, Device
 from gateway.journal import Entry
 from gateway.stores.readings.base import ACTIVITY_FIELD
 from gateway.worker import RegistryConsumer
+from tests.cluster.helpers import delete_stream
 from tests.cluster.leasing import ON_POSTGRESQL
 from tests.cluster.workers import PARTITIONS, T0_MS, Cluster, nats_server, press, temperatures, wait_for
 
@@ -155,3 +156,21 @@ def marks(cluster: Cluster) -> list[tuple[int, object]]:
     """The activity marks stored with h1's readings: (time, change)."""
     return [(p.time_ms, p.fields[ACTIVITY_FIELD])
             for p in cluster.store().timeline("h1", T0_MS, T0_MS + 10_000, activity_only=True)]
+
+
+@ON_POSTGRESQL
+def test_a_stream_made_again_resets_the_detectors_positions(cluster: Cluster) -> None:
+    # The new stream numbers its messages from 1 again: its first messages must not look already seen.
+    first = cluster.start(cluster.build("w1"))
+    cluster.publish(temperatures("h1", 5))
+    wait_for(lambda: checkpoint_seq(cluster) == entry_seq(5), what="h1's detectors checkpointed")
+    first.halt()
+    delete_stream([cluster.server.url], READINGS_STREAM)
+    cluster.start(cluster.build("w2"))
+    cluster.publish(temperatures("h1", 1, start=5))
+    wait_for(lambda: checkpoint_seq(cluster) == entry_seq(1), what="the new stream's first message seen")
+
+
+def checkpoint_seq(cluster: Cluster) -> int | None:
+    with cluster.sessions() as session:
+        return session.scalar(select(DetectorCheckpoint.journal_seq).where(DetectorCheckpoint.home_id == "h1"))
