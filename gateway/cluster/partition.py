@@ -1,4 +1,4 @@
-"""One owned partition of the readings stream, handled as one machine handles its journal.
+"""One owned partition of the hub messages (``$MQTT_msgs``), handled as one machine handles its journal.
 
 A loop in a thread of its own, for as long as the worker owns the partition under one fencing epoch:
 
@@ -44,7 +44,15 @@ from gateway.backoff import Backoff
 from gateway.clock import Clock
 from gateway.cluster.errors import LeaseLost
 from gateway.cluster.leases import still_owner
-from gateway.cluster.stream import Delivery, JetStreamLink, PartitionFeed, home_of, partition_of, topic_of
+from gateway.cluster.stream import (
+    Delivery,
+    JetStreamLink,
+    PartitionFeed,
+    home_of,
+    hub_topic,
+    partition_of,
+    topic_of,
+)
 from gateway.contract import DEFAULT_LIMITS, Limits
 from gateway.db.cluster import ClusterDeviceState
 from gateway.db.models import Device
@@ -122,6 +130,7 @@ class PartitionLoop:
         self._thread = threading.Thread(target=self.run, name=f"partition-{partition}", daemon=True)
         self.quotas = HomeQuotas(context.quota_limits, load_known=self._known_devices)  # kept across restarts
         self._ticked_at = self._summarised_at = self._touched_at = 0.0
+        self._attempt = 0  # consumers opened: each start after a failure reads from a consumer of its own
         self._fresh()
 
     # --- Life ------------------------------------------------------------------------------------------------------
@@ -157,7 +166,8 @@ class PartitionLoop:
                     # Only the partition's owner replaces its consumer: an old owner resuming from a pause must not
                     # take the new one's away. The lease row stays locked (still_owner) while the consumer is made.
                     self._fence(session, set())
-                    feed = self.context.link.open_partition(self.partition, self.epoch)
+                    feed = self.context.link.open_partition(self.partition, self.epoch, self._attempt)
+                    self._attempt += 1
                 log.info("partition %d: consuming under epoch %d", self.partition, self.epoch)
                 while not self._stop.is_set():
                     if self.step(feed):
@@ -191,8 +201,8 @@ class PartitionLoop:
         now_ms = c.clock.now_ms()
         self._learn({home for d in deliveries if (home := home_of(d.subject)) is not None})
         admitted = self.admission.admit(
-            [(topic_of(d.subject) or d.subject, d.payload, d.stored_ms if c.stored_time else now_ms)
-             for d in deliveries], now_ms)
+            [(self._topic(d.subject), d.payload, d.stored_ms if c.stored_time else now_ms) for d in deliveries],
+            now_ms)
         entries = _numbered(admitted.entries, admitted.sources, deliveries)
         try:
             for consumer in (self.writer, self.registry, self.detect):
@@ -209,6 +219,16 @@ class PartitionLoop:
         if len(deliveries) < c.batch_max:  # caught up: time passes for the homes that said nothing
             self._idle()
         return len(deliveries)
+
+    def _topic(self, subject: str) -> str:
+        """The topic to decide a message by. A home's messages belong on its own partition only: one on another
+        (its hub published ``telecare-part/<P>/telecare/<home>/...`` itself, bypassing the mapping) is decided by
+        the topic the hub published, which the contract refuses (a dead letter, ``bad_topic``), lest a hub put its
+        own readings out of order on a partition whose owner does not hold its home's state."""
+        home = home_of(subject)
+        if home is None or partition_of(home, self.context.partitions) != self.partition:
+            return hub_topic(subject)
+        return topic_of(subject) or hub_topic(subject)
 
     def _idle(self) -> None:
         """Caught up (a backlog is old news: its readings must be seen before "now"): tell the detectors the time
