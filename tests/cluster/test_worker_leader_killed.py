@@ -5,7 +5,7 @@ workers' own could not do (tests/cluster/test_durability.py): a PUBACK waits for
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import nats.js.errors
@@ -92,8 +92,10 @@ def test_killing_the_mqtt_msgs_leader_loses_no_pubacked_message(servers: NatsClu
         cluster.halt()
 
 
-def wait_for_value(value: object, what: str, timeout_s: float = 15.0) -> str:
-    assert callable(value)
-    found: list[str] = []
-    wait_for(lambda: found.append(value()) or found[-1], timeout_s, what)
-    return found[-1]
+def wait_for_value(value: Callable[[], str], what: str, timeout_s: float = 15.0) -> str:
+    """``value()`` once it is not empty."""
+    deadline = time.monotonic() + timeout_s
+    while not (found := value()):
+        assert time.monotonic() < deadline, f"{what}: none within {timeout_s:.0f} s"
+        time.sleep(0.1)
+    return found
