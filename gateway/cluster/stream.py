@@ -388,6 +388,16 @@ class JetStreamLink:
         except Exception as e:  # the connection is going anyway
             log.info("NATS: partition %d's subscription not closed cleanly: %s", feed.partition, e)
 
+    # --- For the other streams of the worker (gateway.cluster.entries) --------------------------------------------
+
+    def call(self, work: Awaitable[T], timeout_s: float | None) -> T:
+        """Run ``work`` on the link's event loop and wait for its result."""
+        return self._call(work, timeout_s)
+
+    def jetstream(self) -> JetStreamContext:
+        """The JetStream context, for coroutines run by :meth:`call`."""
+        return self._jetstream()
+
     # --- Inside ------------------------------------------------------------------------------------------------------
 
     def _nats(self) -> Client:

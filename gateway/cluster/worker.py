@@ -92,6 +92,7 @@ class ClusterWorker:
     def run(self, stop: threading.Event) -> None:
         link = self.context.link
         link.start()
+        self.context.entries.ensure()
         if link.created is not None:
             with self.context.sessions.begin() as session:
                 adopt_stream(session, link.options.name, link.created)
