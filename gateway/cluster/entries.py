@@ -106,6 +106,13 @@ class EntryStream:
         if entries:
             self.link.call(publish(), 2 * self.link.options.request_timeout_s)
 
+    def backlog(self) -> int:
+        """Entries not written to the readings store yet (all partitions)."""
+        async def count() -> int:
+            return int((await self.link.jetstream().stream_info(self.name)).state.messages)
+
+        return self.link.call(count(), self.link.options.request_timeout_s)
+
     def open(self, partition: int, epoch: int) -> PartitionFeed:
         """This owner's consumer of the partition's entries: the others deleted first (a work queue allows one)."""
         async def open_feed() -> PartitionFeed:

@@ -49,6 +49,9 @@ class ClusterMetrics:
         self.stream_full = Gauge("telecare_stream_full", "1 while the account's JetStream storage is (nearly) "
                                  "full: the NATS servers do not PUBACK new hub messages (0 when the account has no "
                                  "limit of its own: then see the servers' /jsz)", registry=r)
+        self.entries_waiting = Gauge(
+            "telecare_store_entries_waiting", "Decided entries not yet written to the readings store (all partitions): "
+            "grows while the store is away", registry=r)
         self.partitions_owned = Gauge("telecare_partitions_owned", "Partitions this worker consumes", registry=r)
         self.full = False  # as telecare_stream_full says, for /healthz
 
@@ -147,6 +150,7 @@ class ClusterWorker:
         try:
             messages, size = self.context.link.stream_backlog()
             share = self.context.link.storage_share()
+            waiting = self.context.entries.backlog()
             stale = self.context.link.tidy(self.owned)
         except Exception as e:  # the servers away: the broker health check says so
             log.info("the stream's backlog not read: %s", e)
@@ -155,6 +159,7 @@ class ClusterWorker:
             log.info("consumers of older owners deleted: %s", ", ".join(stale))
         m.stream_messages.set(messages)
         m.stream_bytes.set(size)
+        m.entries_waiting.set(waiting)
         m.full = share is not None and share >= FULL_AT
         m.stream_full.set(1 if m.full else 0)
 
