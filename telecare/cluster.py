@@ -8,6 +8,7 @@ from gateway.alerting.dispatcher import Dispatcher, dispatcher_options
 from gateway.alerting.notifiers import make_notifier
 from gateway.clock import Clock, WallClock
 from gateway.cluster import ClusterConfigError, LeaseKeeper, require_postgresql
+from gateway.cluster.entries import EntryStream
 from gateway.cluster.partition import PartitionContext
 from gateway.cluster.stream import JetStreamLink, StreamOptions
 from gateway.cluster.worker import ClusterWorker
@@ -45,8 +46,9 @@ def build_cluster_worker(settings: Settings, *, worker_id: str | None = None, cl
     options = stream or StreamOptions(partitions=settings.nats_partitions,
                                       max_ack_pending=max(2 * batch_max, 1000))
     keeper = LeaseKeeper(sessions, worker_id=worker_id, partitions=settings.nats_partitions)
+    link = JetStreamLink(settings.nats_servers, options, name=f"telecare-{keeper.worker_id}")
     context = PartitionContext(
-        link=JetStreamLink(settings.nats_servers, options, name=f"telecare-{keeper.worker_id}"),
+        link=link, entries=EntryStream(link),
         sessions=sessions, clock=clock, store=store, devices=DeviceTable(sessions), metrics=metrics,
         ingest_metrics=ingest_metrics, worker_id=keeper.worker_id, partitions=settings.nats_partitions,
         root=settings.mqtt_topic_root,

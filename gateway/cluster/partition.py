@@ -1,4 +1,4 @@
-"""One owned partition of the readings stream, handled as one machine handles its journal.
+"""One owned partition of the hub messages (``$MQTT_msgs``), handled as one machine handles its journal.
 
 A loop in a thread of its own, for as long as the worker owns the partition under one fencing epoch:
 
@@ -6,23 +6,26 @@ A loop in a thread of its own, for as long as the worker owns the partition unde
 2. decide it as ingest does (:class:`gateway.admission.Admission`: contract, quotas, device kinds and activity,
    dead letters), each message's receipt time being when the stream stored it, so that a message delivered again
    is decided, timed and stored the same way;
-3. hand the entries to the consumers the worker runs (readings-store writer, device registry, detectors), each
-   entry numbered by its message's stream sequence (:func:`entry_seq`), so the detectors' checkpoints skip what they
-   have already seen, as after a crash on one machine;
+3. publish the entries to the partition's entries stream (:mod:`gateway.cluster.entries`), which the partition's
+   :class:`~gateway.cluster.entries.StoreLoop` writes to the readings store at its own pace (a store away holds up
+   nothing here), then hand them to the device registry and the detectors, each entry numbered by its message's
+   stream sequence (:func:`entry_seq`), so the detectors' checkpoints skip what they have already seen, as after a
+   crash on one machine;
 4. commit the devices' states in a transaction that passes the fencing check
    (:func:`gateway.cluster.leases.still_owner`), as the detectors' own commit does (their ``before_commit`` hook);
 5. only then acknowledge the batch.
 
-Whatever fails (the store away, a lost lease, a crash), nothing of the batch is acknowledged. On a failure the loop
-starts again from a fresh consumer, which delivers again from the oldest message not acknowledged, with the
-detectors read again from their checkpoints; on a lost lease it ends (the worker learns it at its next tick), and
+Whatever fails (the entries stream refusing, a lost lease, a crash), nothing of the batch is acknowledged. On a
+failure the loop starts again from a consumer of its own, which delivers again from the oldest message stored, with
+the detectors read again from their checkpoints; on a lost lease it ends (the worker learns it at its next tick), and
 whoever owns the partition then takes up from the last acknowledged message.
 
 A worker that dies after step 4 and before its acknowledgement reaches the servers has the batch delivered again:
-the detectors skip it (their checkpoints cover it) and the store rewrites the same points. Its readings' activity is
-then decided from the devices' states after the batch (a motion seen twice is no change the second time), but both
-readings stores merge a rewritten point's fields (InfluxDB's duplicate-point rule, the SQLite store's json_patch),
-so a point keeps the activity mark its first write gave it.
+the detectors skip it (their checkpoints cover it), and its entries, decided again, are dropped as duplicates by the
+entries stream (or, cut otherwise or late, written again as the same points). Its readings' activity is then decided
+from the devices' states after the batch (a motion seen twice is no change the second time), but the store has the
+first decision: both readings stores merge a rewritten point's fields (InfluxDB's duplicate-point rule, the SQLite
+store's json_patch), so a point keeps the activity mark its first write gave it.
 """
 
 from __future__ import annotations
@@ -42,9 +45,18 @@ from analytics.detector import DetectorConfig
 from gateway.admission import Admission
 from gateway.backoff import Backoff
 from gateway.clock import Clock
+from gateway.cluster.entries import EntryStream, StoreLoop
 from gateway.cluster.errors import LeaseLost
 from gateway.cluster.leases import still_owner
-from gateway.cluster.stream import Delivery, JetStreamLink, PartitionFeed, home_of, partition_of, topic_of
+from gateway.cluster.stream import (
+    Delivery,
+    JetStreamLink,
+    PartitionFeed,
+    home_of,
+    hub_topic,
+    partition_of,
+    topic_of,
+)
 from gateway.contract import DEFAULT_LIMITS, Limits
 from gateway.db.cluster import ClusterDeviceState
 from gateway.db.models import Device
@@ -58,7 +70,6 @@ from gateway.reading_facts import ReadingFacts
 from gateway.registry import DeviceRegistry
 from gateway.stores.readings.base import ReadingStore
 from gateway.worker import RegistryConsumer
-from gateway.writer import StoreWriter
 
 __all__ = ["CLUSTER_SEQ_BASE", "SEQ_SLOTS", "PartitionContext", "PartitionLoop", "entry_seq"]
 
@@ -84,6 +95,7 @@ class PartitionContext:
     """What every partition loop of a worker shares."""
 
     link: JetStreamLink
+    entries: EntryStream
     sessions: sessionmaker[Session]
     clock: Clock
     store: ReadingStore
@@ -102,13 +114,6 @@ class PartitionContext:
     stored_time: bool = True  # receipt time = when the stream stored the message (False: the clock's now)
 
 
-class _NoBacklog:
-    """The writer's backlog gauge: a partition's consumer hands out one batch at a time."""
-
-    def lag(self, consumer: str) -> int:
-        return 0
-
-
 class PartitionLoop:
     """Handles one partition under one epoch, in a thread: :meth:`start`, :meth:`stop`; :attr:`ended` once it
     stopped for good (stopped, or its lease lost)."""
@@ -122,22 +127,28 @@ class PartitionLoop:
         self._thread = threading.Thread(target=self.run, name=f"partition-{partition}", daemon=True)
         self.quotas = HomeQuotas(context.quota_limits, load_known=self._known_devices)  # kept across restarts
         self._ticked_at = self._summarised_at = self._touched_at = 0.0
+        self._attempt = 0  # consumers opened: each start after a failure reads from a consumer of its own
+        self.store_loop = StoreLoop(context, partition, epoch)  # the partition's readings store, at its own pace
         self._fresh()
 
     # --- Life ------------------------------------------------------------------------------------------------------
 
     def start(self) -> None:
         self._thread.start()
+        self.store_loop.start()
 
     def signal_stop(self) -> None:
         """Stop after the batch in hand, without waiting for it."""
         self._stop.set()
+        self.store_loop.signal_stop()
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """Finish the batch in hand (committed and acknowledged, or neither), then stop."""
         self._stop.set()
+        self.store_loop.signal_stop()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout_s)
+        self.store_loop.stop(timeout_s)
 
     @property
     def alive(self) -> bool:
@@ -153,7 +164,12 @@ class PartitionLoop:
         while not self._stop.is_set():
             feed: PartitionFeed | None = None
             try:
-                feed = self.context.link.open_partition(self.partition, self.epoch)
+                with self.context.sessions.begin() as session:
+                    # Only the partition's owner replaces its consumer: an old owner resuming from a pause must not
+                    # take the new one's away. The lease row stays locked (still_owner) while the consumer is made.
+                    self._fence(session, set())
+                    feed = self.context.link.open_partition(self.partition, self.epoch, self._attempt)
+                    self._attempt += 1
                 log.info("partition %d: consuming under epoch %d", self.partition, self.epoch)
                 while not self._stop.is_set():
                     if self.step(feed):
@@ -187,11 +203,13 @@ class PartitionLoop:
         now_ms = c.clock.now_ms()
         self._learn({home for d in deliveries if (home := home_of(d.subject)) is not None})
         admitted = self.admission.admit(
-            [(topic_of(d.subject) or d.subject, d.payload, d.stored_ms if c.stored_time else now_ms)
-             for d in deliveries], now_ms)
+            [(self._topic(d.subject), d.payload, d.stored_ms if c.stored_time else now_ms) for d in deliveries],
+            now_ms)
         entries = _numbered(admitted.entries, admitted.sources, deliveries)
         try:
-            for consumer in (self.writer, self.registry, self.detect):
+            # The store's copy first, as first decided (see gateway.cluster.entries); the store loop writes it.
+            c.entries.publish(self.partition, entries)
+            for consumer in (self.registry, self.detect):
                 consumer.handle(entries)
                 self._keep_alive(deliveries)
             self._commit_states()
@@ -205,6 +223,16 @@ class PartitionLoop:
         if len(deliveries) < c.batch_max:  # caught up: time passes for the homes that said nothing
             self._idle()
         return len(deliveries)
+
+    def _topic(self, subject: str) -> str:
+        """The topic to decide a message by. A home's messages belong on its own partition only: one on another
+        (its hub published ``telecare-part/<P>/telecare/<home>/...`` itself, bypassing the mapping) is decided by
+        the topic the hub published, which the contract refuses (a dead letter, ``bad_topic``), lest a hub put its
+        own readings out of order on a partition whose owner does not hold its home's state."""
+        home = home_of(subject)
+        if home is None or partition_of(home, self.context.partitions) != self.partition:
+            return hub_topic(subject)
+        return topic_of(subject) or hub_topic(subject)
 
     def _idle(self) -> None:
         """Caught up (a backlog is old news: its readings must be seen before "now"): tell the detectors the time
@@ -252,7 +280,6 @@ class PartitionLoop:
                                    quotas=self.quotas)
         self.detect = DetectorConsumer(c.sessions, c.clock, config=c.detector_config, on_alerts=c.on_alerts,
                                        devices=c.devices, before_commit=self._fence, owns=self._owns)
-        self.writer = StoreWriter(c.store, _NoBacklog(), c.metrics, c.clock, c.devices)
         self.registry = RegistryConsumer(DeviceRegistry(c.sessions), HeartbeatFilter())
         self._homes_learned: set[str] = set()
         self._ticked_at = self._summarised_at = time.monotonic()

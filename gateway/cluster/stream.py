@@ -1,20 +1,29 @@
-"""The readings stream on NATS JetStream, as the cluster worker sees it: a synchronous facade over nats-py.
+"""The hub messages on NATS JetStream, as the cluster worker sees them: a synchronous facade over nats-py.
 
 The NATS servers' mapping puts every hub message on ``telecare-part.<P>.telecare.<home>.<rest>`` (docs/nats/README.md).
-One stream captures every partition subject; it is the durable hand-off that the local journal is on one machine.
+The durable hand-off is nats-server's own MQTT stream ``$MQTT_msgs`` (nats-server 2.9.10, server/mqtt.go): for every
+QoS 1 PUBLISH (a hub's last will and retained messages included) the server stores a copy on
+``$MQTT.msgs.<mapped subject>`` and sends the PUBACK only once that stream acknowledged it. So what a hub was
+PUBACKed is there, whoever leads which stream; a stream of our own would receive it without the PUBACK waiting for it
+(and lose it during its leader's election, or when full: tests/cluster/test_durability.py). QoS 0 messages have no
+copy there and never reach the workers: hubs publish at QoS 1 (docs/scale-out.md, "What a hub must be set to").
 
-* **Work-queue retention, bounded by bytes, discard new.** A message stays until its partition's owner acknowledges
-  it (after the readings store, the registry and the detectors committed it), so the stream holds exactly the
-  backlog. When that backlog fills ``max_bytes`` the servers refuse new messages rather than drop old ones (a hub's
-  PUBACK does not say so: docs/nats/README.md), and the metrics show the stream full.
-* **Replicas:** three when at least three servers are configured, else one.
-* **One pull consumer per partition and owner:** ``part-<P>-e<epoch>``, filtered on the partition's subjects, explicit
-  acknowledgement. A worker that gains a partition deletes whatever consumer the partition had and creates its own,
-  which starts at the oldest message not acknowledged (work queue: acknowledged ones are gone), at once, without
-  waiting for the old owner's ``ack_wait``. An old owner that was only paused then finds its consumer gone: it can
-  neither take messages from the new owner's consumer (its fetches name its own), nor acknowledge anything (its
-  commits fail the fencing check anyway, :func:`gateway.cluster.leases.still_owner`). The new owner so reads the
-  partition in order from its last acknowledged message.
+* **Interest retention.** ``$MQTT_msgs`` keeps a message until every consumer whose filter matches it acknowledged it,
+  and stores nothing that no consumer is interested in. So every partition has a consumer at all times: a worker
+  starting makes one for each partition without any (a placeholder, ``part-<P>-e0``) before anything else, and the
+  stream itself when no hub has connected yet (nats-server makes it at the first MQTT connection, with the same
+  configuration, and adopts one that exists). The disk bound is JetStream's own (``max_file_store`` on the servers):
+  when the stream cannot store, there is no PUBACK and the hub keeps the message.
+* **One pull consumer per partition and owner:** ``part-<P>-e<epoch>``, filtered on ``$MQTT.msgs.telecare-part.<P>.>``,
+  explicit acknowledgement, from the oldest message stored. A worker that gains a partition first makes its own
+  consumer, then deletes the others of the partition: deleting first would drop the messages only the old consumer was
+  interested in. The new consumer starts at the oldest message still stored; what the old owner acknowledged after it
+  was made is delivered again, and skipped by the detectors' checkpoints (the store rewrites the same points). An old
+  owner that was only paused then finds its consumer gone: it can neither take messages from the new owner's consumer
+  (its fetches name its own), nor commit anything (:func:`gateway.cluster.leases.still_owner`). Consumers of an older
+  epoch left behind (a placeholder made by a worker starting during a takeover) are deleted by the owner
+  (:meth:`JetStreamLink.tidy`): nothing would ever acknowledge their messages.
+* **Replicas:** the stream's, as nats-server sets them (three in a cluster of three); the consumers inherit them.
 
 nats-py is asyncio and the worker is threaded: :class:`JetStreamLink` runs one event loop in a thread of its own, and
 its methods submit coroutines to it and wait for their results.
@@ -26,9 +35,10 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
+from datetime import datetime
 from typing import NamedTuple, TypeVar
 from urllib.parse import urlsplit
 
@@ -42,21 +52,24 @@ from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
     DeliverPolicy,
-    DiscardPolicy,
     RetentionPolicy,
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import NotFoundError
+from nats.js.errors import APIError, NotFoundError
 
-__all__ = ["READINGS_STREAM", "Delivery", "JetStreamLink", "PartitionFeed", "StreamOptions", "consumer_name",
-           "home_of", "partition_filter", "partition_of", "topic_of"]
+from gateway.cluster.errors import ClusterConfigError
+
+__all__ = ["MQTT_STREAM", "READINGS_STREAM", "Delivery", "JetStreamLink", "PartitionFeed", "StreamOptions",
+           "consumer_name", "home_of", "hub_topic", "partition_filter", "partition_of", "subject_partition", "topic_of"]
 
 log = logging.getLogger(__name__)
 
-READINGS_STREAM = "TELECARE_READINGS"
+MQTT_STREAM = "$MQTT_msgs"  # nats-server 2.9's stream of MQTT QoS 1 messages (server/mqtt.go, mqttStreamName)
+MQTT_SUBJECT_PREFIX = "$MQTT.msgs."  # ... and its subjects' prefix (mqttStreamSubjectPrefix)
+READINGS_STREAM = MQTT_STREAM  # the stream the workers read
 PARTITION_PREFIX = "telecare-part"
-GIB = 1024 ** 3
+PLACEHOLDER_EPOCH = 0  # lease epochs start at 1: a consumer of epoch 0 is owned by nobody yet
 CALL_MARGIN_S = 5.0  # a call into the event loop waits this much longer than the NATS request it makes
 
 T = TypeVar("T")
@@ -64,13 +77,12 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class StreamOptions:
-    """The readings stream and its consumers. ``ack_wait_s``: how long a message delivered to a consumer waits
+    """The stream the workers read and their consumers. ``ack_wait_s``: how long a message delivered to a consumer waits
     for its acknowledgement before the consumer delivers it again (a worker extends it for a long batch);
     ``max_ack_pending``: the most messages a consumer hands out unacknowledged."""
 
-    name: str = READINGS_STREAM
+    name: str = MQTT_STREAM
     partitions: int = 16
-    max_bytes: int = 10 * GIB
     ack_wait_s: float = 30.0
     max_ack_pending: int = 20_000
     request_timeout_s: float = 10.0
@@ -93,8 +105,8 @@ class PartitionFeed(NamedTuple):
 
 
 def partition_filter(partition: int) -> str:
-    """The subjects of one partition's hub messages."""
-    return f"{PARTITION_PREFIX}.{partition}.telecare.>"
+    """The subjects of one partition's hub messages in ``$MQTT_msgs``."""
+    return f"{MQTT_SUBJECT_PREFIX}{PARTITION_PREFIX}.{partition}.>"
 
 
 def partition_of(home: str, partitions: int) -> int:
@@ -106,29 +118,60 @@ def partition_of(home: str, partitions: int) -> int:
     return digest % partitions
 
 
+def _unprefixed(subject: str) -> str:
+    """A partition subject without ``$MQTT_msgs``' prefix: as the hub's publish was mapped."""
+    return subject[len(MQTT_SUBJECT_PREFIX):] if subject.startswith(MQTT_SUBJECT_PREFIX) else subject
+
+
 def home_of(subject: str) -> str | None:
-    """The home id of a partition subject (``telecare-part.<P>.telecare.<home>.<rest>``), None if it has none."""
-    parts = subject.split(".", 4)
-    return parts[3] if len(parts) >= 5 and parts[2] == "telecare" else None
+    """The home id of a partition subject (``[$MQTT.msgs.]telecare-part.<P>.telecare.<home>.<rest>``), None if it
+    has none."""
+    parts = _unprefixed(subject).split(".", 4)
+    return parts[3] if len(parts) >= 5 and parts[0] == PARTITION_PREFIX and parts[2] == "telecare" else None
 
 
-def consumer_name(partition: int, epoch: int) -> str:
-    return f"part-{partition}-e{epoch}"
+def subject_partition(subject: str) -> int | None:
+    """The partition a subject is on (``[$MQTT.msgs.]telecare-part.<P>. ...``), None if it is not a partition's."""
+    prefix, _, rest = _unprefixed(subject).partition(".")
+    partition = rest.partition(".")[0]
+    return int(partition) if prefix == PARTITION_PREFIX and partition.isdigit() else None
+
+
+def consumer_name(partition: int, epoch: int, attempt: int = 0) -> str:
+    """``part-<P>-e<epoch>``; ``-r<attempt>`` after it for the consumer that replaces it after a failed batch."""
+    return f"part-{partition}-e{epoch}" + (f"-r{attempt}" if attempt else "")
+
+
+def _consumer_epoch(name: str, partition: int) -> int | None:
+    """The epoch of one of ``partition``'s consumers by its name, None for another partition's or another's."""
+    prefix = f"part-{partition}-e"
+    epoch = name[len(prefix):].partition("-r")[0]
+    return int(epoch) if name.startswith(prefix) and epoch.isdigit() else None
 
 
 def topic_of(subject: str) -> str | None:
-    """The MQTT topic a hub published, from its partition subject: ``telecare-part.2.telecare.h1.a./.b`` is
-    ``telecare/h1/a//b`` (nats-server turns each ``/`` into ``.`` and an empty level into a ``/`` token). None for a
-    subject that is not a partition's."""
-    prefix, _, rest = subject.partition(".")
+    """The MQTT topic a hub published, from its partition subject: ``$MQTT.msgs.telecare-part.2.telecare.h1.a./.b``
+    is ``telecare/h1/a//b`` (nats-server turns each ``/`` into ``.`` and an empty level into a ``/`` token). None for
+    a subject that is not a partition's."""
+    prefix, _, rest = _unprefixed(subject).partition(".")
     _partition, _, rest = rest.partition(".")
     if prefix != PARTITION_PREFIX or not rest:
         return None
-    return "/".join("" if token == "/" else token for token in rest.split("."))
+    return _as_topic(rest)
+
+
+def hub_topic(subject: str) -> str:
+    """The MQTT topic a hub published to reach ``subject`` as it is, unmapped: a hub that publishes
+    ``telecare-part/5/telecare/<home>/x`` itself bypasses the mapping."""
+    return _as_topic(_unprefixed(subject))
+
+
+def _as_topic(subject: str) -> str:
+    return "/".join("" if token == "/" else token for token in subject.split("."))
 
 
 class JetStreamLink:
-    """The worker's connection to the NATS servers: the readings stream, and one pull consumer per owned partition.
+    """The worker's connection to the NATS servers: ``$MQTT_msgs``, and one pull consumer per owned partition.
 
     Thread-safe: every call runs on the link's event loop; several partition threads may call at once."""
 
@@ -143,6 +186,7 @@ class JetStreamLink:
         self._thread = threading.Thread(target=self._loop.run_forever, name="nats", daemon=True)
         self._client: Client | None = None
         self._js: JetStreamContext | None = None
+        self.created: datetime | None = None  # when the stream was created (its identity)
 
     @property
     def replicas(self) -> int:
@@ -155,7 +199,8 @@ class JetStreamLink:
     # --- Life ------------------------------------------------------------------------------------------------------
 
     def start(self, timeout_s: float = 20.0) -> None:
-        """Connect and create or update the readings stream. :class:`ConnectionError` (a sentence) when no server
+        """Connect, and make sure of the stream and the partitions' consumers (:meth:`ensure_stream`).
+        :class:`ConnectionError` (a sentence) when no server
         answers within ``timeout_s``; once connected, a lost connection is retried for ever."""
         if not self._thread.is_alive():
             self._thread.start()
@@ -194,14 +239,21 @@ class JetStreamLink:
     # --- The stream --------------------------------------------------------------------------------------------------
 
     def stream_config(self) -> StreamConfig:
-        o = self.options
-        return StreamConfig(name=o.name, subjects=[f"{PARTITION_PREFIX}.*.telecare.>"],
-                            retention=RetentionPolicy.WORK_QUEUE, storage=StorageType.FILE,
-                            num_replicas=self.replicas, max_bytes=o.max_bytes, discard=DiscardPolicy.NEW)
+        """``$MQTT_msgs`` as nats-server 2.9.10 makes it (server/mqtt.go, mqttCreateAccountSessionManager): the
+        servers adopt it as it is when a worker made it first."""
+        return StreamConfig(name=self.options.name, subjects=[f"{MQTT_SUBJECT_PREFIX}>"],
+                            retention=RetentionPolicy.INTEREST, storage=StorageType.FILE, num_replicas=self.replicas)
 
     def ensure_stream(self) -> None:
-        """Create the readings stream, or bring an existing one to this configuration (idempotent)."""
-        self._call(self._ensure_stream(), self.options.request_timeout_s)
+        """Make sure ``$MQTT_msgs`` exists and every partition has a consumer, before any hub message can be stored
+        (interest retention stores nothing no consumer wants); :class:`ClusterConfigError` (a sentence) when the
+        servers refuse, or have a ``$MQTT_msgs`` this worker cannot rely on (another nats-server version)."""
+        try:
+            self._call(self._ensure_stream(), (self.options.partitions + 2) * self.options.request_timeout_s)
+        except APIError as e:
+            raise ClusterConfigError(
+                f"the NATS servers refused the MQTT messages stream {self.options.name} or a consumer of it "
+                f"({self.replicas} replica(s), interest retention): {e.description or e}") from None
 
     async def _ensure_stream(self) -> None:
         js = self._jetstream()
@@ -209,45 +261,91 @@ class JetStreamLink:
         try:
             info = await js.stream_info(self.options.name)
         except NotFoundError:
-            await js.add_stream(config)
-            log.info("NATS: readings stream %s created (%d replica(s))", config.name, config.num_replicas)
-            return
+            info = await js.add_stream(config)  # no hub has connected yet: as the first one's server would
+            log.info("NATS: stream %s created before any hub connected (%d replica(s))", config.name,
+                     config.num_replicas)
         current = info.config
-        if (current.subjects, current.num_replicas, current.max_bytes, current.discard) != (
-                config.subjects, config.num_replicas, config.max_bytes, config.discard):
-            await js.update_stream(config)
-            log.info("NATS: readings stream %s updated (%d replica(s))", config.name, config.num_replicas)
+        if current.retention != RetentionPolicy.INTEREST or current.subjects != config.subjects:
+            raise ClusterConfigError(
+                f"the NATS servers' {config.name} stream has retention {current.retention} and subjects "
+                f"{current.subjects}, not interest on {config.subjects}: the workers need nats-server 2.9's MQTT "
+                "messages stream (docs/nats/README.md, \"What a PUBACK means\")")
+        self.created = info.created
+        await self._placeholders()
+
+    async def _placeholders(self) -> None:
+        """A consumer (``part-<P>-e0``) for each partition that has none, so nothing published before the partition
+        is owned is dropped; its owner replaces it."""
+        js = self._jetstream()
+        names = [info.name for info in await js.consumers_info(self.options.name)]
+        for partition in range(self.options.partitions):
+            if not any(_consumer_epoch(name, partition) is not None for name in names):
+                await js.add_consumer(self.options.name, self._consumer_config(partition, PLACEHOLDER_EPOCH))
+
+    def _consumer_config(self, partition: int, epoch: int) -> ConsumerConfig:
+        o = self.options
+        name = consumer_name(partition, epoch)
+        return ConsumerConfig(name=name, durable_name=name, filter_subject=partition_filter(partition),
+                              deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.EXPLICIT, ack_wait=o.ack_wait_s,
+                              max_ack_pending=o.max_ack_pending, max_deliver=-1)
 
     def stream_backlog(self) -> tuple[int, int]:
-        """What the stream holds now, not yet acknowledged: (messages, bytes)."""
+        """What the stream holds now, not yet acknowledged by every consumer: (messages, bytes)."""
         async def state() -> tuple[int, int]:
             info = (await self._jetstream().stream_info(self.options.name)).state
             return info.messages, info.bytes
 
         return self._call(state(), self.options.request_timeout_s)
 
+    def storage_share(self) -> float | None:
+        """The share of the account's JetStream storage in use; None when the account has no limit of its own (the
+        servers' ``max_file_store`` is not visible to a client then)."""
+        async def share() -> float | None:
+            info = await self._jetstream().account_info()
+            limit = info.limits.max_storage
+            return info.storage / limit if limit and limit > 0 else None
+
+        return self._call(share(), self.options.request_timeout_s)
+
     # --- Partitions ------------------------------------------------------------------------------------------------
 
-    def open_partition(self, partition: int, epoch: int) -> PartitionFeed:
-        """This owner's consumer of ``partition``: any other consumer of it deleted, a new one from the oldest
-        message not acknowledged (see the module's notes)."""
-        return self._call(self._open_partition(partition, epoch), 3 * self.options.request_timeout_s)
+    def open_partition(self, partition: int, epoch: int, attempt: int = 0) -> PartitionFeed:
+        """This owner's consumer of ``partition``, made before any other consumer of it is deleted (see the module's
+        notes). ``attempt``: how many times the owner started again after a failed batch; each attempt has a
+        consumer of its own, which delivers again from the oldest message stored, in order (the one before may
+        have handed out messages it will only deliver again after ``ack_wait``)."""
+        return self._call(self._open_partition(partition, epoch, attempt), 3 * self.options.request_timeout_s)
 
-    async def _open_partition(self, partition: int, epoch: int) -> PartitionFeed:
+    async def _open_partition(self, partition: int, epoch: int, attempt: int) -> PartitionFeed:
         js = self._jetstream()
-        o = self.options
-        name = consumer_name(partition, epoch)
-        prefix = f"part-{partition}-e"
-        for info in await js.consumers_info(o.name):
-            if info.name.startswith(prefix):
+        name = consumer_name(partition, epoch, attempt)
+        config = self._consumer_config(partition, epoch)
+        config.name = config.durable_name = name
+        await js.add_consumer(self.options.name, config)
+        for info in await js.consumers_info(self.options.name):
+            if info.name != name and _consumer_epoch(info.name, partition) is not None:
                 with contextlib.suppress(NotFoundError):  # deleted meanwhile
-                    await js.delete_consumer(o.name, info.name)
-        config = ConsumerConfig(name=name, durable_name=name, filter_subject=partition_filter(partition),
-                                deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.EXPLICIT,
-                                ack_wait=o.ack_wait_s, max_ack_pending=o.max_ack_pending, max_deliver=-1)
-        await js.add_consumer(o.name, config)
-        subscription = await js.pull_subscribe_bind(durable=name, stream=o.name)
+                    await js.delete_consumer(self.options.name, info.name)
+        subscription = await js.pull_subscribe_bind(durable=name, stream=self.options.name)
         return PartitionFeed(partition, name, subscription)
+
+    def tidy(self, owned: Mapping[int, int]) -> list[str]:
+        """Delete the consumers of owned partitions older than the owner's epoch (a placeholder a starting worker
+        made during a takeover); returns their names. Only older ones: whatever this worker believes, a consumer of
+        a later epoch is a newer owner's."""
+        async def tidy() -> list[str]:
+            js = self._jetstream()
+            deleted = []
+            for info in await js.consumers_info(self.options.name):
+                for partition, epoch in owned.items():
+                    found = _consumer_epoch(info.name, partition)
+                    if found is not None and found < epoch:
+                        with contextlib.suppress(NotFoundError):
+                            await js.delete_consumer(self.options.name, info.name)
+                            deleted.append(info.name)
+            return deleted
+
+        return self._call(tidy(), self.options.request_timeout_s * 2)
 
     def fetch(self, feed: PartitionFeed, batch: int, timeout_s: float) -> list[Delivery]:
         """Up to ``batch`` messages, oldest first; waits at most ``timeout_s`` for the first (then: none)."""
@@ -289,6 +387,16 @@ class JetStreamLink:
             self._call(feed.subscription.unsubscribe(), self.options.request_timeout_s)
         except Exception as e:  # the connection is going anyway
             log.info("NATS: partition %d's subscription not closed cleanly: %s", feed.partition, e)
+
+    # --- For the other streams of the worker (gateway.cluster.entries) --------------------------------------------
+
+    def call(self, work: Awaitable[T], timeout_s: float | None) -> T:
+        """Run ``work`` on the link's event loop and wait for its result."""
+        return self._call(work, timeout_s)
+
+    def jetstream(self) -> JetStreamContext:
+        """The JetStream context, for coroutines run by :meth:`call`."""
+        return self._jetstream()
 
     # --- Inside ------------------------------------------------------------------------------------------------------
 

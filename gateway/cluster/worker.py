@@ -25,6 +25,7 @@ from analytics.alerts import AlertEvent
 from gateway.alerting.dispatcher import Dispatcher
 from gateway.cluster.keeper import LeaseKeeper, Ownership
 from gateway.cluster.partition import PartitionContext, PartitionLoop
+from gateway.cluster.stream_identity import adopt_stream
 from gateway.metrics import IngestMetrics, WorkerMetrics
 from gateway.retention import DeadLetterRetention
 
@@ -33,20 +34,24 @@ __all__ = ["ClusterWorker"]
 log = logging.getLogger(__name__)
 
 RETENTION_S = 60.0  # wall seconds between dead-letter purges
-FULL_AT = 0.99  # the stream counts as full past this share of its bytes: a message more may be refused
+FULL_AT = 0.99  # JetStream counts as full past this share of its storage: a message more may be refused
 
 
 class ClusterMetrics:
-    """What only cluster mode has: the readings stream's backlog, and this worker's share of the partitions."""
+    """What only cluster mode has: the backlog of ``$MQTT_msgs``, and this worker's share of the partitions."""
 
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
         self.stream_messages = Gauge(
-            "telecare_stream_messages", "Messages in the readings stream not yet acknowledged (all partitions)",
+            "telecare_stream_messages", "Messages in $MQTT_msgs not yet acknowledged (all partitions)",
             registry=r)
-        self.stream_bytes = Gauge("telecare_stream_bytes", "Bytes the readings stream holds", registry=r)
-        self.stream_full = Gauge("telecare_stream_full", "1 while the readings stream is (nearly) full: the NATS "
-                                 "servers refuse new hub messages", registry=r)
+        self.stream_bytes = Gauge("telecare_stream_bytes", "Bytes $MQTT_msgs holds", registry=r)
+        self.stream_full = Gauge("telecare_stream_full", "1 while the account's JetStream storage is (nearly) "
+                                 "full: the NATS servers do not PUBACK new hub messages (0 when the account has no "
+                                 "limit of its own: then see the servers' /jsz)", registry=r)
+        self.entries_waiting = Gauge(
+            "telecare_store_entries_waiting", "Decided entries not yet written to the readings store (all partitions): "
+            "grows while the store is away", registry=r)
         self.partitions_owned = Gauge("telecare_partitions_owned", "Partitions this worker consumes", registry=r)
         self.full = False  # as telecare_stream_full says, for /healthz
 
@@ -90,12 +95,16 @@ class ClusterWorker:
     def run(self, stop: threading.Event) -> None:
         link = self.context.link
         link.start()
+        self.context.entries.ensure()
+        if link.created is not None:
+            with self.context.sessions.begin() as session:
+                adopt_stream(session, link.options.name, link.created)
         for registry in (self.metrics.registry, self.cluster_metrics.registry):  # one /metrics for all
             self.ingest_metrics.registry.register(registry)
         self.ingest_metrics.add_health_check(
             "broker", lambda: None if link.connected else "not connected to the NATS servers")
         self.ingest_metrics.add_health_check(  # no journal: the stream is the hand-off
-            "journal", lambda: "the readings stream is full: the NATS servers refuse new hub messages"
+            "journal", lambda: "JetStream's storage is full: the NATS servers refuse new hub messages"
             if self.cluster_metrics.full else None)
         if self.metrics_port is not None:
             self.served_port = self.ingest_metrics.serve(self.metrics_port, self.metrics_host)
@@ -125,8 +134,8 @@ class ClusterWorker:
                 self._stopping.append(loop)
         for partition, epoch in ownership.owned.items():
             loop = self.loops.get(partition)
-            if loop is not None and loop.epoch == epoch and not loop.ended:
-                continue
+            if loop is not None and loop.epoch == epoch and (loop.alive or loop.lease_lost is not None):
+                continue  # running; or it found its lease gone, which the keeper learns at its next tick
             if loop is not None:
                 self._stopping.append(loop)
             self.loops[partition] = PartitionLoop(self.context, partition, epoch)
@@ -134,17 +143,24 @@ class ClusterWorker:
         self._stopping = [loop for loop in self._stopping if loop.alive]
 
     def observe(self) -> None:
-        """The stream's backlog and this worker's partitions, as gauges (a failed look keeps the last values)."""
+        """The stream's backlog and this worker's partitions, as gauges (a failed look keeps the last values); and
+        the consumers older owners left on this worker's partitions deleted."""
         m = self.cluster_metrics
         m.partitions_owned.set(len(self.owned))
         try:
             messages, size = self.context.link.stream_backlog()
+            share = self.context.link.storage_share()
+            waiting = self.context.entries.backlog()
+            stale = self.context.link.tidy(self.owned)
         except Exception as e:  # the servers away: the broker health check says so
-            log.info("readings stream's backlog not read: %s", e)
+            log.info("the stream's backlog not read: %s", e)
             return
+        if stale:
+            log.info("consumers of older owners deleted: %s", ", ".join(stale))
         m.stream_messages.set(messages)
         m.stream_bytes.set(size)
-        m.full = size >= FULL_AT * self.context.link.options.max_bytes
+        m.entries_waiting.set(waiting)
+        m.full = share is not None and share >= FULL_AT
         m.stream_full.set(1 if m.full else 0)
 
     def _shut_down(self, threads: list[threading.Thread]) -> None:

@@ -9,6 +9,9 @@
 * :class:`ClusterDeviceState`: each device's kind and last activity value, from which a reading's activity change
   is decided (``gateway.reading_facts``). On one machine they live in the journal's file; in cluster mode here, so
   that they move with a partition from one worker to the next.
+* :class:`ClusterStream`: the readings stream the workers last used, by its creation time. Detector checkpoints
+  record the stream sequence they have seen; a stream deleted and made again starts its sequence afresh, and the
+  workers reset those positions rather than skip the new stream's first messages.
 
 Used on PostgreSQL only (cluster mode requires it), but created on every backend so that the schema is one.
 """
@@ -23,7 +26,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from gateway.db.base import DEVICE_NAME_LEN, HOME_ID_LEN, SHORT_LEN, Base
 
-__all__ = ["WORKER_ID_LEN", "ClusterDeviceState", "ClusterWorker", "PartitionLease"]
+__all__ = ["WORKER_ID_LEN", "ClusterDeviceState", "ClusterStream", "ClusterWorker", "PartitionLease"]
 
 WORKER_ID_LEN = 100  # host name (clipped), process id and a random suffix: gateway.cluster.membership
 
@@ -69,3 +72,13 @@ class ClusterDeviceState(Base):
     device: Mapped[str] = mapped_column(String(DEVICE_NAME_LEN), primary_key=True)
     kind: Mapped[str | None] = mapped_column(String(SHORT_LEN))
     value: Mapped[Any] = mapped_column(JSON(none_as_null=True), nullable=True)
+
+
+class ClusterStream(Base):
+    """A JetStream stream the workers consume, and when the NATS servers created it (its identity: a stream
+    deleted and made again under the same name has another)."""
+
+    __tablename__ = "cluster_streams"
+
+    name: Mapped[str] = mapped_column(String(SHORT_LEN), primary_key=True)
+    created_at: Mapped[datetime]

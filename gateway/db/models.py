@@ -47,6 +47,7 @@ from gateway.db.base import (
 from gateway.db.care_record import AlertAttendance as AlertAttendance
 from gateway.db.care_record import AlertNote as AlertNote
 from gateway.db.cluster import ClusterDeviceState as ClusterDeviceState
+from gateway.db.cluster import ClusterStream as ClusterStream
 from gateway.db.cluster import ClusterWorker as ClusterWorker
 from gateway.db.cluster import PartitionLease as PartitionLease
 

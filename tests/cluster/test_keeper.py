@@ -180,6 +180,7 @@ def _database_refusing_connections(db_url: str) -> Iterator[None]:
     """The worker's database unreachable: connections refused and the existing ones ended."""
     url = make_url(db_url)
     name = url.database
+    assert name is not None  # the db_url fixture always names its fresh database
     admin = url.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(sql.Identifier(name)))

@@ -11,10 +11,20 @@ from sqlalchemy import func, select, text
 from typer.testing import CliRunner
 
 from bench.nats_cluster import NatsServer
-from gateway.cluster import LeaseKeeper
-from gateway.cluster.stream import JetStreamLink, topic_of
+from gateway.cluster import ClusterConfigError, LeaseKeeper
+from gateway.cluster.stream import (
+    READINGS_STREAM,
+    JetStreamLink,
+    consumer_name,
+    home_of,
+    hub_topic,
+    partition_filter,
+    subject_partition,
+    topic_of,
+)
 from gateway.db.cluster import ClusterDeviceState
 from telecare.cli import app
+from tests.cluster.helpers import create_stream
 from tests.cluster.leasing import ON_POSTGRESQL
 from tests.cluster.workers import PARTITIONS, Cluster, nats_server, press, temperatures, wait_for
 
@@ -65,6 +75,18 @@ def test_a_subject_gives_back_the_hubs_topic() -> None:
     assert topic_of("telecare-part.2.telecare.h1.a./.b") == "telecare/h1/a//b"
     assert topic_of("telecare-part.2.telecare.h1.x./") == "telecare/h1/x/"
     assert topic_of("elsewhere.h1") is None
+    # As $MQTT_msgs stores them: the mapped subject after its prefix.
+    assert topic_of("$MQTT.msgs.telecare-part.2.telecare.h1.motion") == "telecare/h1/motion"
+    assert home_of("$MQTT.msgs.telecare-part.2.telecare.h1.motion") == "h1"
+    assert subject_partition("$MQTT.msgs.telecare-part.12.telecare.h1.motion") == 12
+    assert subject_partition("$MQTT.msgs.elsewhere.2") is None
+    assert hub_topic("$MQTT.msgs.telecare-part.2.telecare.h1.motion") == "telecare-part/2/telecare/h1/motion"
+
+
+def test_consumer_names_carry_the_partition_the_epoch_and_the_attempt() -> None:
+    assert consumer_name(3, 7) == "part-3-e7"
+    assert consumer_name(3, 7, 2) == "part-3-e7-r2"
+    assert partition_filter(3) == "$MQTT.msgs.telecare-part.3.>"
 
 
 def test_cluster_mode_on_sqlite_is_a_sentence(tmp_path: Path) -> None:
@@ -87,3 +109,14 @@ def test_no_nats_server_answering_is_a_sentence() -> None:
     with pytest.raises(ConnectionError, match=r"no NATS server of nats://user:\*\*\*@127.0.0.1:9 answered within 1 s"):
         link.start(timeout_s=1.0)
     link.close()
+
+
+def test_an_mqtt_messages_stream_of_another_kind_is_a_sentence(nats_server: NatsServer) -> None:
+    # A stream of that name made otherwise (here: limits retention, on other subjects): not nats-server 2.9's.
+    create_stream([nats_server.url], name=READINGS_STREAM, num_replicas=1)
+    link = JetStreamLink([nats_server.url])
+    try:
+        with pytest.raises(ClusterConfigError, match=r"the NATS servers' \$MQTT_msgs stream has retention limits"):
+            link.start()
+    finally:
+        link.close()

@@ -1,7 +1,8 @@
 """Shared by the cluster worker tests: a nats-server of their own, cluster workers in threads, and what they stored.
 
-Hubs publish over MQTT to the server's MQTT port (``tests.cluster.helpers.Hub``); the workers read the readings
-stream and write to the embedded SQLite readings store and a fresh PostgreSQL database.
+Hubs publish over MQTT at QoS 1 to the server's MQTT port (``tests.cluster.helpers.Hub``); the workers read
+``$MQTT_msgs`` (nats-server's stream of MQTT QoS 1 messages) and write to the embedded SQLite readings store and a
+fresh PostgreSQL database.
 """
 
 from __future__ import annotations
@@ -68,14 +69,25 @@ class Cluster:
         thread.start()
         running = Running(worker, stop, thread)
         self.running.append(running)
+        # $MQTT_msgs keeps only what a consumer wants: the first worker's start makes the stream (if no hub did) and
+        # a consumer for every partition.
+        wait_for(self._stream_exists, 10, "$MQTT_msgs made")
         return running
+
+    def _stream_exists(self) -> bool:
+        try:
+            self.stream_messages()
+        except Exception:
+            return False
+        return True
 
     def halt(self) -> None:
         for running in self.running:
             running.halt()
 
     def create_stream(self) -> None:
-        """The readings stream as a worker creates it at start, before any worker runs."""
+        """``$MQTT_msgs`` and every partition's placeholder consumer, as a worker makes them at start, before any
+        worker runs: what hubs publish from then on is kept for the partitions' owners."""
         link = JetStreamLink(self.settings.nats_servers, StreamOptions(partitions=PARTITIONS))
         link.start()
         link.close()
@@ -104,7 +116,7 @@ class Cluster:
                                   ) or 0
 
     def stream_messages(self) -> int:
-        """Messages still in the readings stream: not acknowledged yet."""
+        """Messages still in ``$MQTT_msgs``: not acknowledged yet by every consumer."""
         async def count(js) -> int:  # type: ignore[no-untyped-def]
             return int((await js.stream_info(READINGS_STREAM)).state.messages)
 

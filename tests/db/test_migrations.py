@@ -20,7 +20,8 @@ from gateway.db.session import make_engine, make_session_factory, normalise_url
 TABLES = {"organisations", "homes", "devices", "dead_letters", "residents", "absences", "recipients",
           "escalation_steps", "alerts", "alert_log", "notifications", "detector_checkpoints",
           "users", "auth_tokens", "api_keys", "audit_log", "login_throttle", "home_claims", "ended_care",
-          "alert_notes", "alert_attendance", "cluster_workers", "partition_leases", "cluster_device_states"}
+          "alert_notes", "alert_attendance", "cluster_workers", "partition_leases", "cluster_device_states",
+          "cluster_streams"}
 
 
 def test_upgrade_creates_every_table_at_head(db_url: str) -> None:

@@ -1,8 +1,10 @@
-"""Cluster mode (issue 15): each device's kind and last activity value, shared by the workers.
+"""Cluster mode (issue 15): each device's kind and last activity value, and the readings stream's identity.
 
 ``cluster_device_states``: what a reading's activity change is decided from (``gateway.reading_facts``). On one
 machine it lives in the journal's file; in cluster mode a partition moves between workers, and its devices' states
-with it. Created on every backend (the schema is one), used on PostgreSQL only.
+with it. ``cluster_streams``: the readings stream the workers last used, by its creation time, so that a stream
+made again (its sequence numbers starting afresh) resets the detectors' positions. Created on every backend (the
+schema is one), used on PostgreSQL only.
 
 Revision ID: 0011
 Revises: 0010
@@ -29,7 +31,14 @@ def upgrade() -> None:
         sa.Column("value", sa.JSON(none_as_null=True), nullable=True),
         sa.PrimaryKeyConstraint("home_id", "device", name=op.f("pk_cluster_device_states")),
     )
+    op.create_table(
+        "cluster_streams",
+        sa.Column("name", sa.String(length=32), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("name", name=op.f("pk_cluster_streams")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("cluster_streams")
     op.drop_table("cluster_device_states")
