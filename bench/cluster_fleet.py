@@ -132,16 +132,16 @@ class WorkerProcess:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def metric(self, name: str) -> float | None:
-        """A sample of the worker's /metrics (the first line named ``name``, labels included), or None."""
+        """A metric of the worker's /metrics, summed over its labelled series; None when it does not answer or
+        has no such metric."""
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2) as response:
                 text = response.read().decode()
         except OSError:
             return None
-        for line in text.splitlines():
-            if line.startswith(name + " ") or line.startswith(name + "{"):
-                return float(line.rsplit(" ", 1)[1])
-        return None
+        values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                  if line.startswith(name + " ") or line.startswith(name + "{")]
+        return sum(values) if values else None
 
     def holds_connection(self, local_port: int) -> bool:
         """Whether one of this process's TCP connections has the local port ``local_port``."""

@@ -1,4 +1,4 @@
-"""Cluster mode (issue 15): many gateway workers share the partitions of the readings stream on NATS JetStream.
+"""Cluster mode: many gateway workers share the partitions of the hub messages on NATS JetStream (docs/scale-out.md).
 
 Each partition is owned by one live worker at a time (:mod:`~gateway.cluster.leases`, in PostgreSQL); the workers
 learn who is alive (:mod:`~gateway.cluster.membership`), share the partitions out evenly

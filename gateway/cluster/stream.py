@@ -331,18 +331,22 @@ class JetStreamLink:
 
     def tidy(self, owned: Mapping[int, int]) -> list[str]:
         """Delete the consumers of owned partitions older than the owner's epoch (a placeholder a starting worker
-        made during a takeover); returns their names. Only older ones: whatever this worker believes, a consumer of
-        a later epoch is a newer owner's."""
+        made during a takeover); returns their names. Only once the owner's own consumer exists (deleting the older
+        one first would drop the messages only it wanted), and only older ones: whatever this worker believes, a
+        consumer of a later epoch is a newer owner's."""
         async def tidy() -> list[str]:
             js = self._jetstream()
+            names = [info.name for info in await js.consumers_info(self.options.name)]
             deleted = []
-            for info in await js.consumers_info(self.options.name):
-                for partition, epoch in owned.items():
-                    found = _consumer_epoch(info.name, partition)
+            for partition, epoch in owned.items():
+                epochs = {name: _consumer_epoch(name, partition) for name in names}
+                if epoch not in epochs.values():
+                    continue  # the owner's consumer is not made yet
+                for name, found in epochs.items():
                     if found is not None and found < epoch:
                         with contextlib.suppress(NotFoundError):
-                            await js.delete_consumer(self.options.name, info.name)
-                            deleted.append(info.name)
+                            await js.delete_consumer(self.options.name, name)
+                            deleted.append(name)
             return deleted
 
         return self._call(tidy(), self.options.request_timeout_s * 2)

@@ -1,5 +1,6 @@
-"""Cluster workers end to end: hubs publish over MQTT to a real nats-server, workers read the partitions of the
-readings stream, store, register, detect and alert, and acknowledge only once all of it committed (PostgreSQL)."""
+"""Cluster workers end to end: hubs publish over MQTT to a real nats-server, workers read the partitions of
+``$MQTT_msgs``, register, detect and alert, acknowledge only once all of it committed (PostgreSQL), and store the
+readings from a stream of decided entries of their own."""
 
 from __future__ import annotations
 

@@ -134,3 +134,30 @@ def test_the_owner_deletes_a_placeholder_made_after_it_took_the_partition(cluste
         return False
 
     assert jetstream([cluster.server.url], gone)
+
+
+def test_an_older_consumer_is_deleted_only_once_the_owners_own_exists(nats_server: NatsServer) -> None:
+    # The worker tidies while its partitions' loops are still opening: deleting the placeholder first would drop
+    # the messages it held (interest retention).
+    urls = [nats_server.url]
+    link = JetStreamLink(urls, StreamOptions(partitions=PARTITIONS))
+    link.start()
+    try:
+        hub = Hub(nats_server.mqtt_port)
+        assert hub.publish("telecare/h1/thermo", b"kept by the placeholder")
+        hub.close()
+        assert link.tidy({H1_PARTITION: 5}) == []
+        assert consumer_name(H1_PARTITION, 0) in _consumers(urls)
+        feed = link.open_partition(H1_PARTITION, 5)
+        assert link.tidy({H1_PARTITION: 5}) == []  # opening deleted it already
+        assert [d.payload for d in link.fetch(feed, 10, 1.0)] == [b"kept by the placeholder"]
+        jetstream(urls, _add_placeholder)
+        assert link.tidy({H1_PARTITION: 5}) == [consumer_name(H1_PARTITION, 0)]
+    finally:
+        link.close()
+
+
+async def _add_placeholder(js: JetStreamContext) -> None:
+    name = consumer_name(H1_PARTITION, 0)
+    await js.add_consumer(MQTT_STREAM, durable_name=name, filter_subject=partition_filter(H1_PARTITION),
+                          ack_policy="explicit")

@@ -71,15 +71,19 @@ class Cluster:
         self.running.append(running)
         # $MQTT_msgs keeps only what a consumer wants: the first worker's start makes the stream (if no hub did) and
         # a consumer for every partition.
-        wait_for(self._stream_exists, 10, "$MQTT_msgs made")
+        wait_for(self._stream_ready, 20, "$MQTT_msgs made, with a consumer for every partition")
         return running
 
-    def _stream_exists(self) -> bool:
+    def _stream_ready(self) -> bool:
+        """The stream exists and every partition has a consumer: a message published before that would be kept by
+        nobody (a loaded machine showed the race)."""
+        async def consumers(js) -> int:  # type: ignore[no-untyped-def]
+            return int((await js.stream_info(READINGS_STREAM)).state.consumer_count)
+
         try:
-            self.stream_messages()
+            return jetstream([self.server.url], consumers) >= PARTITIONS
         except Exception:
             return False
-        return True
 
     def halt(self) -> None:
         for running in self.running:
