@@ -165,11 +165,15 @@ class PartitionLoop:
             feed: PartitionFeed | None = None
             try:
                 with self.context.sessions.begin() as session:
-                    # Only the partition's owner replaces its consumer: an old owner resuming from a pause must not
-                    # take the new one's away. The lease row stays locked (still_owner) while the consumer is made.
+                    # Only the partition's owner replaces its consumer: checked just before, in a transaction of its
+                    # own. Holding the lease row's lock while NATS answered (seconds, during a server's failover)
+                    # held up the keeper's renewal of every lease, and partitions moved for nothing. An old owner
+                    # paused between the check and the call may still replace the new owner's consumer: the new
+                    # owner's next fetch fails and it starts again from a fresh one, at the oldest message not
+                    # acknowledged, while the old owner can commit (so acknowledge) nothing.
                     self._fence(session, set())
-                    feed = self.context.link.open_partition(self.partition, self.epoch, self._attempt)
-                    self._attempt += 1
+                feed = self.context.link.open_partition(self.partition, self.epoch, self._attempt)
+                self._attempt += 1
                 log.info("partition %d: consuming under epoch %d", self.partition, self.epoch)
                 while not self._stop.is_set():
                     if self.step(feed):

@@ -1,4 +1,4 @@
-"""bench/cluster.py --quick end to end, so the benchmark cannot rot: it prints the throughput of 1, 2 and 3 workers
+"""bench/cluster.py --quick end to end, so the benchmark cannot rot: it prints the throughput of 1 and 2 workers
 with their ratio to one and their CPU per reading, the pendant-to-Pushover latency with no fault and during a
 worker's kill -9, and the sizing rows; a bad option is a sentence."""
 
@@ -20,13 +20,15 @@ PG_URL = os.environ.get("TELECARE_TEST_PG_URL") or bench.DEFAULT_PG_ADMIN_URL
 
 @pytest.mark.slow
 def test_the_quick_run_prints_every_figure(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "bench/cluster.py", "--quick", "--json", "--workdir", str(tmp_path),
-                           "--pg-admin-url", PG_URL], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    # Two worker counts, not three: the ratio is what is checked, and the suite's time is shared.
+    done = subprocess.run([sys.executable, "bench/cluster.py", "--quick", "--workers", "1,2", "--json", "--workdir",
+                           str(tmp_path), "--pg-admin-url", PG_URL], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
     if done.returncode == 2 and "PostgreSQL not reachable" in done.stderr:
         pytest.skip(done.stderr.strip())
     assert done.returncode == 0, done.stderr[-4000:]
     figures = json.loads(done.stdout)
-    assert [d["workers"] for d in figures["throughput"]] == [1, 2, 3]
+    assert [d["workers"] for d in figures["throughput"]] == [1, 2]
     for d in figures["throughput"]:
         assert d["readings_per_s"] > 0 and d["cpu_ms_per_reading"] > 0, d
         assert d["stored"] == figures["backlog"], "every reading of the backlog stored, once"
