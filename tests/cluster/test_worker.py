@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import json
 import urllib.request
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
 import orjson
 import pytest
 from sqlalchemy import select
 
-from bench.nats_cluster import NatsServer
 from gateway.cluster.partition import entry_seq
 from gateway.cluster.stream import READINGS_STREAM, partition_of
 from gateway.db.cluster import ClusterDeviceState
@@ -23,19 +21,12 @@ from gateway.stores.readings.base import ACTIVITY_FIELD
 from gateway.worker import RegistryConsumer
 from tests.cluster.helpers import delete_stream
 from tests.cluster.leasing import ON_POSTGRESQL
-from tests.cluster.workers import PARTITIONS, T0_MS, Cluster, nats_server, press, temperatures, wait_for
+from tests.cluster.workers import PARTITIONS, T0_MS, Cluster, cluster, nats_server, press, temperatures, wait_for
 
-__all__ = ["nats_server"]  # the fixture, used by name
+__all__ = ["cluster", "nats_server"]  # the fixtures, used by name
 
 # Homes on every partition of four (partition_of: 2, 3, 0, 1).
 HOMES = ["h1", "home-a", "care-home-17", "h4"]
-
-
-@pytest.fixture
-def cluster(tmp_path: Path, nats_server: NatsServer, db_url: str) -> Iterator[Cluster]:
-    running = Cluster(tmp_path, nats_server, db_url)
-    yield running
-    running.halt()
 
 
 def test_the_homes_cover_every_partition() -> None:

@@ -3,7 +3,6 @@ the partition next handles the messages, once. Also: subjects back to topics, an
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,18 +25,11 @@ from gateway.db.cluster import ClusterDeviceState
 from telecare.cli import app
 from tests.cluster.helpers import create_stream
 from tests.cluster.leasing import ON_POSTGRESQL
-from tests.cluster.workers import PARTITIONS, Cluster, nats_server, press, temperatures, wait_for
+from tests.cluster.workers import PARTITIONS, Cluster, cluster, nats_server, press, temperatures, wait_for
 
-__all__ = ["nats_server"]  # the fixture, used by name
+__all__ = ["cluster", "nats_server"]  # the fixtures, used by name
 
 H1_PARTITION = 2  # partition_of("h1", 4)
-
-
-@pytest.fixture
-def cluster(tmp_path: Path, nats_server: NatsServer, db_url: str) -> Iterator[Cluster]:
-    running = Cluster(tmp_path, nats_server, db_url)
-    yield running
-    running.halt()
 
 
 @ON_POSTGRESQL

@@ -4,10 +4,6 @@ partition)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 from nats.js import JetStreamContext
 from nats.js.api import RetentionPolicy, StorageType
 from nats.js.errors import NotFoundError
@@ -18,18 +14,11 @@ from gateway.cluster.stream import MQTT_STREAM, JetStreamLink, StreamOptions, co
 from gateway.db.models import DeadLetter
 from tests.cluster.helpers import Hub, jetstream, stream_messages
 from tests.cluster.leasing import ON_POSTGRESQL
-from tests.cluster.workers import PARTITIONS, Cluster, nats_server, temperatures, wait_for
+from tests.cluster.workers import PARTITIONS, Cluster, cluster, nats_server, temperatures, wait_for
 
-__all__ = ["nats_server"]  # the fixture, used by name
+__all__ = ["cluster", "nats_server"]  # the fixtures, used by name
 
 H1_PARTITION = 2  # partition_of("h1", 4)
-
-
-@pytest.fixture
-def cluster(tmp_path: Path, nats_server: NatsServer, db_url: str) -> Iterator[Cluster]:
-    running = Cluster(tmp_path, nats_server, db_url)
-    yield running
-    running.halt()
 
 
 def _stream_names(urls: list[str]) -> list[str]:

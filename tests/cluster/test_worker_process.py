@@ -8,28 +8,18 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from sqlalchemy import text
 
-from bench.nats_cluster import NatsServer
 from tests.cluster.leasing import ON_POSTGRESQL
-from tests.cluster.workers import PARTITIONS, Cluster, nats_server, temperatures, wait_for
+from tests.cluster.workers import PARTITIONS, Cluster, cluster, nats_server, temperatures, wait_for
 
-__all__ = ["nats_server"]  # the fixture, used by name
+__all__ = ["cluster", "nats_server"]  # the fixtures, used by name
 
 ROOT = Path(__file__).resolve().parents[2]
 HOMES = ["h1", "home-a", "care-home-17", "h4"]  # one on each of the four partitions
 EACH = 250
-
-
-@pytest.fixture
-def cluster(tmp_path: Path, nats_server: NatsServer, db_url: str) -> Iterator[Cluster]:
-    running = Cluster(tmp_path, nats_server, db_url)
-    yield running
-    running.halt()
 
 
 def _worker(cluster: Cluster, log: Path) -> subprocess.Popen[bytes]:

@@ -4,8 +4,7 @@ stream of their own, which the partition's store loop writes when it can (gatewa
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
 import pytest
 from nats.js import JetStreamContext
@@ -20,16 +19,9 @@ from gateway.stores.readings.base import Point
 from gateway.stores.readings.sqlite import SqliteReadingStore
 from tests.cluster.helpers import jetstream
 from tests.cluster.leasing import ON_POSTGRESQL
-from tests.cluster.workers import PARTITIONS, T0_MS, Cluster, nats_server, press, temperatures, wait_for
+from tests.cluster.workers import PARTITIONS, T0_MS, Cluster, cluster, nats_server, press, temperatures, wait_for
 
-__all__ = ["nats_server"]  # the fixture, used by name
-
-
-@pytest.fixture
-def cluster(tmp_path: Path, nats_server: NatsServer, db_url: str) -> Iterator[Cluster]:
-    running = Cluster(tmp_path, nats_server, db_url)
-    yield running
-    running.halt()
+__all__ = ["cluster", "nats_server"]  # the fixtures, used by name
 
 
 def _entries_waiting(urls: list[str]) -> int:

@@ -38,6 +38,14 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
         yield server
 
 
+@pytest.fixture
+def cluster(tmp_path: Path, nats_server: NatsServer, db_url: str) -> Iterator[Cluster]:
+    """Workers on ``nats_server`` and the ``db_url`` database, halted at the end of the test."""
+    running = Cluster(tmp_path, nats_server, db_url)
+    yield running
+    running.halt()
+
+
 @dataclass
 class Running:
     worker: ClusterWorker
