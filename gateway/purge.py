@@ -25,6 +25,10 @@ write them (ingest holds them, in memory too): it asks ingest through the journa
 transaction. Homes are never deleted and devices never removed (the registry only renames), so the care epoch is
 the one trace of a person gone.
 
+In cluster mode the device states are rows in PostgreSQL (``cluster_device_states``), each with the care epoch it was
+learned under; the worker holding the housekeeping role deletes those of another epoch, and runs this purge too
+(:mod:`gateway.cluster.housekeeping`).
+
 Deletes run in short batches (:func:`gateway.retention.delete_in_batches`), as the dead-letter retention does.
 """
 

@@ -142,12 +142,19 @@ def journal_lag_check(journal: Journal, consumer: str, what: str, bounds: Watchd
         lag = journal.lag(consumer)
         oldest = journal.read(consumer, 1) if lag and now_ms is not None else []
         age_s = (now_ms() - oldest[0].received_ms) / 1000 if oldest and now_ms is not None else 0.0
-        if lag < bounds.journal_lag_entries and age_s < bounds.journal_lag_s:
-            return None
-        return Problem(f"lag:{consumer}", f"{lag:,} readings wait for the {what}, the oldest received "
-                       f"{age_s / 60:.0f} min ago: alerts may come late")
+        return backlog_problem(f"lag:{consumer}", lag, age_s, bounds, f"readings wait for the {what}",
+                               "alerts may come late")
 
     return journal_lag
+
+
+def backlog_problem(name: str, waiting: int, age_s: float, bounds: WatchdogBounds, what: str,
+                    risk: str) -> Problem | None:
+    """A backlog (a journal consumer's, a stream's in cluster mode) past its bounds, by count or by the age of its
+    oldest item: ``waiting`` of ``what``, and what that risks (``risk``)."""
+    if waiting < bounds.journal_lag_entries and age_s < bounds.journal_lag_s:
+        return None
+    return Problem(name, f"{waiting:,} {what}, the oldest received {age_s / 60:.0f} min ago: {risk}")
 
 
 def dispatcher_lag_check(sessions: sessionmaker[Session], bounds: WatchdogBounds,
@@ -222,9 +229,9 @@ class HealthcheckPing:
 def build_watchdog(settings: Settings, journal: Journal, sessions: sessionmaker[Session], clock: Clock,
                    consumers: Sequence[tuple[str, str]]) -> Watchdog:
     """The worker's watchdog from settings: disk where the journal and the data live, each journal consumer
-    (name, what it is for people), the dispatcher; told to the operators' Pushover key and the health-check URL."""
-    bounds = WatchdogBounds(min_free_bytes=round(settings.watchdog_min_free_gib * GIB),
-                            journal_lag_s=settings.watchdog_lag_s, dispatcher_lag_s=settings.watchdog_lag_s)
+    (name, what it is for people), the dispatcher; told to the operators' Pushover key and the health-check URL.
+    Cluster mode has its own checks, on the same bounds and channels (``gateway.cluster.housekeeping``)."""
+    bounds = watchdog_bounds(settings)
     places = {journal.path.parent: "journal", settings.data_dir: "database and readings"}
     checks: list[Check] = [disk_check(path, what, bounds) for path, what in places.items() if path.exists()]
     # On a simulated clock (the demo, accelerated runs) ages are simulated minutes, not an operator's: lag is
@@ -233,8 +240,23 @@ def build_watchdog(settings: Settings, journal: Journal, sessions: sessionmaker[
     checks += [journal_lag_check(journal, name, what, bounds, clock.now_ms if wall else None)
                for name, what in consumers]
     if wall:
-        checks.append(dispatcher_lag_check(sessions, bounds,
-                                           lambda: datetime.fromtimestamp(clock.now_ms() / 1000, UTC)))
+        checks.append(dispatcher_lag_check(sessions, bounds, wall_now(clock)))
+    return Watchdog(checks, operator_channels(settings))
+
+
+def watchdog_bounds(settings: Settings) -> WatchdogBounds:
+    return WatchdogBounds(min_free_bytes=round(settings.watchdog_min_free_gib * GIB),
+                          journal_lag_s=settings.watchdog_lag_s, dispatcher_lag_s=settings.watchdog_lag_s)
+
+
+def wall_now(clock: Clock) -> Callable[[], datetime]:
+    """The clock's now as an aware datetime, as the dispatcher's lag check compares the outbox's times with."""
+    return lambda: datetime.fromtimestamp(clock.now_ms() / 1000, UTC)
+
+
+def operator_channels(settings: Settings) -> list[OperatorChannel]:
+    """The operators' channels the settings name: their Pushover key (with the application's token) and the
+    health-check URL; none is a warning, as problems are then only logged."""
     channels: list[OperatorChannel] = []
     if settings.operator_pushover_user and settings.pushover_token:
         client = PushoverClient(settings.pushover_url, settings.pushover_token.get_secret_value(),
@@ -245,4 +267,4 @@ def build_watchdog(settings: Settings, journal: Journal, sessions: sessionmaker[
     if not channels:
         log.warning("watchdog: no operators' channel (TELECARE_OPERATOR_PUSHOVER_USER with a Pushover token, or "
                     "TELECARE_HEALTHCHECK_URL): problems are only logged")
-    return Watchdog(checks, channels)
+    return channels

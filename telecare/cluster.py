@@ -9,15 +9,17 @@ from gateway.alerting.notifiers import make_notifier
 from gateway.clock import Clock, WallClock
 from gateway.cluster import ClusterConfigError, LeaseKeeper, require_postgresql
 from gateway.cluster.entries import EntryStream
+from gateway.cluster.housekeeping import Housekeeping, build_cluster_watchdog, cluster_chores, housekeeping_lock
 from gateway.cluster.partition import PartitionContext
 from gateway.cluster.stream import JetStreamLink, StreamOptions
-from gateway.cluster.worker import ClusterWorker
+from gateway.cluster.worker import FULL_AT, ClusterWorker
 from gateway.config import Settings
 from gateway.contract import Limits
 from gateway.db.migrate import upgrade
 from gateway.db.session import make_engine, make_session_factory
 from gateway.device_table import DeviceTable
 from gateway.metrics import IngestMetrics, WorkerMetrics
+from gateway.purge import RetentionPurge
 from gateway.quotas import QuotaLimits
 from gateway.retention import DeadLetterLimits, DeadLetterRetention
 from gateway.stores.readings import reading_store_for
@@ -61,5 +63,10 @@ def build_cluster_worker(settings: Settings, *, worker_id: str | None = None, cl
                                           max_rows=settings.dead_letter_max_rows,
                                           max_per_home=settings.dead_letter_max_per_home),
         metrics)
-    return ClusterWorker(keeper, context, dispatcher, metrics, ingest_metrics, retention,
+    purge = RetentionPurge(sessions, clock, store, metrics=metrics,
+                           dead_letter_max_age_days=settings.dead_letter_max_age_days)
+    watchdog = build_cluster_watchdog(settings, sessions, clock, link, context.entries.name, FULL_AT)
+    housekeeping = Housekeeping(housekeeping_lock(sessions),
+                                cluster_chores(sessions, purge=purge, retention=retention, watchdog=watchdog))
+    return ClusterWorker(keeper, context, dispatcher, metrics, ingest_metrics, housekeeping,
                          metrics_port=settings.metrics_port, metrics_host=settings.metrics_host)

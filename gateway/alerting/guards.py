@@ -22,27 +22,28 @@ from gateway.db.models import Alert, Notification
 log = logging.getLogger(__name__)
 
 # pg_try_advisory_lock's key: any constant the other users of the database do not take ("telecare" in ASCII,
-# as a signed 64-bit integer).
+# as a signed 64-bit integer). Each role held this way has a key of its own (gateway.cluster.housekeeping has one).
 DISPATCHER_LOCK_KEY = 0x74656C6563617265
 
 
-class DispatcherLock:
-    """Only one dispatcher per database sends.
+class AdvisoryLock:
+    """One holder of a role per PostgreSQL database, among processes on any machines.
 
-    Two dispatchers would each resend the other's ``sending`` rows as a crash left them (``_recover``), and send
-    the same ``pending`` row twice. On PostgreSQL this is a session-level advisory lock held on a connection of
-    its own for as long as the dispatcher runs: PostgreSQL releases it when that connection ends (the process
-    died, the network went), and then a standing-by dispatcher takes over. :meth:`held` checks the connection
-    each time, so a dispatcher that lost it stops sending.
+    A session-level advisory lock (``pg_try_advisory_lock(key)``) held on a connection of its own for as long as the
+    role is held: PostgreSQL releases it when that connection ends (the process died, the network went), and a
+    standing-by process takes it at its next :meth:`held`. :meth:`held` checks the connection each time, so a
+    holder that lost it learns so and stands by. Never blocks: a process that does not hold the role is told so at
+    once. (Behind a pooler, the pool must be session-pooled: a transaction-pooled connection is not the session.)
 
-    On SQLite nothing is taken: the database is a file of one gateway, and the gateway runs exactly one
-    dispatcher (a thread of its one worker process; the API and the command line write rows, never send).
-    Another gateway on the same file would be a misconfiguration that SQLite's file locking does not allow
-    across machines anyway.
+    On SQLite nothing is taken: the database is a file of one gateway, whose one worker process is the only holder
+    of every role. ``role`` names the role in the log lines ("dispatcher"); ``log_prefix`` is their subsystem.
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, key: int, role: str, log_prefix: str) -> None:
         self._engine = engine
+        self.key = key
+        self.role = role
+        self._prefix = log_prefix
         self._postgres = engine.dialect.name == "postgresql"
         self._conn: Connection | None = None
         self._standing_by = False
@@ -55,23 +56,23 @@ class DispatcherLock:
                 self._conn.execute(text("SELECT 1"))
                 return True
             except Exception as e:  # the lock went with the connection
-                log.error("alerting: lost the dispatcher lock's database connection (%s); standing by", e)
+                log.error("%s: lost the %s lock's database connection (%s); standing by", self._prefix, self.role, e)
                 self._drop()
-        # The database unreachable raises: the dispatcher's loop logs and counts it as any failed round.
+        # The database unreachable raises: the caller's loop logs and counts it as any failed round.
         conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         try:
-            got = bool(conn.scalar(text("SELECT pg_try_advisory_lock(:key)"), {"key": DISPATCHER_LOCK_KEY}))
+            got = bool(conn.scalar(text("SELECT pg_try_advisory_lock(:key)"), {"key": self.key}))
         except Exception:
             conn.close()
             raise
         if not got:
             conn.close()
             if not self._standing_by:
-                log.warning("alerting: another dispatcher is running on this database; standing by")
+                log.warning("%s: another %s is running on this database; standing by", self._prefix, self.role)
                 self._standing_by = True
             return False
         if self._standing_by:
-            log.warning("alerting: the other dispatcher is gone; this one sends now")
+            log.warning("%s: the other %s is gone; this one takes over", self._prefix, self.role)
         self._standing_by = False
         self._conn = conn
         return True
@@ -86,6 +87,22 @@ class DispatcherLock:
                 self._conn.invalidate()
                 self._conn.close()
             self._conn = None
+
+
+class DispatcherLock(AdvisoryLock):
+    """Only one dispatcher per database sends.
+
+    Two dispatchers would each resend the other's ``sending`` rows as a crash left them (``_recover``), and send
+    the same ``pending`` row twice. On PostgreSQL the lock is held for as long as the dispatcher runs; when its
+    process dies a standing-by dispatcher takes over (:class:`AdvisoryLock`).
+
+    On SQLite nothing is taken: the gateway runs exactly one dispatcher (a thread of its one worker process; the API
+    and the command line write rows, never send). Another gateway on the same file would be a misconfiguration that
+    SQLite's file locking does not allow across machines anyway.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine, DISPATCHER_LOCK_KEY, "dispatcher", "alerting")
 
 
 class ClockJumpDetector:

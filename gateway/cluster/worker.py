@@ -6,7 +6,9 @@ partitions to keep the share fair; a :class:`~gateway.cluster.partition.Partitio
 owned, started when gained and stopped when lost. The alert dispatcher runs in every worker, and sends in one only:
 the one holding its PostgreSQL advisory lock (:class:`gateway.alerting.guards.DispatcherLock`); when that worker
 dies, PostgreSQL ends its connection, the lock is free, and another worker's dispatcher takes over within a second
-or so, its escalation timers being rows in the database.
+or so, its escalation timers being rows in the database. The cluster's chores (the retention purge, the forgetting of
+a former resident's device states, the dead-letter retention, the watchdog) run in one worker at a time likewise,
+the holder of the housekeeping role (:mod:`gateway.cluster.housekeeping`).
 
 A clean stop finishes each partition's batch in hand (committed and acknowledged, or neither), then releases the
 leases, so the other workers take the partitions at their next tick rather than after the leases' TTL.
@@ -23,17 +25,16 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from analytics.alerts import AlertEvent
 from gateway.alerting.dispatcher import Dispatcher
+from gateway.cluster.housekeeping import Housekeeping
 from gateway.cluster.keeper import LeaseKeeper, Ownership
 from gateway.cluster.partition import PartitionContext, PartitionLoop
 from gateway.cluster.stream_identity import adopt_stream
 from gateway.metrics import IngestMetrics, WorkerMetrics
-from gateway.retention import DeadLetterRetention
 
 __all__ = ["ClusterWorker"]
 
 log = logging.getLogger(__name__)
 
-RETENTION_S = 60.0  # wall seconds between dead-letter purges
 FULL_AT = 0.99  # JetStream counts as full past this share of its storage: a message more may be refused
 
 
@@ -53,6 +54,8 @@ class ClusterMetrics:
             "telecare_store_entries_waiting", "Decided entries not yet written to the readings store (all partitions): "
             "grows while the store is away", registry=r)
         self.partitions_owned = Gauge("telecare_partitions_owned", "Partitions this worker consumes", registry=r)
+        self.housekeeping = Gauge("telecare_housekeeping", "1 while this worker holds the housekeeping role (purge, "
+                                  "forgetting, dead letters, watchdog): one worker of the cluster", registry=r)
         self.full = False  # as telecare_stream_full says, for /healthz
 
 
@@ -65,7 +68,7 @@ class ClusterWorker:
     dispatcher: Dispatcher
     metrics: WorkerMetrics
     ingest_metrics: IngestMetrics
-    retention: DeadLetterRetention | None = None
+    housekeeping: Housekeeping | None = None  # the cluster's chores, while this worker holds their role
     metrics_port: int | None = None  # serve /metrics and /healthz here (0: any free port)
     metrics_host: str = "127.0.0.1"
     cluster_metrics: ClusterMetrics = field(default_factory=ClusterMetrics)
@@ -110,9 +113,9 @@ class ClusterWorker:
             self.served_port = self.ingest_metrics.serve(self.metrics_port, self.metrics_host)
             log.info("metrics on http://%s:%d/metrics", self.metrics_host, self.served_port)
         threads = [threading.Thread(target=self.dispatcher.run, name="dispatcher", daemon=True, args=(stop,))]
-        if self.retention is not None:
-            threads.append(threading.Thread(target=self.retention.run, name="retention", daemon=True,
-                                            args=(stop, RETENTION_S)))
+        if self.housekeeping is not None:
+            threads.append(threading.Thread(target=self.housekeeping.run, name="housekeeping", daemon=True,
+                                            args=(stop,)))
         for t in threads:
             t.start()
         log.info("worker %s: cluster mode, %d partitions", self.worker_id, self.context.partitions)
@@ -147,6 +150,7 @@ class ClusterWorker:
         the consumers older owners left on this worker's partitions deleted."""
         m = self.cluster_metrics
         m.partitions_owned.set(len(self.owned))
+        m.housekeeping.set(1 if self.housekeeping is not None and self.housekeeping.holding else 0)
         try:
             messages, size = self.context.link.stream_backlog()
             share = self.context.link.storage_share()

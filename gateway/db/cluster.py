@@ -8,7 +8,8 @@
   cannot commit under its old one (``gateway.cluster.leases.still_owner``).
 * :class:`ClusterDeviceState`: each device's kind and last activity value, from which a reading's activity change
   is decided (``gateway.reading_facts``). On one machine they live in the journal's file; in cluster mode here, so
-  that they move with a partition from one worker to the next.
+  that they move with a partition from one worker to the next; each with the home's care epoch it was learned
+  under, so that a former resident's are told apart and forgotten.
 * :class:`ClusterStream`: the readings stream the workers last used, by its creation time. Detector checkpoints
   record the stream sequence they have seen; a stream deleted and made again starts its sequence afresh, and the
   workers reset those positions rather than skip the new stream's first messages.
@@ -72,6 +73,9 @@ class ClusterDeviceState(Base):
     device: Mapped[str] = mapped_column(String(DEVICE_NAME_LEN), primary_key=True)
     kind: Mapped[str | None] = mapped_column(String(SHORT_LEN))
     value: Mapped[Any] = mapped_column(JSON(none_as_null=True), nullable=True)
+    # The home's care epoch (Home.care_epoch) the state was learned under: a state of another epoch is a former
+    # resident's, deleted by the housekeeping (gateway.cluster.housekeeping) and never restored by a partition loop.
+    care_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class ClusterStream(Base):
