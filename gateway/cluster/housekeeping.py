@@ -188,15 +188,18 @@ def forget_past_care_states(sessions: sessionmaker[Session] | Callable[[], Sessi
     former person's memory is caught at the next pass too. A home the database does not know (discovered, not
     registered) is left alone, as on one machine. The loops themselves drop a home's states from memory when its
     epoch moves on, and read only rows of the current epoch (``gateway.cluster.partition``)."""
+    # A join (one pass over both tables, hashed), not a subquery per row: the table has a row per device.
+    stale_homes = (select(ClusterDeviceState.home_id).join(Home, Home.id == ClusterDeviceState.home_id)
+                   .where(ClusterDeviceState.care_epoch != Home.care_epoch).distinct()
+                   .order_by(ClusterDeviceState.home_id).limit(batch_homes))
     current = select(Home.care_epoch).where(Home.id == ClusterDeviceState.home_id).scalar_subquery()
-    stale = ClusterDeviceState.care_epoch != current  # NULL, so never true, for a home not in the database
     forgotten: list[str] = []
     while True:
         with sessions() as session, session.begin():
-            homes = list(session.scalars(select(ClusterDeviceState.home_id).where(stale).distinct()
-                                         .order_by(ClusterDeviceState.home_id).limit(batch_homes)))
+            homes = list(session.scalars(stale_homes))
             if homes:
-                session.execute(delete(ClusterDeviceState).where(ClusterDeviceState.home_id.in_(homes), stale))
+                session.execute(delete(ClusterDeviceState).where(ClusterDeviceState.home_id.in_(homes),
+                                                                 ClusterDeviceState.care_epoch != current))
         forgotten += homes
         if len(homes) < batch_homes:
             break
