@@ -70,6 +70,7 @@ def kill_connection_of_holder(engine: Engine) -> int:
     with engine.connect() as conn:
         pids = list(conn.scalars(text(
             "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1 "
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "  # other tests' too
             "AND classid::bigint = (:key >> 32) AND objid::bigint = (:key & 4294967295)"),
             {"key": HOUSEKEEPING_LOCK_KEY}))
         for pid in pids:
