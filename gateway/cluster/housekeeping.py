@@ -61,6 +61,7 @@ log = logging.getLogger(__name__)
 HOUSEKEEPING_LOCK_KEY = 0x74632D686F757365
 TRY_EVERY_S = 10.0  # wall seconds between a worker's tries of the role: a dead holder's successor within this
 POLL_S = 1.0  # wall seconds between a chore thread's looks at whether its chore is due
+STOP_WAIT_S = 10.0  # wall seconds a stop waits for the chores in hand
 WATCHDOG_EVERY_S = 60.0
 DEAD_LETTERS_EVERY_S = 60.0
 FORGET_BATCH_HOMES = 500  # homes whose states are deleted in one transaction
@@ -137,8 +138,11 @@ class Housekeeping:
                 if stop.wait(self.try_every_s):
                     break
         finally:
+            # A chore in hand is given a few seconds (an hour's purge is not waited for: it is done again by the
+            # next holder, and the stop must not outlast systemd's patience), then the role is let go.
+            deadline = time.monotonic() + STOP_WAIT_S
             for t in threads:
-                t.join(timeout=30)
+                t.join(timeout=max(0.0, deadline - time.monotonic()))
             self.release()
 
     def _chore_loop(self, chore: Chore, stop: threading.Event) -> None:

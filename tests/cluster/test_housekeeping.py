@@ -4,6 +4,7 @@ resident's device states (``cluster_device_states``) are deleted."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -111,6 +112,29 @@ def test_the_dispatchers_lock_and_the_housekeepings_are_held_apart(workers: tupl
         assert not second.housekeeping.try_take()
     finally:
         dispatcher.release()
+
+
+@ON_POSTGRESQL
+def test_a_long_purge_never_holds_up_the_forgetting(db_url: str) -> None:
+    upgrade(db_url)
+    engine = make_engine(db_url)
+    purging, forgotten = threading.Event(), []
+    housekeeping = Housekeeping(housekeeping_lock(make_session_factory(engine)), [
+        Chore("retention purge", lambda: purging.wait(30), every_s=3600.0),  # an hour's purge, in hand
+        Chore("forgetting device states", lambda: forgotten.append(1), every_s=0.0),
+    ], try_every_s=0.05, poll_s=0.01)
+    stop = threading.Event()
+    thread = threading.Thread(target=housekeeping.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: len(forgotten) >= 3, 20, "the forgetting goes on while the purge runs")
+        assert not purging.is_set()
+    finally:
+        purging.set()
+        stop.set()
+        thread.join(30)
+        engine.dispose()
+    assert not thread.is_alive() and not housekeeping.holding
 
 
 # --- Forgetting an erased resident's device states --------------------------------------------------------------
