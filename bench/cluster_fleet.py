@@ -44,10 +44,12 @@ from bench.services import VictoriaMetrics, free_port
 ROOT = Path(__file__).resolve().parents[1]
 PUSHOVER_TOKEN = "a" * 30
 TEMPERATURE = "reading_temperature"
-# The dispatcher's advisory lock key (gateway.alerting.guards.DISPATCHER_LOCK_KEY), as pg_locks splits a bigint key.
+# The dispatcher's advisory lock key (gateway.alerting.guards.DISPATCHER_LOCK_KEY), as pg_locks splits a bigint key;
+# in this fleet's database only (advisory locks are per database, and other tests' databases hold the same key).
 LOCK_QUERY = """
 SELECT a.client_port FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
 WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
   AND l.classid::bigint = (%(key)s >> 32) AND l.objid::bigint = (%(key)s & 4294967295)
 """
 

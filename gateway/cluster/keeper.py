@@ -1,12 +1,12 @@
 """The worker's side of partition ownership: one call, :meth:`LeaseKeeper.tick`, every :data:`TICK_INTERVAL_S`.
 
-A tick, in one short transaction: stay alive (membership), renew the leases held, see who is alive and who owns
-what, give up the partitions above this worker's fair share, and take free or expired ones up to it
-(:mod:`gateway.cluster.assignment`). It returns what the worker owns now (partition to fencing epoch) and what it
-gained and lost since the last tick; the worker starts consuming the partitions gained (from the last acknowledged
-message, with the detectors' checkpoints) and stops those lost.
+A tick, in two short transactions: first stay alive (membership: the one row whose renewal keeps every lease this
+worker holds), then see who is alive and who owns what, give up the partitions above this worker's fair share, and
+take free ones or dead workers' ones up to it (:mod:`gateway.cluster.assignment`). It returns what the worker owns
+now (partition to fencing epoch) and what it gained and lost since the last tick; the worker starts consuming the
+partitions gained (from the last acknowledged message, with the detectors' checkpoints) and stops those lost.
 
-Timing. A dead worker's partitions must move to survivors within 15 s. Its leases expire at most ``TTL`` after its
+Timing. A dead worker's partitions must move to survivors within 15 s. Its leases lapse at most ``TTL`` after its
 last renewal; a survivor sees that on its next tick, at most one interval later; so a partition moves within
 ``TTL + TICK_INTERVAL`` = 9 + 3 = 12 s, leaving 3 s for the tick itself and for the new owner's consumer to start.
 A live worker renews every 3 s, so it keeps its leases through two missed ticks (a slow database, a long pause of
@@ -98,11 +98,12 @@ class LeaseKeeper:
         """Renew, rebalance and acquire; what this worker owns now and what changed.
 
         Raises :class:`~gateway.cluster.errors.ClusterConfigError` on the first tick if the cluster's workers use
-        another partition count. A database error is logged, not raised: the leases are kept until they could
-        have expired, then reported lost."""
+        another partition count. A database error is logged, not raised: when the renewal failed, the leases are
+        kept until they could have expired, then reported lost; when only the rebalancing failed, the next tick
+        tries again."""
         started = self._clock()
         try:
-            held = self._tick_transaction()
+            held = self._renew()
         except SQLAlchemyError as e:
             if self._owned and self._clock() >= self._renewed_until:
                 log.warning("worker %s cannot renew its leases (%s) and they may have expired: giving up partitions "
@@ -113,6 +114,11 @@ class LeaseKeeper:
             return Ownership(owned=self._owned)
         self._joined = True
         self._renewed_until = started + self.ttl
+        try:
+            held = self._rebalance(held)
+        except SQLAlchemyError as e:  # the renewal stands: only the share waits for the next tick
+            log.warning("worker %s could not rebalance the partitions (%s); retrying at the next tick",
+                        self.worker_id, _reason(e))
         return self._update(held)
 
     def stop(self) -> Ownership:
@@ -129,7 +135,9 @@ class LeaseKeeper:
                         _reason(e), self.ttl)
         return self._update({})
 
-    def _tick_transaction(self) -> dict[int, int]:
+    def _renew(self) -> dict[int, int]:
+        # Its own short transaction, touching this worker's membership row only: no lease row, so no wait for the
+        # fencing locks that commits of this worker's partitions hold, and a rebalancing that fails costs no renewal.
         with self._sessions.begin() as session:
             self._limit_waits(session)
             if self._joined:
@@ -137,17 +145,22 @@ class LeaseKeeper:
             else:
                 membership.join(session, self.worker_id, self.partitions, self.ttl)
                 leases.ensure_partitions(session, self.partitions)
-            held = leases.heartbeat(session, self.worker_id, self.ttl)
+            return leases.held(session, self.worker_id)
+
+    def _rebalance(self, renewed: dict[int, int]) -> dict[int, int]:
+        held = dict(renewed)  # kept as renewed if this transaction rolls back
+        with self._sessions.begin() as session:
+            self._limit_waits(session)
             plan = plan_for(self.worker_id, self.partitions, membership.live_workers(session), leases.owners(session))
             for partition in leases.release(session, self.worker_id, plan.release):
                 held.pop(partition, None)
-            held.update(leases.acquire(session, self.worker_id, plan.acquire, self.ttl))
+            held.update(leases.acquire(session, self.worker_id, plan.acquire))
             membership.forget_dead(session)
             return held
 
     def _limit_waits(self, session: Session) -> None:
-        # A tick never waits longer than one interval for a lock (a lease row fenced by a commit of this worker
-        # that is taking long): it fails, and the next tick tries again, well before the leases expire.
+        # A tick never waits longer than one interval for a lock (a lease row to release that a commit of this
+        # worker holds fenced while it takes long): it fails, and the next tick tries again.
         session.execute(text("SELECT set_config('lock_timeout', :limit, true)"),
                         {"limit": f"{round(self.tick_interval * 1000)}ms"})
 

@@ -1,9 +1,9 @@
 """Which workers are alive: a :class:`~gateway.db.cluster.ClusterWorker` row per worker, renewed on every tick.
 
-The simplest mechanism that is sound with the leases: the same database, the same clock (``now()``), the same TTL.
-A worker is alive while its row's ``expires_at`` is in the future; it renews the row in the transaction that renews
-its leases, so a worker counts as alive exactly as long as its leases stand, and the survivors share out a dead
-worker's partitions as soon as they may take them.
+A worker is alive while its row's ``expires_at`` (the database's clock) is in the future, and its partition leases
+(:mod:`gateway.cluster.leases`) stand exactly as long: renewing this one row is the heartbeat that keeps them all.
+So the survivors share out a dead worker's partitions as soon as they may take them, and a heartbeat never waits
+for a lease row that a commit of the worker's own partitions holds locked.
 """
 
 from __future__ import annotations
@@ -12,20 +12,28 @@ import os
 import secrets
 import socket
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import Delete, delete, func, select
+from sqlalchemy import ColumnElement, Delete, Select, delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from gateway.cluster.errors import ClusterConfigError
-from gateway.cluster.leases import expiry
 from gateway.db.cluster import WORKER_ID_LEN, ClusterWorker
 
-__all__ = ["FORGET_AFTER", "forget_dead", "join", "leave", "live_workers", "new_worker_id", "renew"]
+__all__ = ["FORGET_AFTER", "expiry", "forget_dead", "join", "leave", "live_worker_ids", "live_workers",
+           "new_worker_id", "renew"]
 
 # Rows of workers dead this long are deleted (every restart is a new worker id, so they would pile up). Long enough
 # for an operator looking into a failover to still see who was there.
 FORGET_AFTER = timedelta(hours=1)
+
+
+def expiry(ttl: float) -> ColumnElement[Any]:
+    """``now() + ttl`` on the database's clock."""
+    if ttl <= 0:
+        raise ValueError(f"a worker stays alive a positive number of seconds (got {ttl})")
+    return func.now() + timedelta(seconds=ttl)
 
 
 def new_worker_id() -> str:
@@ -61,9 +69,14 @@ def renew(session: Session, worker_id: str, partition_count: int, ttl: float) ->
                                                     set_={"expires_at": statement.excluded.expires_at}))
 
 
+def live_worker_ids() -> Select[str]:
+    """The ids of the workers alive now (by the database's clock), as a query to run or to use in another."""
+    return select(ClusterWorker.worker_id).where(ClusterWorker.expires_at > func.now())
+
+
 def live_workers(session: Session) -> frozenset[str]:
     """The ids of the workers alive now (by the database's clock)."""
-    return frozenset(session.scalars(select(ClusterWorker.worker_id).where(ClusterWorker.expires_at > func.now())))
+    return frozenset(session.scalars(live_worker_ids()))
 
 
 def leave(session: Session, worker_id: str) -> None:

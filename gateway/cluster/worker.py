@@ -86,7 +86,8 @@ class ClusterWorker:
     @property
     def owned(self) -> Mapping[int, int]:
         """Partition to epoch, of the partitions this worker consumes now."""
-        return {p: loop.epoch for p, loop in self.loops.items() if not loop.ended}
+        # A copy first: the observer thread reads this while the keeper's loop changes the loops.
+        return {p: loop.epoch for p, loop in list(self.loops.items()) if not loop.ended}
 
     def alerted(self, events: list[AlertEvent]) -> None:
         """A partition's detectors committed alert events: count them, and wake this worker's dispatcher (if it is
@@ -112,7 +113,11 @@ class ClusterWorker:
         if self.metrics_port is not None:
             self.served_port = self.ingest_metrics.serve(self.metrics_port, self.metrics_host)
             log.info("metrics on http://%s:%d/metrics", self.metrics_host, self.served_port)
-        threads = [threading.Thread(target=self.dispatcher.run, name="dispatcher", daemon=True, args=(stop,))]
+        threads = [threading.Thread(target=self.dispatcher.run, name="dispatcher", daemon=True, args=(stop,)),
+                   # The backlog gauges and the consumers' tidying ask NATS, which takes up to its request timeout
+                   # per question while a server fails over: apart from the keeper, so the leases are renewed on
+                   # time meanwhile (they lapsed, and partitions moved for nothing, when both shared this loop).
+                   threading.Thread(target=self._observe_until, name="observer", daemon=True, args=(stop,))]
         if self.housekeeping is not None:
             threads.append(threading.Thread(target=self.housekeeping.run, name="housekeeping", daemon=True,
                                             args=(stop,)))
@@ -122,7 +127,7 @@ class ClusterWorker:
         try:
             while not stop.is_set():
                 self.reconcile(self.keeper.tick())
-                self.observe()
+                self.cluster_metrics.partitions_owned.set(len(self.owned))
                 stop.wait(self.keeper.tick_interval)
         finally:
             self._shut_down(threads)
@@ -145,11 +150,15 @@ class ClusterWorker:
             self.loops[partition].start()
         self._stopping = [loop for loop in self._stopping if loop.alive]
 
+    def _observe_until(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            self.observe()
+            stop.wait(self.keeper.tick_interval)
+
     def observe(self) -> None:
         """The stream's backlog and this worker's partitions, as gauges (a failed look keeps the last values); and
         the consumers older owners left on this worker's partitions deleted."""
         m = self.cluster_metrics
-        m.partitions_owned.set(len(self.owned))
         m.housekeeping.set(1 if self.housekeeping is not None and self.housekeeping.holding else 0)
         try:
             messages, size = self.context.link.stream_backlog()

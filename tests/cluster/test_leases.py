@@ -87,14 +87,21 @@ def test_postgresql_is_accepted(url: str) -> None:
 
 # --- Leases ---------------------------------------------------------------------------------------------------------
 
+def _alive(session: Session, *workers: str, ttl: float = TTL) -> None:
+    """The workers joined (their leases stand for ``ttl`` seconds unless renewed)."""
+    for worker in workers:
+        membership.join(session, worker, 16, ttl)
+
+
 @ON_POSTGRESQL
 def test_free_partitions_are_taken_once_with_epoch_one(connect: Connect) -> None:
     a, b = connect(), connect()
     with a.begin() as session:
+        _alive(session, "a", "b")
         leases.ensure_partitions(session, 4)
-        assert leases.acquire(session, "a", [0, 1], TTL) == {0: 1, 1: 1}
+        assert leases.acquire(session, "a", [0, 1]) == {0: 1, 1: 1}
     with b.begin() as session:
-        assert leases.acquire(session, "b", [0, 1, 2], TTL) == {2: 1}
+        assert leases.acquire(session, "b", [0, 1, 2]) == {2: 1}
         assert leases.owners(session) == {0: "a", 1: "a", 2: "b"}
 
 
@@ -102,50 +109,79 @@ def test_free_partitions_are_taken_once_with_epoch_one(connect: Connect) -> None
 def test_ensuring_partitions_again_keeps_the_leases(connect: Connect) -> None:
     a = connect()
     with a.begin() as session:
+        _alive(session, "a")
         leases.ensure_partitions(session, 2)
-        leases.acquire(session, "a", [0], TTL)
+        leases.acquire(session, "a", [0])
     with a.begin() as session:
         leases.ensure_partitions(session, 2)
     assert lease_rows(a) == {0: ("a", 1), 1: (None, 0)}
 
 
 @ON_POSTGRESQL
-def test_an_expired_lease_is_taken_over_under_a_new_epoch(connect: Connect) -> None:
+def test_a_dead_workers_lease_is_taken_over_under_a_new_epoch(connect: Connect) -> None:
     a, b = connect(), connect()
     with a.begin() as session:
+        _alive(session, "a")
+        _alive(session, "b", ttl=60.0)
         leases.ensure_partitions(session, 2)
-        leases.acquire(session, "a", [0, 1], TTL)
-    time.sleep(TTL + 0.2)
+        leases.acquire(session, "a", [0, 1])
+    time.sleep(TTL + 0.2)  # a stops renewing: its leases lapse with it
     with b.begin() as session:
         assert leases.owners(session) == {}
-        assert leases.acquire(session, "b", [0], TTL) == {0: 2}
+        assert leases.acquire(session, "b", [0]) == {0: 2}
     with a.begin() as session:
-        # a's heartbeat renews what nobody took (same epoch) and no longer has what b took.
-        assert leases.heartbeat(session, "a", TTL) == {1: 1}
+        # a, back: it still holds what nobody took (same epoch) and no longer has what b took.
+        membership.renew(session, "a", 16, TTL)
+        assert leases.held(session, "a") == {1: 1}
+        assert leases.owners(session) == {0: "b", 1: "a"}
 
 
 @ON_POSTGRESQL
-def test_heartbeats_keep_a_lease_past_its_ttl(connect: Connect) -> None:
+def test_renewing_membership_keeps_every_lease_past_the_ttl(connect: Connect) -> None:
     a, b = connect(), connect()
     with a.begin() as session:
-        leases.ensure_partitions(session, 1)
-        leases.acquire(session, "a", [0], TTL)
+        _alive(session, "a")
+        leases.ensure_partitions(session, 2)
+        leases.acquire(session, "a", [0, 1])
     for _ in range(3):
         time.sleep(TTL / 2)
         with a.begin() as session:
-            assert leases.heartbeat(session, "a", TTL) == {0: 1}
+            membership.renew(session, "a", 16, TTL)
     with b.begin() as session:
-        assert leases.acquire(session, "b", [0], TTL) == {}
+        _alive(session, "b")
+        assert leases.acquire(session, "b", [0, 1]) == {}
+        assert leases.held(session, "a") == {0: 1, 1: 1}
 
 
 @ON_POSTGRESQL
-def test_expiry_is_judged_by_the_databases_clock(connect: Connect) -> None:
+def test_the_heartbeat_does_not_wait_for_a_fenced_lease(connect: Connect) -> None:
+    """A commit of the partition's work holds its lease row locked; renewing the worker's membership (which keeps
+    that lease) does not touch the row, so it does not wait for that commit."""
     a = connect()
     with a.begin() as session:
+        _alive(session, "a")
         leases.ensure_partitions(session, 1)
-        leases.acquire(session, "a", [0], 9.0)
+        epoch = leases.acquire(session, "a", [0])[0]
+    committing = a()
+    committing.begin()
+    leases.still_owner(committing, 0, "a", epoch)
+    try:
+        with a.begin() as session:
+            session.execute(text("SET LOCAL lock_timeout = '200ms'"))
+            membership.renew(session, "a", 16, TTL)
+            assert leases.held(session, "a") == {0: epoch}
+    finally:
+        committing.rollback()
+        committing.close()
+
+
+@ON_POSTGRESQL
+def test_liveness_is_judged_by_the_databases_clock(connect: Connect) -> None:
+    a = connect()
+    with a.begin() as session:
+        _alive(session, "a", ttl=9.0)
     with a() as session:
-        lasts = session.scalar(text("SELECT expires_at - now() FROM partition_leases WHERE partition = 0"))
+        lasts = session.scalar(text("SELECT expires_at - now() FROM cluster_workers WHERE worker_id = 'a'"))
     assert timedelta(seconds=8) < lasts <= timedelta(seconds=9)
 
 
@@ -153,15 +189,16 @@ def test_expiry_is_judged_by_the_databases_clock(connect: Connect) -> None:
 def test_a_release_hands_over_at_once_and_only_the_owner_releases(connect: Connect) -> None:
     a, b = connect(), connect()
     with a.begin() as session:
+        _alive(session, "a", "b", ttl=60.0)
         leases.ensure_partitions(session, 3)
-        leases.acquire(session, "a", [0, 1, 2], 60.0)
+        leases.acquire(session, "a", [0, 1, 2])
     with b.begin() as session:
         assert leases.release(session, "b", [0, 1]) == frozenset()
     with a.begin() as session:
         assert leases.release(session, "a", [0, 1]) == {0, 1}
         assert leases.release(session, "a", []) == frozenset()
     with b.begin() as session:
-        assert leases.acquire(session, "b", [0, 1], 60.0) == {0: 2, 1: 2}
+        assert leases.acquire(session, "b", [0, 1]) == {0: 2, 1: 2}
     with a.begin() as session:
         assert leases.release(session, "a") == {2}
     assert lease_rows(a) == {0: ("b", 2), 1: ("b", 2), 2: (None, 1)}
@@ -175,14 +212,14 @@ def test_epochs_increase_at_every_change_of_owner(connect: Connect) -> None:
     epochs = []
     for worker in ["a", "b", "a", "c"]:
         with sessions.begin() as session:
-            epochs.append(leases.acquire(session, worker, [0], 60.0)[0])
+            epochs.append(leases.acquire(session, worker, [0])[0])
             leases.release(session, worker)
     assert epochs == [1, 2, 3, 4]
 
 
 def test_bad_arguments_are_refused() -> None:
     with pytest.raises(ValueError, match="positive number of seconds"):
-        leases.expiry(0)
+        membership.expiry(0)
 
 
 # --- The fencing check ---------------------------------------------------------------------------------------------
@@ -192,21 +229,22 @@ def test_the_owner_passes_the_fencing_check(connect: Connect) -> None:
     a = connect()
     with a.begin() as session:
         leases.ensure_partitions(session, 1)
-        epoch = leases.acquire(session, "a", [0], TTL)[0]
+        epoch = leases.acquire(session, "a", [0])[0]
     with a.begin() as session:
         leases.still_owner(session, 0, "a", epoch)
 
 
 @ON_POSTGRESQL
 def test_a_worker_taken_over_cannot_commit(connect: Connect) -> None:
-    """The paused worker: its lease expired, another took the partition; its next commit fails the check."""
+    """The paused worker: its lease lapsed, another took the partition; its next commit fails the check."""
     a, b = connect(), connect()
     with a.begin() as session:
+        _alive(session, "a")
         leases.ensure_partitions(session, 1)
-        old_epoch = leases.acquire(session, "a", [0], TTL)[0]
+        old_epoch = leases.acquire(session, "a", [0])[0]
     time.sleep(TTL + 0.2)
     with b.begin() as session:
-        new_epoch = leases.acquire(session, "b", [0], TTL)[0]
+        new_epoch = leases.acquire(session, "b", [0])[0]
     with pytest.raises(LeaseLost) as caught, a.begin() as session:
         session.execute(text("INSERT INTO cluster_workers VALUES ('work of a', 1, now(), now())"))
         leases.still_owner(session, 0, "a", old_epoch)
@@ -215,7 +253,7 @@ def test_a_worker_taken_over_cannot_commit(connect: Connect) -> None:
     assert str(lost) == ("worker a lost partition 0 (it held it under epoch 1; it is owned by worker b under epoch 2): "
                          "roll back and do not acknowledge")
     with a() as session:  # what a did in that transaction was rolled back
-        assert session.scalar(select(ClusterWorker.worker_id)) is None
+        assert session.scalar(select(ClusterWorker.worker_id).where(ClusterWorker.worker_id == "work of a")) is None
     with b.begin() as session:
         leases.still_owner(session, 0, "b", new_epoch)
 
@@ -226,12 +264,12 @@ def test_an_old_epoch_fails_even_for_the_same_worker(connect: Connect) -> None:
     a = connect()
     with a.begin() as session:
         leases.ensure_partitions(session, 1)
-        leases.acquire(session, "a", [0], TTL)
+        leases.acquire(session, "a", [0])
         leases.release(session, "a")
     with a.begin() as session:
         with pytest.raises(LeaseLost, match="it is free"):
             leases.still_owner(session, 0, "a", 1)
-        assert leases.acquire(session, "a", [0], TTL) == {0: 2}
+        assert leases.acquire(session, "a", [0]) == {0: 2}
     with pytest.raises(LeaseLost, match="owned by worker a under epoch 2"), a.begin() as session:
         leases.still_owner(session, 0, "a", 1)
 
@@ -247,20 +285,21 @@ def test_no_takeover_between_the_check_and_the_commit(connect: Connect) -> None:
     """The check locks the row: an acquirer skips it (never waits), and takes it only after the commit."""
     a, b = connect(), connect()
     with a.begin() as session:
+        _alive(session, "a")
         leases.ensure_partitions(session, 1)
-        epoch = leases.acquire(session, "a", [0], TTL)[0]
+        epoch = leases.acquire(session, "a", [0])[0]
     committing = a()
     committing.begin()
     leases.still_owner(committing, 0, "a", epoch)
-    time.sleep(TTL + 0.2)  # the lease expires while a is between its check and its commit
+    time.sleep(TTL + 0.2)  # a's lease lapses while it is between its check and its commit
     started = time.monotonic()
     with b.begin() as session:
-        assert leases.acquire(session, "b", [0], TTL) == {}
+        assert leases.acquire(session, "b", [0]) == {}
     assert time.monotonic() - started < 0.5
     committing.commit()
     committing.close()
     with b.begin() as session:
-        assert leases.acquire(session, "b", [0], TTL) == {0: epoch + 1}
+        assert leases.acquire(session, "b", [0]) == {0: epoch + 1}
 
 
 @ON_POSTGRESQL
@@ -270,14 +309,15 @@ def test_a_worker_stopped_between_check_and_commit_is_cut_off(connect: Connect,
     monkeypatch.setattr(leases, "FENCE_HOLD_LIMIT_S", 0.5)
     a, b = connect(), connect()
     with a.begin() as session:
+        _alive(session, "a")
         leases.ensure_partitions(session, 1)
-        epoch = leases.acquire(session, "a", [0], TTL)[0]
+        epoch = leases.acquire(session, "a", [0])[0]
     stopped: Session = a()
     stopped.begin()
     leases.still_owner(stopped, 0, "a", epoch)
     time.sleep(TTL + 0.2)
     with b.begin() as session:
-        assert leases.acquire(session, "b", [0], TTL) == {0: epoch + 1}
+        assert leases.acquire(session, "b", [0]) == {0: epoch + 1}
     with pytest.raises(DBAPIError, match="idle-in-transaction timeout"):
         stopped.execute(text("SELECT 1"))
         stopped.commit()

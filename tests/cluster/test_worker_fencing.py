@@ -41,8 +41,10 @@ def test_a_worker_taken_over_cannot_commit_and_acknowledges_nothing(cluster: Clu
     cluster.start(worker)
     wait_for(lambda: set(worker.owned) == set(range(PARTITIONS)), what="the partitions acquired")
     with cluster.sessions.begin() as session:
-        session.execute(text("UPDATE partition_leases SET owner = 'intruder', epoch = epoch + 1, "
-                             "expires_at = now() + interval '60 seconds' WHERE partition = :p"), {"p": H1_PARTITION})
+        session.execute(text("INSERT INTO cluster_workers VALUES ('intruder', :n, now(), now() + interval '1 minute')"),
+                        {"n": PARTITIONS})  # alive for a minute: its lease stands
+        session.execute(text("UPDATE partition_leases SET owner = 'intruder', epoch = epoch + 1 WHERE partition = :p"),
+                        {"p": H1_PARTITION})
     cluster.publish([*temperatures("h1", 3), press("h1")])
     wait_for(lambda: worker.loops[H1_PARTITION].lease_lost is not None, what="the fencing check failing")
     assert cluster.pendant_raises("h1") == 0
@@ -50,10 +52,12 @@ def test_a_worker_taken_over_cannot_commit_and_acknowledges_nothing(cluster: Clu
     with cluster.sessions() as session:
         assert session.scalar(select(func.count()).select_from(ClusterDeviceState)
                               .where(ClusterDeviceState.home_id == "h1")) == 0
-    # The intruder gives the partition up: the worker takes it again, under a new epoch, and handles it all once.
+    # The intruder gives the partition up and leaves: the worker takes it again, under a new epoch, and handles it
+    # all once.
     with cluster.sessions.begin() as session:
-        session.execute(text("UPDATE partition_leases SET owner = NULL, expires_at = NULL WHERE partition = :p"),
+        session.execute(text("UPDATE partition_leases SET owner = NULL WHERE partition = :p"),
                         {"p": H1_PARTITION})
+        session.execute(text("DELETE FROM cluster_workers WHERE worker_id = 'intruder'"))
     wait_for(lambda: cluster.pendant_raises("h1") == 1, 15, "the press handled by the partition's next owner")
     wait_for(lambda: cluster.stream_messages() == 0, what="every message acknowledged")
     assert worker.owned[H1_PARTITION] == 3
