@@ -2,9 +2,9 @@
 
 * :class:`ClusterWorker`: one row per running gateway worker, renewed on every heartbeat; a worker whose
   ``expires_at`` has passed (by the database's clock) counts as dead.
-* :class:`PartitionLease`: one row per partition of the readings stream. ``owner`` holds it until ``expires_at``
-  (the database's clock again, so clock skew between machines cannot give a partition two owners); ``epoch`` is
-  the fencing token, increased every time the partition changes hands, so a worker whose lease was taken over
+* :class:`PartitionLease`: one row per partition of the readings stream. ``owner`` holds it for as long as its
+  :class:`ClusterWorker` row stands (the database's clock again, so clock skew between machines cannot give a
+  partition two owners; and one row to renew, whatever the worker holds); ``epoch`` is the fencing token, increased every time the partition changes hands, so a worker whose lease was taken over
   cannot commit under its old one (``gateway.cluster.leases.still_owner``).
 * :class:`ClusterDeviceState`: each device's kind and last activity value, from which a reading's activity change
   is decided (``gateway.reading_facts``). On one machine they live in the journal's file; in cluster mode here, so
@@ -47,11 +47,11 @@ class ClusterWorker(Base):
 
 
 class PartitionLease(Base):
-    """Who owns one partition of the readings stream, until when, and under which fencing epoch.
+    """Who owns one partition of the readings stream, and under which fencing epoch.
 
-    ``owner`` None: free (never taken, or released on a clean stop). A lease whose ``expires_at`` has passed may
-    be taken by another worker; until then only its owner renews or releases it. The row is never deleted, so
-    ``epoch`` only ever grows."""
+    ``owner`` None: free (never taken, or released on a clean stop). A lease whose owner is no longer alive (its
+    :class:`ClusterWorker` row expired or gone) may be taken by another worker; until then only its owner releases
+    it. The row is never deleted, so ``epoch`` only ever grows."""
 
     __tablename__ = "partition_leases"
 
@@ -59,7 +59,6 @@ class PartitionLease(Base):
     owner: Mapped[str | None] = mapped_column(String(WORKER_ID_LEN))
     epoch: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     acquired_at: Mapped[datetime | None]
-    expires_at: Mapped[datetime | None]
 
 
 class ClusterDeviceState(Base):
