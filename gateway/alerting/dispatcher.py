@@ -22,7 +22,8 @@ Delivery failures are neither silent nor slow (docs/alerting.md, "Delivery"):
   ``telecare_pushover_token_invalid``;
 * sends run on a small pool (``max_concurrent_sends``), one at a time per recipient (their messages keep their
   order), so one slow recipient holds up nobody else;
-* only one dispatcher per database sends (:class:`~gateway.alerting.guards.DispatcherLock`);
+* only one dispatcher per database sends (:class:`~gateway.alerting.guards.DispatcherLock`), woken at once by work
+  other processes commit (:mod:`gateway.alerting.wakeups`);
 * a jump of the gateway's clock moves the open deadlines by as much
   (:class:`~gateway.alerting.guards.ClockJumpDetector`).
 """
@@ -48,6 +49,7 @@ from gateway.alerting.outbox import timeline
 from gateway.alerting.policy import EMERGENCY, HIGH, sendable_priority
 from gateway.alerting.receipts import ReceiptFollower
 from gateway.alerting.states import ALERTING, UNACKNOWLEDGED, AlertState, NotificationState, Purpose, ReceiptState
+from gateway.alerting.wakeups import WorkNotices
 from gateway.backoff import Backoff, RetryAfter
 from gateway.clock import Clock, WallClock
 from gateway.db.models import Alert, Notification, Recipient
@@ -145,6 +147,8 @@ class Dispatcher(ReceiptFollower):
         self._jumps = ClockJumpDetector(monotonic, clock_jump_tolerance_s)
         bind = sessions.kw.get("bind")
         self._lock = DispatcherLock(bind) if bind is not None else None
+        self._notices = WorkNotices(bind)
+        self._holding = False  # whether this dispatcher sends, as its last look found
         self._recovered = False
         self._wake = threading.Event()
 
@@ -155,7 +159,11 @@ class Dispatcher(ReceiptFollower):
         try:
             if self._lock is not None and not self._lock.held():
                 self._recovered = False  # whoever held the lock may have left rows in ``sending``
+                self._holding = False
+                self._notices.stop_listening()
                 return None
+            self._holding = True
+            self._notices.listen()  # before looking: what is committed after the look is heard
             if not self._recovered:
                 self._recover()
                 self._recovered = True
@@ -191,6 +199,7 @@ class Dispatcher(ReceiptFollower):
 
     def close(self) -> None:
         """Let another dispatcher take over (the PostgreSQL lock's connection is closed)."""
+        self._notices.stop_listening()
         if self._lock is not None:
             self._lock.release()
 
@@ -204,8 +213,11 @@ class Dispatcher(ReceiptFollower):
         self._observed_at = time.monotonic()
 
     def wake(self) -> None:
-        """New work was committed (an alert raised, acknowledged ...): look now rather than at the next poll."""
+        """New work was committed (an alert raised, acknowledged ...): look now rather than at the next poll; or,
+        when another process's dispatcher sends (cluster mode), have it look now."""
         self._wake.set()
+        if not self._holding:
+            self._notices.announce()
 
     def _pause(self, stop: threading.Event, delay: float | None) -> None:
         # Due work is in clock time (possibly simulated and fast); new work by other processes is polled for in
@@ -215,7 +227,10 @@ class Dispatcher(ReceiptFollower):
         while not stop.is_set() and time.monotonic() < give_up_at:
             if until_ms is not None and self.clock.now_ms() >= until_ms:
                 break
-            if self._wake.wait(0.02):
+            if self._notices.listening:
+                if self._wake.is_set() or self._notices.heard(0.02):
+                    break
+            elif self._wake.wait(0.02):
                 break
         self._wake.clear()
 
