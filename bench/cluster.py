@@ -14,8 +14,10 @@ It measures, in one run:
    then the whole backlog is checked to be in VictoriaMetrics, once;
 2. pendant-to-Pushover latency on three workers: ``--presses`` presses, one home each (a resident with a
    one-step chain to a carer), timed from the hub's publish to the request reaching the Pushover server, while
-   hubs publish readings in the background; once with no fault, once during a worker's ``kill -9`` (presses from
-   the kill on, for ``--fault-s`` seconds: those of the dead worker's partitions wait for its leases to expire).
+   hubs publish readings in the background; once with no fault (once the partitions' share has settled: a
+   partition moving from a worker to another holds its messages for the move, up to a lease keeper's tick), once
+   during a worker's ``kill -9`` (presses from the kill on, for ``--fault-s`` seconds: those of the dead worker's
+   partitions wait for its leases to expire).
 
 PostgreSQL: a fresh database on ``--pg-admin-url`` (default as the tests, ``TELECARE_TEST_PG_URL``), dropped after.
 """
@@ -208,6 +210,25 @@ def presses(fleet: Fleet, clock: PushoverClock, name: str, count: int, interval_
     return [clock.first[carer_key(h)] - published[h] for h in homes]
 
 
+def wait_share_settled(fleet: Fleet, steady_s: float = 7.0, timeout_s: float = 60.0) -> None:
+    """Until the live workers own the 16 partitions in a balanced share (no two differing by more than one) that
+    stayed the same for ``steady_s`` (two lease keeper ticks): workers started together take partitions and give
+    them up again over their first ticks."""
+    deadline = time.monotonic() + timeout_s
+    last: list[float] | None = None
+    since = time.monotonic()
+    while True:
+        owned = [w.metric("telecare_partitions_owned") or 0 for w in fleet.live_workers]
+        if owned != last:
+            last, since = owned, time.monotonic()
+        elif sum(owned) == 16 and max(owned) - min(owned) <= 1 and time.monotonic() - since >= steady_s:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the partitions' share not settled within {timeout_s:.0f} s (owned: {owned})\n"
+                                 f"{fleet.logs()}")
+        time.sleep(0.2)
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
@@ -217,6 +238,7 @@ def latencies(fleet: Fleet, args: argparse.Namespace) -> dict[str, dict[str, flo
     for _ in range(3):
         fleet.add_worker()
     fleet.wait_partitions_shared()
+    wait_share_settled(fleet)
     clock = PushoverClock(fleet)
     hubs = start_hubs([f"background-{i}" for i in range(6)], fleet.nats.servers, rate=5)
     try:

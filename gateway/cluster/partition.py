@@ -10,7 +10,8 @@ A loop in a thread of its own, for as long as the worker owns the partition unde
    :class:`~gateway.cluster.entries.StoreLoop` writes to the readings store at its own pace (a store away holds up
    nothing here), then hand them to the device registry and the detectors, each entry numbered by its message's
    stream sequence (:func:`entry_seq`), so the detectors' checkpoints skip what they have already seen, as after a
-   crash on one machine;
+   crash on one machine. Button presses first (:meth:`PartitionLoop._presses_first`): each pressed home's entries
+   up to its press are fed and committed before the batch, whose feeding then skips them;
 4. commit the devices' states in a transaction that passes the fencing check
    (:func:`gateway.cluster.leases.still_owner`), as the detectors' own commit does (their ``before_commit`` hook);
 5. only then acknowledge the batch.
@@ -213,6 +214,7 @@ class PartitionLoop:
         try:
             # The store's copy first, as first decided (see gateway.cluster.entries); the store loop writes it.
             c.entries.publish(self.partition, entries)
+            self._presses_first(entries, admitted.urgent)
             for consumer in (self.registry, self.detect):
                 consumer.handle(entries)
                 self._keep_alive(deliveries)
@@ -227,6 +229,25 @@ class PartitionLoop:
         if len(deliveries) < c.batch_max:  # caught up: time passes for the homes that said nothing
             self._idle()
         return len(deliveries)
+
+    def _presses_first(self, entries: Sequence[Entry], urgent: Sequence[int]) -> None:
+        """The batch's button presses ahead of the rest of it, as one machine takes them ahead of its journal
+        (:mod:`gateway.presses_first`): feeding a full batch (a backlog, after a takeover) takes seconds, and a press
+        would wait for all of it. Each pressed home's entries up to its press are fed and committed now, through the
+        same fencing check as every commit of the detectors; the batch's feeding skips them (the home's checkpoint
+        covers them). A home's detectors see only its own readings, so they still take them in order. Nothing is
+        acknowledged before the batch's end either way: a failure after this has the batch delivered again, and its
+        presses found done, as after a crash.
+
+        Only within the batch in hand: a press further on in the stream waits for the batches before it, whose
+        messages are not decided yet (their devices' states and quotas are the partition's, batch by batch)."""
+        upto: dict[str, int] = {}
+        for index in urgent:
+            home = entries[index].home
+            if home is not None:
+                upto[home] = index
+        for home, last in upto.items():
+            self.detect.catch_up(home, entries[:last + 1])
 
     def _topic(self, subject: str) -> str:
         """The topic to decide a message by. A home's messages belong on its own partition only: one on another
