@@ -51,6 +51,19 @@ def jetstream(urls: list[str], work: Callable[[JetStreamContext], Awaitable[T]],
     return asyncio.run(run())
 
 
+def stream_leader(urls: list[str], stream: str = STREAM) -> str:
+    """The server name of the stream's leader; "" while there is none (an election: the request times out)."""
+
+    async def work(js: JetStreamContext) -> str:
+        try:
+            info = await js.stream_info(stream)
+        except (TimeoutError, nats.js.errors.APIError):
+            return ""
+        return info.cluster.leader if info.cluster and info.cluster.leader else ""
+
+    return jetstream(urls, work, timeout=1.0)
+
+
 def create_stream(urls: list[str], *, name: str = STREAM, credentials: dict[str, str] | None = None,
                   **config: Any) -> None:
     """The readings stream as the gateway creates it: partition subjects, file storage, three replicas."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
-import nats.js.errors
 import pytest
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DiscardPolicy
@@ -23,6 +22,7 @@ from tests.cluster.helpers import (
     connect_hub,
     create_stream,
     jetstream,
+    stream_leader,
     stream_messages,
     wait_for,
     wait_for_messages,
@@ -37,19 +37,6 @@ MQTT_MESSAGES = "$MQTT_msgs"
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
     with NatsCluster(tmp_path_factory.mktemp("nats")) as running:
         yield running
-
-
-def stream_leader(urls: list[str], stream: str = STREAM) -> str:
-    """The server name of the stream's leader; "" while there is none (an election: the request times out)."""
-
-    async def work(js: JetStreamContext) -> str:
-        try:
-            info = await js.stream_info(stream)
-        except (TimeoutError, nats.js.errors.APIError):
-            return ""
-        return info.cluster.leader if info.cluster and info.cluster.leader else ""
-
-    return jetstream(urls, work, timeout=1.0)
 
 
 def local_replica_messages(server: NatsServer) -> int:

@@ -27,7 +27,8 @@ import pytest
 
 from bench.cluster_fleet import Fleet, Hub, start_hubs, wait
 from bench.nats_cluster import NatsServer
-from gateway.cluster.stream import partition_of
+from gateway.cluster.stream import READINGS_STREAM, partition_of
+from tests.cluster.helpers import stream_leader, wait_for
 from tests.conftest import DEFAULT_PG_ADMIN_URL, PG_URL_ENV
 
 pytestmark = pytest.mark.slow
@@ -158,13 +159,7 @@ def _lost(fleet: Fleet, hubs: list[Hub]) -> str:
 def _readings_leader(fleet: Fleet) -> NatsServer:
     """The NATS server leading the readings stream, ``$MQTT_msgs`` (the stream a hub's PUBACK waits for, which the
     workers read): its death is a leader election in the middle of the hand-off."""
-    from gateway.cluster.stream import READINGS_STREAM
-    from tests.cluster.helpers import jetstream
-
-    async def leader(js) -> str:  # type: ignore[no-untyped-def]
-        return str((await js.stream_info(READINGS_STREAM)).cluster.leader)
-
-    name = jetstream(fleet.nats.urls, leader)
+    name = wait_for(lambda: stream_leader(fleet.nats.urls, READINGS_STREAM), 15, "a leader of the readings stream")
     return next(server for server in fleet.nats.servers if server.server_name == name)
 
 

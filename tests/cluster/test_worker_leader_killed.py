@@ -8,13 +8,11 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import nats.js.errors
 import pytest
-from nats.js import JetStreamContext
 
 from bench.nats_cluster import NatsCluster, NatsServer
 from gateway.cluster.stream import MQTT_STREAM
-from tests.cluster.helpers import Hub, connect_hub, jetstream
+from tests.cluster.helpers import Hub, connect_hub, stream_leader
 from tests.cluster.leasing import ON_POSTGRESQL
 from tests.cluster.workers import Cluster, temperatures, wait_for
 
@@ -26,18 +24,6 @@ KILL_AT = 20
 def servers(tmp_path: Path) -> Iterator[NatsCluster]:
     with NatsCluster(tmp_path / "nats", partitions=4) as running:
         yield running
-
-
-def _leader(urls: list[str]) -> str:
-    """The name of the server leading ``$MQTT_msgs``; "" during an election."""
-    async def leader(js: JetStreamContext) -> str:
-        try:
-            info = await js.stream_info(MQTT_STREAM)
-        except (TimeoutError, nats.js.errors.APIError):
-            return ""
-        return info.cluster.leader if info.cluster and info.cluster.leader else ""
-
-    return jetstream(urls, leader, timeout=1.0)
 
 
 def _publish_through_the_kill(publisher: NatsServer, victim: NatsServer) -> tuple[list[float], float]:
@@ -77,7 +63,7 @@ def test_killing_the_mqtt_msgs_leader_loses_no_pubacked_message(servers: NatsClu
         worker = cluster.build("w1")
         cluster.start(worker)  # makes $MQTT_msgs (three replicas) and every partition's consumer
         wait_for(lambda: len(worker.owned) == 4, 20, "the partitions acquired")
-        leader = wait_for_value(lambda: _leader(servers.urls), "a $MQTT_msgs leader")
+        leader = wait_for_value(lambda: stream_leader(servers.urls, MQTT_STREAM), "a $MQTT_msgs leader")
         victim = next(s for s in servers.servers if s.server_name == leader)
         publisher = next(s for s in servers.servers if s is not victim)
         cluster.server = publisher  # where the test counts what is left in the stream
@@ -87,7 +73,7 @@ def test_killing_the_mqtt_msgs_leader_loses_no_pubacked_message(servers: NatsClu
         wait_for(lambda: len(cluster.points("h1")) >= MESSAGES, 90, "every PUBACKed reading stored")
         assert cluster.points("h1") == acknowledged, "each PUBACKed reading stored, once, in order"
         wait_for(lambda: cluster.stream_messages() == 0, 30, "every message acknowledged")
-        assert _leader([publisher.url]) != leader, "the killed server led $MQTT_msgs"
+        assert stream_leader([publisher.url], MQTT_STREAM) != leader, "the killed server led $MQTT_msgs"
     finally:
         cluster.halt()
 
