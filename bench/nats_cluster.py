@@ -216,12 +216,10 @@ def partition_mapping(partitions: int = 16) -> str:
 
 
 def partition_of(home_id: str, partitions: int = 16) -> int:
-    """The partition nats-server's mapping gives a home: FNV-1a (32 bit) of the home id, modulo the count
-    (``transform.getHashPartition`` in nats-server's server/accounts.go, v2.9)."""
-    digest = 0x811C9DC5
-    for byte in home_id.encode():
-        digest = ((digest ^ byte) * 0x01000193) & 0xFFFFFFFF
-    return digest % partitions
+    """The partition nats-server's mapping gives a home, as the workers compute it (16 unless told)."""
+    from gateway.cluster.stream import partition_of as workers_partition_of
+
+    return workers_partition_of(home_id, partitions)
 
 
 def _distinct_free_ports(count: int) -> list[int]:
