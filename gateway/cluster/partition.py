@@ -38,7 +38,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from analytics.alerts import AlertEvent
@@ -46,6 +45,7 @@ from analytics.detector import DetectorConfig
 from gateway.admission import Admission
 from gateway.backoff import Backoff
 from gateway.clock import Clock
+from gateway.cluster.device_states import DeviceStates
 from gateway.cluster.entries import EntryStream, StoreLoop
 from gateway.cluster.errors import LeaseLost
 from gateway.cluster.leases import still_owner
@@ -59,7 +59,6 @@ from gateway.cluster.stream import (
     topic_of,
 )
 from gateway.contract import DEFAULT_LIMITS, Limits
-from gateway.db.cluster import ClusterDeviceState
 from gateway.db.models import Device
 from gateway.detect import DetectorConsumer
 from gateway.device_table import DeviceTable
@@ -206,6 +205,7 @@ class PartitionLoop:
             return 0
         self._touched_at = time.monotonic()
         now_ms = c.clock.now_ms()
+        self._follow_care()
         self._learn({home for d in deliveries if (home := home_of(d.subject)) is not None})
         admitted = self.admission.admit(
             [(self._topic(d.subject), d.payload, d.stored_ms if c.stored_time else now_ms) for d in deliveries],
@@ -262,6 +262,7 @@ class PartitionLoop:
     def _idle(self) -> None:
         """Caught up (a backlog is old news: its readings must be seen before "now"): tell the detectors the time
         now and then, so a home gone quiet is judged while others still talk, and write the days they closed."""
+        self._follow_care()
         now = time.monotonic()
         if now - self._ticked_at >= TICK_S:
             self._ticked_at = now
@@ -284,15 +285,8 @@ class PartitionLoop:
     def _commit_states(self) -> None:
         """The devices' states the batch changed, in a transaction that passes the fencing check: every
         acknowledgement follows one, whatever the batch held."""
-        pending = self.admission.facts.pending()
         with self.context.sessions.begin() as session:
-            if pending:
-                statement = insert(ClusterDeviceState).values(
-                    [{"home_id": home, "device": device, "kind": kind, "value": value}
-                     for (home, device), (kind, value) in pending.items()])
-                session.execute(statement.on_conflict_do_update(
-                    index_elements=[ClusterDeviceState.home_id, ClusterDeviceState.device],
-                    set_={"kind": statement.excluded.kind, "value": statement.excluded.value}))
+            self.device_states.save(session, self.admission.facts.pending())
             self._fence(session, set())
 
     # --- State -----------------------------------------------------------------------------------------------------
@@ -306,25 +300,24 @@ class PartitionLoop:
         self.detect = DetectorConsumer(c.sessions, c.clock, config=c.detector_config, on_alerts=c.on_alerts,
                                        devices=c.devices, before_commit=self._fence, owns=self._owns)
         self.registry = RegistryConsumer(DeviceRegistry(c.sessions), HeartbeatFilter())
-        self._homes_learned: set[str] = set()
+        self.device_states = DeviceStates(c.sessions)
         self._ticked_at = self._summarised_at = time.monotonic()
 
     def _learn(self, homes: set[str]) -> None:
         """The committed devices' states and known devices of homes not seen since the loop (re)started."""
-        new = sorted(homes - self._homes_learned)
-        if not new:
-            return
-        with self.context.sessions() as session:
-            states = session.execute(select(ClusterDeviceState.home_id, ClusterDeviceState.device,
-                                            ClusterDeviceState.kind, ClusterDeviceState.value)
-                                     .where(ClusterDeviceState.home_id.in_(new)))
-            self.admission.facts.restore({(home, device): (kind, value) for home, device, kind, value in states})
-            known: dict[str, list[str]] = {}
-            for home, name in session.execute(select(Device.home_id, Device.name).where(Device.home_id.in_(new))):
-                known.setdefault(home, []).append(name)
-        for home, names in known.items():
+        learned = self.device_states.learn(homes)
+        self.admission.facts.restore(learned.states)
+        for home, names in learned.known.items():
             self.quotas.seed(home, names)
-        self._homes_learned.update(new)
+
+    def _follow_care(self) -> None:
+        """Homes whose resident changed or was erased since their states were learned: forgotten from memory (the
+        housekeeping deletes their rows), and learned again, as a new home's, at their next message."""
+        changed = self.device_states.moved_on()
+        if changed:
+            self.admission.facts.forget(changed)
+            log.info("partition %d: device states of %d home(s) forgotten: their care changed", self.partition,
+                     len(changed))
 
     def _known_devices(self, home: str) -> list[str]:
         with self.context.sessions() as session:

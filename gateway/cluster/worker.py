@@ -4,11 +4,12 @@ One process, run on as many machines as wanted (docs/scale-out.md). Every :data:
 TICK_INTERVAL_S` the :class:`~gateway.cluster.keeper.LeaseKeeper` renews this worker's leases and takes or gives up
 partitions to keep the share fair; a :class:`~gateway.cluster.partition.PartitionLoop` runs for each partition
 owned, started when gained and stopped when lost. The alert dispatcher runs in every worker, and sends in one only:
-the one holding its PostgreSQL advisory lock (:class:`gateway.alerting.guards.DispatcherLock`); when that worker
-dies, PostgreSQL ends its connection, the lock is free, and another worker's dispatcher takes over within a second
-or so, its escalation timers being rows in the database. The cluster's chores (the retention purge, the forgetting of
-a former resident's device states, the dead-letter retention, the watchdog) run in one worker at a time likewise,
-the holder of the housekeeping role (:mod:`gateway.cluster.housekeeping`).
+the one holding its PostgreSQL advisory lock (:class:`gateway.alerting.guards.DispatcherLock`), woken through
+PostgreSQL's NOTIFY when another worker's detectors raise an alert; when that worker dies, PostgreSQL ends its
+connection, the lock is free, and another worker's dispatcher takes over within a second or so, its escalation
+timers being rows in the database. The cluster's chores (the retention purge, the forgetting of a former resident's
+device states, the dead-letter retention, the watchdog) run in one worker at a time likewise, the holder of the
+housekeeping role (:mod:`gateway.cluster.housekeeping`).
 
 A clean stop finishes each partition's batch in hand (committed and acknowledged, or neither), then releases the
 leases, so the other workers take the partitions at their next tick rather than after the leases' TTL.
@@ -90,8 +91,8 @@ class ClusterWorker:
         return {p: loop.epoch for p, loop in list(self.loops.items()) if not loop.ended}
 
     def alerted(self, events: list[AlertEvent]) -> None:
-        """A partition's detectors committed alert events: count them, and wake this worker's dispatcher (if it is
-        the one sending; the sending one finds them at its next look otherwise, within a second)."""
+        """A partition's detectors committed alert events: count them, and wake the dispatcher that sends: this
+        worker's, or through PostgreSQL's NOTIFY another worker's (:mod:`gateway.alerting.wakeups`)."""
         for e in events:
             self.metrics.alert_events.labels(str(e.action), str(e.kind)).inc()
         self.dispatcher.wake()
