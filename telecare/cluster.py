@@ -26,6 +26,9 @@ from gateway.stores.readings import reading_store_for
 
 __all__ = ["build_cluster_worker"]
 
+CLUSTER_POOL_SIZE = 8  # kept open: the held connections and a share of the partitions' commits
+CLUSTER_POOL_OVERFLOW = 12  # opened for a while: a worker holding every partition (the others down)
+
 
 def build_cluster_worker(settings: Settings, *, worker_id: str | None = None, clock: Clock | None = None,
                          stream: StreamOptions | None = None, fetch_wait_s: float = 0.5) -> ClusterWorker:
@@ -38,7 +41,11 @@ def build_cluster_worker(settings: Settings, *, worker_id: str | None = None, cl
         raise ClusterConfigError("cluster mode follows the wall clock: the simulator's clock topic is outside every "
                                  "partition; unset TELECARE_CLOCK, or run the simulation on one machine")
     upgrade(settings.database_url)
-    sessions = make_session_factory(make_engine(settings.database_url))
+    # Connections held for as long as the worker runs (its liveness lock, the dispatcher's and the housekeeping's
+    # locks, the dispatcher's LISTEN) come from this pool too, besides each owned partition's commits: more than
+    # SQLAlchemy's default 5 (+10), opened only as the threads need them.
+    sessions = make_session_factory(make_engine(settings.database_url, pool_size=CLUSTER_POOL_SIZE,
+                                                max_overflow=CLUSTER_POOL_OVERFLOW))
     clock = clock or WallClock()
     metrics, ingest_metrics = WorkerMetrics(), IngestMetrics()
     store = reading_store_for(settings)

@@ -6,11 +6,15 @@ take free ones or dead workers' ones up to it (:mod:`gateway.cluster.assignment`
 now (partition to fencing epoch) and what it gained and lost since the last tick; the worker starts consuming the
 partitions gained (from the last acknowledged message, with the detectors' checkpoints) and stops those lost.
 
-Timing. A dead worker's partitions must move to survivors within 15 s. Its leases lapse at most ``TTL`` after its
-last renewal; a survivor sees that on its next tick, at most one interval later; so a partition moves within
-``TTL + TICK_INTERVAL`` = 9 + 3 = 12 s, leaving 3 s for the tick itself and for the new owner's consumer to start.
-A live worker renews every 3 s, so it keeps its leases through two missed ticks (a slow database, a long pause of
-the process) and loses them only on the third.
+Timing. A dead worker's partitions must move to survivors within 15 s. A worker whose process dies (a crash, an
+out-of-memory kill, ``kill -9``) loses its liveness lock with its database connection at once, and the survivors
+take its partitions at their next tick: **within one interval, 3 s** (:func:`gateway.cluster.membership.
+live_worker_ids`). A worker that stops renewing while its connection stays (paused, or its machine gone without
+closing it) is judged by its row: its leases lapse at most ``TTL`` after its last renewal, a survivor sees that on
+its next tick, at most one interval later, so a partition moves within ``TTL + TICK_INTERVAL`` = 9 + 3 = 12 s,
+leaving 3 s for the tick itself and for the new owner's consumer to start. A live worker renews every 3 s, so it
+keeps its leases through two missed ticks (a slow database, a long pause of the process) and loses them only on the
+third.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from gateway.alerting.guards import AdvisoryLock
 from gateway.cluster import leases, membership
 from gateway.cluster.assignment import plan_for
 from gateway.cluster.database import require_postgresql
@@ -79,6 +84,10 @@ class LeaseKeeper:
         bind = sessions.kw.get("bind")
         if bind is not None:
             require_postgresql(bind.url)
+        # Held on a connection of its own while this worker runs: when the process dies, PostgreSQL drops it with
+        # the connection, and the others count this worker dead at their next tick (membership.live_worker_ids).
+        self.liveness_key = membership.new_liveness_key()
+        self._liveness = AdvisoryLock(bind, self.liveness_key, "worker liveness", "cluster") if bind else None
         self._sessions = sessions
         self.worker_id = worker_id or membership.new_worker_id()
         self.partitions = partitions
@@ -133,17 +142,22 @@ class LeaseKeeper:
         except SQLAlchemyError as e:
             log.warning("worker %s could not release its leases (%s): they expire within %s s", self.worker_id,
                         _reason(e), self.ttl)
+        if self._liveness is not None:
+            self._liveness.release()
         return self._update({})
 
     def _renew(self) -> dict[int, int]:
         # Its own short transaction, touching this worker's membership row only: no lease row, so no wait for the
         # fencing locks that commits of this worker's partitions hold, and a rebalancing that fails costs no renewal.
+        # The liveness lock first (taken once, then its connection checked): registered only while held, else the
+        # row alone says this worker is alive, until it expires.
+        key = self.liveness_key if self._liveness is not None and self._liveness.held() else None
         with self._sessions.begin() as session:
             self._limit_waits(session)
             if self._joined:
-                membership.renew(session, self.worker_id, self.partitions, self.ttl)
+                membership.renew(session, self.worker_id, self.partitions, self.ttl, key)
             else:
-                membership.join(session, self.worker_id, self.partitions, self.ttl)
+                membership.join(session, self.worker_id, self.partitions, self.ttl, key)
                 leases.ensure_partitions(session, self.partitions)
             return leases.held(session, self.worker_id)
 

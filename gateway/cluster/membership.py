@@ -14,7 +14,22 @@ import socket
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Delete, Select, delete, func, select
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Delete,
+    Integer,
+    Select,
+    cast,
+    column,
+    delete,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    table,
+)
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -22,7 +37,7 @@ from gateway.cluster.errors import ClusterConfigError
 from gateway.db.cluster import WORKER_ID_LEN, ClusterWorker
 
 __all__ = ["FORGET_AFTER", "expiry", "forget_dead", "join", "leave", "live_worker_ids", "live_workers",
-           "new_worker_id", "renew"]
+           "new_liveness_key", "new_worker_id", "renew"]
 
 # Rows of workers dead this long are deleted (every restart is a new worker id, so they would pile up). Long enough
 # for an operator looking into a failover to still see who was there.
@@ -45,9 +60,10 @@ def new_worker_id() -> str:
     return socket.gethostname()[:WORKER_ID_LEN - len(suffix)] + suffix
 
 
-def join(session: Session, worker_id: str, partition_count: int, ttl: float) -> None:
-    """Enter the cluster (alive for ``ttl`` seconds), or :class:`ClusterConfigError` if a live worker splits the
-    stream into a different number of partitions (the two would read different subjects)."""
+def join(session: Session, worker_id: str, partition_count: int, ttl: float, liveness_key: int | None = None) -> None:
+    """Enter the cluster (alive for ``ttl`` seconds, and while holding ``liveness_key``'s lock if given: see
+    :func:`live_worker_ids`), or :class:`ClusterConfigError` if a live worker splits the stream into a different
+    number of partitions (the two would read different subjects)."""
     others = session.execute(
         select(ClusterWorker.worker_id, ClusterWorker.partition_count)
         .where(ClusterWorker.expires_at > func.now(), ClusterWorker.worker_id != worker_id,
@@ -58,20 +74,51 @@ def join(session: Session, worker_id: str, partition_count: int, ttl: float) -> 
         raise ClusterConfigError(f"this worker is configured with {partition_count} partitions but worker {other} "
                                  f"runs with {count}: every worker (and the NATS servers' partition mapping) must "
                                  f"use the same number")
-    renew(session, worker_id, partition_count, ttl)
+    renew(session, worker_id, partition_count, ttl, liveness_key)
 
 
-def renew(session: Session, worker_id: str, partition_count: int, ttl: float) -> None:
+def renew(session: Session, worker_id: str, partition_count: int, ttl: float, liveness_key: int | None = None) -> None:
     """Stay alive for ``ttl`` more seconds (rejoining if the row was forgotten during a long pause)."""
     statement = insert(ClusterWorker).values(worker_id=worker_id, partition_count=partition_count, joined_at=func.now(),
-                                        expires_at=expiry(ttl))
-    session.execute(statement.on_conflict_do_update(index_elements=[ClusterWorker.worker_id],
-                                                    set_={"expires_at": statement.excluded.expires_at}))
+                                             expires_at=expiry(ttl), liveness_key=liveness_key)
+    session.execute(statement.on_conflict_do_update(
+        index_elements=[ClusterWorker.worker_id],
+        set_={"expires_at": statement.excluded.expires_at, "liveness_key": statement.excluded.liveness_key}))
+
+
+def new_liveness_key() -> int:
+    """A worker's own advisory lock key: random, positive, 62 bits (apart from the roles' fixed keys by chance
+    about one in 10^18)."""
+    return secrets.randbits(62)
+
+
+# PostgreSQL's view of advisory locks: a bigint key is split into classid (high 32 bits) and objid (low 32 bits),
+# with objsubid 1; locks are per database.
+_PG_LOCKS = table("pg_locks", column("locktype"), column("granted"), column("objsubid"), column("database"),
+                  column("classid"), column("objid"))
+_PG_DATABASE = table("pg_database", column("oid"), column("datname"))
+
+
+def _holds_liveness_lock() -> ColumnElement[bool]:
+    this_database = select(_PG_DATABASE.c.oid).where(_PG_DATABASE.c.datname == func.current_database())
+    key = ClusterWorker.liveness_key
+    return exists().where(
+        _PG_LOCKS.c.locktype == "advisory", _PG_LOCKS.c.granted.is_(True), _PG_LOCKS.c.objsubid == 1,
+        _PG_LOCKS.c.database == this_database.scalar_subquery(),
+        cast(_PG_LOCKS.c.classid, BigInteger) == key.op(">>")(literal(32, Integer)),  # bigint >> int only
+        cast(_PG_LOCKS.c.objid, BigInteger) == key.op("&")(0xFFFFFFFF))
 
 
 def live_worker_ids() -> Select[str]:
-    """The ids of the workers alive now (by the database's clock), as a query to run or to use in another."""
-    return select(ClusterWorker.worker_id).where(ClusterWorker.expires_at > func.now())
+    """The ids of the workers alive now, as a query to run or to use in another: a worker's row has not expired
+    (the database's clock), and if it has a liveness key, the lock is held. A worker's process holds that lock on a
+    connection of its own for as long as it runs (:class:`~gateway.cluster.keeper.LeaseKeeper`), so when it dies
+    (a crash, ``kill -9``) PostgreSQL ends the connection and the lock at once, and the others take its
+    partitions at their next tick rather than when its row expires. A process paused, or a machine gone without
+    closing its connections, keeps the lock until the row's expiry (or TCP keepalives) tells."""
+    return select(ClusterWorker.worker_id).where(
+        ClusterWorker.expires_at > func.now(),
+        or_(ClusterWorker.liveness_key.is_(None), _holds_liveness_lock()))
 
 
 def live_workers(session: Session) -> frozenset[str]:

@@ -33,7 +33,9 @@ WORKER_ID_LEN = 100  # host name (clipped), process id and a random suffix: gate
 
 
 class ClusterWorker(Base):
-    """A gateway worker in cluster mode, alive while ``expires_at`` is in the future (the database's clock).
+    """A gateway worker in cluster mode, alive while ``expires_at`` is in the future (the database's clock) and,
+    when it has a ``liveness_key``, while it holds that PostgreSQL advisory lock (``gateway.cluster.membership``:
+    a process that dies loses it with its connection, at once).
 
     ``partition_count`` is the number of partitions the worker was configured with: workers that disagree would
     split the stream differently, so a worker refuses to join a cluster configured otherwise."""
@@ -44,6 +46,7 @@ class ClusterWorker(Base):
     partition_count: Mapped[int] = mapped_column(Integer)
     joined_at: Mapped[datetime]
     expires_at: Mapped[datetime]
+    liveness_key: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class PartitionLease(Base):

@@ -100,6 +100,22 @@ def test_a_dead_keepers_partitions_move_to_the_survivors_after_the_ttl(connect: 
     _assert_disjoint_and_as_recorded(connect(), a, b)
 
 
+def test_a_dead_process_s_partitions_move_at_the_next_tick_not_after_the_ttl(connect: Connect) -> None:
+    """A worker process that dies loses its liveness lock with its connection: the survivors take its partitions
+    at their next tick, long before its row expires."""
+    a, b = (_keeper(connect, name) for name in "ab")
+    _settle(a, b)
+    assert len(a.owned) == len(b.owned) == 8
+    held_by_a = frozenset(a.owned)
+    assert a._liveness is not None
+    a._liveness.release()  # its connection gone, as when its process dies (PostgreSQL drops the lock with it)
+    taken = b.tick()
+    assert set(taken.owned) == set(range(PARTITIONS)) and taken.gained == held_by_a
+    assert a.tick().lost == held_by_a, "a, back, learns it lost them (its fencing check would fail too)"
+    _settle(a, b)
+    assert sorted([len(a.owned), len(b.owned)]) == [8, 8]
+
+
 def test_a_paused_keeper_fails_the_fencing_check_and_learns_it_lost_its_partitions(connect: Connect) -> None:
     """SIGSTOP long enough for the lease to expire, then SIGCONT: the old work cannot commit, the next tick says
     what was lost, and the worker gets a share back under new epochs."""

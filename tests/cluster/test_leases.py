@@ -15,6 +15,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 import gateway.db.cluster  # noqa: F401  (registers the cluster tables on Base.metadata)
+from gateway.alerting.guards import AdvisoryLock
 from gateway.cluster import LeaseKeeper, leases, membership
 from gateway.cluster.database import require_postgresql
 from gateway.cluster.errors import ClusterConfigError, LeaseLost
@@ -341,6 +342,23 @@ def test_live_workers_are_those_not_expired(connect: Connect) -> None:
     with sessions.begin() as session:
         assert membership.live_workers(session) == {"a", "b"}
         membership.leave(session, "a")
+    with sessions.begin() as session:
+        assert membership.live_workers(session) == {"b"}
+
+
+@ON_POSTGRESQL
+def test_a_worker_with_a_liveness_key_is_alive_only_while_it_holds_the_lock(connect: Connect) -> None:
+    sessions = connect()
+    key = membership.new_liveness_key()
+    lock = AdvisoryLock(sessions.kw["bind"], key, "worker liveness", "test")
+    with sessions.begin() as session:
+        membership.join(session, "a", 16, 60.0, key)
+        membership.join(session, "b", 16, 60.0)  # no key: judged by its row's expiry alone
+        assert membership.live_workers(session) == {"b"}, "a holds no lock yet"
+    assert lock.held()
+    with sessions.begin() as session:
+        assert membership.live_workers(session) == {"a", "b"}
+    lock.release()  # a's process died: its connection, and the lock with it
     with sessions.begin() as session:
         assert membership.live_workers(session) == {"b"}
 
