@@ -7,7 +7,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -15,8 +14,6 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, insert, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.security import issue_token
-from gateway.alerting import people
 from gateway.cluster.housekeeping import (
     HOUSEKEEPING_LOCK_KEY,
     Chore,
@@ -26,16 +23,15 @@ from gateway.cluster.housekeeping import (
 )
 from gateway.db.cluster import ClusterDeviceState
 from gateway.db.migrate import upgrade
-from gateway.db.models import Home, HomeClaim, Organisation, User
+from gateway.db.models import Home
 from gateway.db.session import make_engine, make_session_factory
-from tests.api.conftest import Clock, app_for, password_hash
+from tests.api.conftest import Clock, app_for
 from tests.cluster.leasing import ON_POSTGRESQL
 from tests.cluster.workers import Cluster, cluster, nats_server, wait_for
+from tests.council import API_NOW, seed_council
 
 __all__ = ["cluster", "nats_server"]  # the fixtures, used by name
 
-CARE_START = datetime(2025, 1, 1, tzinfo=UTC)
-API_NOW = datetime(2026, 12, 1, 10, tzinfo=UTC)
 CHORES = ["forgetting device states", "watchdog", "dead-letter retention", "retention purge"]
 
 
@@ -169,25 +165,8 @@ def council(db_url: str) -> Iterator[Council]:
     upgrade(db_url)
     engine = make_engine(db_url)
     sessions = make_session_factory(engine)
-    with sessions.begin() as s:
-        organisation = Organisation(name="Northshire Council")
-        s.add(organisation)
-        s.flush()
-        residents = {}
-        for home, name in (("h1", "Mrs Jones"), ("h2", "Mr Smith")):
-            s.add(Home(id=home, organisation_id=organisation.id))
-            s.add(HomeClaim(home_id=home, organisation_id=organisation.id, claimed_at=CARE_START))
-            s.flush()
-            resident = people.add_resident(s, home, name)
-            resident.created_at = CARE_START
-            s.flush()
-            residents[name] = resident.id
-        ada = User(organisation_id=organisation.id, email="ada@example.org", name="Ada", role="admin",
-                   password_hash=password_hash(), active=True)
-        s.add(ada)
-        s.flush()
-        token, _ = issue_token(s, ada, API_NOW)
-    yield Council(sessions, residents, {"Authorization": f"Bearer {token}"})
+    residents, admin = seed_council(sessions)
+    yield Council(sessions, residents, admin)
     engine.dispose()
 
 

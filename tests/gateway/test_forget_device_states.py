@@ -9,7 +9,6 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -20,21 +19,18 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from analytics.activity import Change
-from api.security import issue_token
-from gateway.alerting import people
 from gateway.db.migrate import upgrade
-from gateway.db.models import Device, Home, HomeClaim, Organisation, User
+from gateway.db.models import Home
 from gateway.db.session import make_engine, make_session_factory
 from gateway.ingest import Ingest
 from gateway.journal import Journal
 from gateway.metrics import IngestMetrics
 from gateway.purge import forget_past_care, run_purge
 from gateway.reading_facts import ReadingFacts
-from tests.api.conftest import Clock, app_for, password_hash
+from tests.api.conftest import Clock, app_for
+from tests.council import API_NOW, seed_council
 
 NOW = 1_764_000_000_000
-CARE_START = datetime(2025, 1, 1, tzinfo=UTC)
-API_NOW = datetime(2026, 12, 1, 10, tzinfo=UTC)
 
 
 class StepClock:
@@ -59,26 +55,8 @@ def council(db_url: str) -> Iterator[Council]:
     upgrade(db_url)
     engine = make_engine(db_url)
     sessions = make_session_factory(engine)
-    with sessions.begin() as s:
-        organisation = Organisation(name="Northshire Council")
-        s.add(organisation)
-        s.flush()
-        residents = {}
-        for home, name in (("h1", "Mrs Jones"), ("h2", "Mr Smith")):
-            s.add(Home(id=home, organisation_id=organisation.id))
-            s.add(HomeClaim(home_id=home, organisation_id=organisation.id, claimed_at=CARE_START))
-            s.add(Device(home_id=home, name="front_door", kind="contact", role="front_door"))
-            s.flush()
-            resident = people.add_resident(s, home, name)
-            resident.created_at = CARE_START
-            s.flush()
-            residents[name] = resident.id
-        ada = User(organisation_id=organisation.id, email="ada@example.org", name="Ada", role="admin",
-                   password_hash=password_hash(), active=True)
-        s.add(ada)
-        s.flush()
-        token, _ = issue_token(s, ada, API_NOW)
-    yield Council(sessions, residents, {"Authorization": f"Bearer {token}"})
+    residents, admin = seed_council(sessions, front_doors=True)
+    yield Council(sessions, residents, admin)
     engine.dispose()
 
 
