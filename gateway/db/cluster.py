@@ -1,11 +1,12 @@
 """Cluster mode (issue 15): who is alive, and which worker owns which partition of the hub messages.
 
 * :class:`ClusterWorker`: one row per running gateway worker, renewed on every heartbeat; a worker whose
-  ``expires_at`` has passed (by the database's clock) counts as dead.
+  ``expires_at`` has passed (by the database's clock), or whose liveness lock is gone, counts as dead.
 * :class:`PartitionLease`: one row per partition of the readings stream. ``owner`` holds it for as long as its
   :class:`ClusterWorker` row stands (the database's clock again, so clock skew between machines cannot give a
-  partition two owners; and one row to renew, whatever the worker holds); ``epoch`` is the fencing token, increased every time the partition changes hands, so a worker whose lease was taken over
-  cannot commit under its old one (``gateway.cluster.leases.still_owner``).
+  partition two owners; and one row to renew, whatever the worker holds); ``epoch`` is the fencing token,
+  increased every time the partition changes hands, so a worker whose lease was taken over cannot commit under its
+  old one (``gateway.cluster.leases.still_owner``).
 * :class:`ClusterDeviceState`: each device's kind and last activity value, from which a reading's activity change
   is decided (``gateway.reading_facts``). On one machine they live in the journal's file; in cluster mode here, so
   that they move with a partition from one worker to the next; each with the home's care epoch it was learned
