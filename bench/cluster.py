@@ -69,7 +69,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if not args.worker_counts or min(args.worker_counts) < 1 or max(args.worker_counts) > 16:
         parser.error("--workers: counts from 1 to 16 (the partitions)")
     if args.quick:
-        args.backlog, args.homes, args.presses, args.fault_s = 400, 48, 6, 13.0
+        # Presses for 6 s from the kill on: a dead worker's partitions move at the survivors' next tick (3 s).
+        args.backlog, args.homes, args.presses, args.fault_s = 400, 48, 6, 6.0
     if args.backlog < 100 or args.homes < 1 or args.presses < 1:
         parser.error("--backlog at least 100, --homes and --presses at least 1")
     return args
