@@ -253,7 +253,7 @@ def latencies(fleet: Fleet, args: argparse.Namespace) -> dict[str, dict[str, flo
     for _ in range(3):
         fleet.add_worker()
     fleet.wait_partitions_shared()
-    wait_share_settled(fleet)
+    wait_share_settled(fleet, steady_s=4.0 if args.quick else 7.0)
     clock = PushoverClock(fleet)
     hubs = start_hubs([f"background-{i}" for i in range(6)], fleet.nats.servers, rate=5)
     try:

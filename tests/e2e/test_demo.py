@@ -23,7 +23,8 @@ import pytest
 from telecare.demo_servers import free_port
 from tests.e2e.helpers import wait_for
 
-pytestmark = pytest.mark.slow
+# One xdist worker runs the module (.ci/test: --dist loadgroup): one demo started, not one per worker that drew a test.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("demo")]
 
 ROOT = Path(__file__).resolve().parents[2]
 ALERT_WITHIN_S = 90
@@ -106,6 +107,9 @@ def test_the_dashboard_url_answers_and_the_demo_login_works(demo: Console, tmp_p
 
 
 def test_sigint_stops_everything_with_exit_code_0(demo: Console) -> None:
+    # Up first, as a user pressing Ctrl-C has seen it start (a Ctrl-C during Python's own start-up, before the
+    # demo's code runs, is Python's to handle: it exits by the signal, as every Python program does).
+    wait_for(lambda: bool(demo.matching(r"^  (dashboard|API) ")) or demo.process.poll() is not None, 60, "the banner")
     assert demo.process.poll() is None, f"the demo ended early:\n{demo.text()}"
     sent = time.monotonic()
     demo.process.send_signal(signal.SIGINT)
