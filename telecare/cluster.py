@@ -26,8 +26,8 @@ from gateway.stores.readings import reading_store_for
 
 __all__ = ["build_cluster_worker"]
 
-CLUSTER_POOL_SIZE = 8  # kept open: the held connections and a share of the partitions' commits
-CLUSTER_POOL_OVERFLOW = 12  # opened for a while: a worker holding every partition (the others down)
+CLUSTER_POOL_SIZE = 5  # kept open (SQLAlchemy's default): PostgreSQL's connections are shared by every process
+CLUSTER_POOL_OVERFLOW = 13  # opened for a while; 3 more than the default for the connections a worker holds
 
 
 def build_cluster_worker(settings: Settings, *, worker_id: str | None = None, clock: Clock | None = None,
@@ -42,8 +42,9 @@ def build_cluster_worker(settings: Settings, *, worker_id: str | None = None, cl
                                  "partition; unset TELECARE_CLOCK, or run the simulation on one machine")
     upgrade(settings.database_url)
     # Connections held for as long as the worker runs (its liveness lock, the dispatcher's and the housekeeping's
-    # locks, the dispatcher's LISTEN) come from this pool too, besides each owned partition's commits: more than
-    # SQLAlchemy's default 5 (+10), opened only as the threads need them.
+    # locks, the dispatcher's LISTEN) come from this pool too, besides each owned partition's commits: room for
+    # them above SQLAlchemy's default 5 (+10), but no more (a larger pool ran a loaded test machine's PostgreSQL
+    # out of connections).
     sessions = make_session_factory(make_engine(settings.database_url, pool_size=CLUSTER_POOL_SIZE,
                                                 max_overflow=CLUSTER_POOL_OVERFLOW))
     clock = clock or WallClock()
