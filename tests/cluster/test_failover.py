@@ -31,9 +31,7 @@ from gateway.cluster.stream import READINGS_STREAM, partition_of
 from tests.cluster.helpers import stream_leader, wait_for
 from tests.conftest import DEFAULT_PG_ADMIN_URL, PG_URL_ENV
 
-# One xdist worker runs the module (.ci/test: --dist loadgroup), so the fleet is started once, not in every worker
-# that would get one of its tests: four fleets at once (twelve NATS servers, twelve workers) slowed the whole suite.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("cluster-failover")]
+pytestmark = pytest.mark.slow
 
 HOMES_PER_TEST = 6
 RATE = 8.0  # readings a second per hub

@@ -23,8 +23,7 @@ import pytest
 from telecare.demo_servers import free_port
 from tests.e2e.helpers import wait_for
 
-# One xdist worker runs the module (.ci/test: --dist loadgroup): one demo started, not one per worker that drew a test.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("demo")]
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 ALERT_WITHIN_S = 90
