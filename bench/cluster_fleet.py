@@ -44,14 +44,6 @@ from bench.services import VictoriaMetrics, free_port
 ROOT = Path(__file__).resolve().parents[1]
 PUSHOVER_TOKEN = "a" * 30
 TEMPERATURE = "reading_temperature"
-# The dispatcher's advisory lock key (gateway.alerting.guards.DISPATCHER_LOCK_KEY), as pg_locks splits a bigint key;
-# in this fleet's database only (advisory locks are per database, and other tests' databases hold the same key).
-LOCK_QUERY = """
-SELECT a.client_port FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
-  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-  AND l.classid::bigint = (%(key)s >> 32) AND l.objid::bigint = (%(key)s & 4294967295)
-"""
 
 
 def carer_key(home: str) -> str:
@@ -273,12 +265,19 @@ class Fleet:
 
     def dispatcher_holder(self) -> WorkerProcess | None:
         """The worker whose database connection holds the dispatcher's advisory lock, if one does."""
-        import psycopg
+        from sqlalchemy import column, select, table
 
-        from gateway.alerting.guards import DISPATCHER_LOCK_KEY
+        from gateway.alerting.guards import DISPATCHER_LOCK_KEY, advisory_lock_holders
+        from gateway.db.session import make_engine
 
-        with psycopg.connect(libpq(self.db_url), autocommit=True, connect_timeout=3) as conn:
-            ports = [row[0] for row in conn.execute(LOCK_QUERY, {"key": DISPATCHER_LOCK_KEY})]
+        activity = table("pg_stat_activity", column("pid"), column("client_port"))
+        engine = make_engine(self.db_url)
+        try:
+            with engine.connect() as conn:
+                ports = list(conn.scalars(select(activity.c.client_port).where(
+                    activity.c.pid.in_(advisory_lock_holders(DISPATCHER_LOCK_KEY)))))
+        finally:
+            engine.dispose()
         for worker in self.live_workers:
             if any(worker.holds_connection(port) for port in ports):
                 return worker

@@ -12,9 +12,25 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Connection, Engine, exists, func, select, text
-from sqlalchemy.orm import Session
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Connection,
+    Engine,
+    Integer,
+    Select,
+    cast,
+    column,
+    exists,
+    func,
+    literal,
+    select,
+    table,
+    text,
+)
+from sqlalchemy.orm import QueryableAttribute, Session
 
 from gateway.alerting.states import UNACKNOWLEDGED, NotificationState
 from gateway.db.models import Alert, Notification
@@ -87,6 +103,25 @@ class AdvisoryLock:
                 self._conn.invalidate()
                 self._conn.close()
             self._conn = None
+
+
+# PostgreSQL's view of advisory locks: a bigint key is split into classid (high 32 bits) and objid (low 32 bits),
+# with objsubid 1; locks are per database.
+_PG_LOCKS = table("pg_locks", column("pid"), column("locktype"), column("granted"), column("objsubid"),
+                  column("database"), column("classid"), column("objid"))
+_PG_DATABASE = table("pg_database", column("oid"), column("datname"))
+
+
+def advisory_lock_holders(key: int | ColumnElement[Any] | QueryableAttribute[Any]) -> Select[tuple[int]]:
+    """The server processes (pids) holding the session advisory lock ``key`` in this database: a constant, or a
+    column to correlate with (each cluster worker's liveness key). PostgreSQL only."""
+    bigint_key = literal(key, BigInteger) if isinstance(key, int) else key
+    this_database = select(_PG_DATABASE.c.oid).where(_PG_DATABASE.c.datname == func.current_database())
+    return select(_PG_LOCKS.c.pid).where(
+        _PG_LOCKS.c.locktype == "advisory", _PG_LOCKS.c.granted.is_(True), _PG_LOCKS.c.objsubid == 1,
+        _PG_LOCKS.c.database == this_database.scalar_subquery(),
+        cast(_PG_LOCKS.c.classid, BigInteger) == bigint_key.op(">>")(literal(32, Integer)),  # bigint >> int only
+        cast(_PG_LOCKS.c.objid, BigInteger) == bigint_key.op("&")(0xFFFFFFFF))
 
 
 class DispatcherLock(AdvisoryLock):

@@ -15,24 +15,18 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import (
-    BigInteger,
     ColumnElement,
     Delete,
-    Integer,
     Select,
-    cast,
-    column,
     delete,
-    exists,
     func,
-    literal,
     or_,
     select,
-    table,
 )
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from gateway.alerting.guards import advisory_lock_holders
 from gateway.cluster.errors import ClusterConfigError
 from gateway.db.cluster import WORKER_ID_LEN, ClusterWorker
 
@@ -92,23 +86,6 @@ def new_liveness_key() -> int:
     return secrets.randbits(62)
 
 
-# PostgreSQL's view of advisory locks: a bigint key is split into classid (high 32 bits) and objid (low 32 bits),
-# with objsubid 1; locks are per database.
-_PG_LOCKS = table("pg_locks", column("locktype"), column("granted"), column("objsubid"), column("database"),
-                  column("classid"), column("objid"))
-_PG_DATABASE = table("pg_database", column("oid"), column("datname"))
-
-
-def _holds_liveness_lock() -> ColumnElement[bool]:
-    this_database = select(_PG_DATABASE.c.oid).where(_PG_DATABASE.c.datname == func.current_database())
-    key = ClusterWorker.liveness_key
-    return exists().where(
-        _PG_LOCKS.c.locktype == "advisory", _PG_LOCKS.c.granted.is_(True), _PG_LOCKS.c.objsubid == 1,
-        _PG_LOCKS.c.database == this_database.scalar_subquery(),
-        cast(_PG_LOCKS.c.classid, BigInteger) == key.op(">>")(literal(32, Integer)),  # bigint >> int only
-        cast(_PG_LOCKS.c.objid, BigInteger) == key.op("&")(0xFFFFFFFF))
-
-
 def live_worker_ids() -> Select[str]:
     """The ids of the workers alive now, as a query to run or to use in another: a worker's row has not expired
     (the database's clock), and if it has a liveness key, the lock is held. A worker's process holds that lock on a
@@ -118,7 +95,7 @@ def live_worker_ids() -> Select[str]:
     closing its connections, keeps the lock until the row's expiry (or TCP keepalives) tells."""
     return select(ClusterWorker.worker_id).where(
         ClusterWorker.expires_at > func.now(),
-        or_(ClusterWorker.liveness_key.is_(None), _holds_liveness_lock()))
+        or_(ClusterWorker.liveness_key.is_(None), advisory_lock_holders(ClusterWorker.liveness_key).exists()))
 
 
 def live_workers(session: Session) -> frozenset[str]:

@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, insert, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from gateway.alerting.guards import advisory_lock_holders
 from gateway.cluster.housekeeping import (
     HOUSEKEEPING_LOCK_KEY,
     Chore,
@@ -65,11 +66,7 @@ def workers(db_url: str) -> Iterator[tuple[Worker, Worker]]:
 def kill_connection_of_holder(engine: Engine) -> int:
     """End the session holding the housekeeping lock, as PostgreSQL does when its worker's process dies."""
     with engine.connect() as conn:
-        pids = list(conn.scalars(text(
-            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1 "
-            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "  # other tests' too
-            "AND classid::bigint = (:key >> 32) AND objid::bigint = (:key & 4294967295)"),
-            {"key": HOUSEKEEPING_LOCK_KEY}))
+        pids = list(conn.scalars(advisory_lock_holders(HOUSEKEEPING_LOCK_KEY)))  # in this test's database only
         for pid in pids:
             conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
     return len(pids)

@@ -29,16 +29,7 @@ from gateway.purge import forget_past_care, run_purge
 from gateway.reading_facts import ReadingFacts
 from tests.api.conftest import Clock, app_for
 from tests.council import API_NOW, seed_council
-
-NOW = 1_764_000_000_000
-
-
-class StepClock:
-    def now_ms(self) -> int:
-        return NOW
-
-    def wait(self, stop: threading.Event, seconds: float) -> bool:
-        return stop.is_set()
+from tests.gateway.test_ingest import StepClock
 
 
 @dataclass
