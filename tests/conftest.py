@@ -11,7 +11,8 @@
   with the reason.
 
 Markers: ``@pytest.mark.slow`` (declared in pyproject.toml) marks end-to-end tests that start several
-processes. Run everything with ``bash .ci/test``; skip those with ``bash .ci/test -m "not slow"``.
+processes. Run everything with ``bash .ci/test``; skip those with ``bash .ci/test -m "not slow"``. Those
+modules are collected first (``pytest_collection_modifyitems``), so that pytest-xdist starts them first.
 """
 
 from __future__ import annotations
@@ -32,6 +33,22 @@ PG_URL_ENV = "TELECARE_TEST_PG_URL"
 # Why PostgreSQL could not be reached, once per session, so each test does not wait for a connect timeout.
 _pg_unreachable: str | None = None
 _pg_checked = False
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The modules of slow tests first, then the others by their number of tests, each module's tests in their
+    order. .ci/test spreads whole modules over pytest-xdist's workers in this order (``--dist loadscope
+    --no-loadscope-reorder``): xdist's own order, by number of tests alone, started the modules of a few long
+    tests (the demo, the failover fleet, the README's walk-through: a minute or more each) last, and the suite
+    waited for them after every other worker had finished."""
+    by_module: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        by_module.setdefault(item.nodeid.split("::", 1)[0], []).append(item)
+
+    def weight(module: list[pytest.Item]) -> tuple[bool, int]:
+        return (not any(item.get_closest_marker("slow") for item in module), -len(module))
+
+    items[:] = [item for module in sorted(by_module.values(), key=weight) for item in module]
 
 
 @pytest.fixture

@@ -11,6 +11,8 @@ import pytest
 
 from bench import api as bench
 
+pytestmark = pytest.mark.slow  # it starts API server processes and measures them
+
 PG_URL = os.environ.get("TELECARE_TEST_PG_URL") or "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 TINY = ["--residents", "3", "--days", "2", "--timeline-residents", "1", "--duration-s", "1", "--warmup-s", "1",
         "--concurrency", "2"]
