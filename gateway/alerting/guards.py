@@ -94,6 +94,12 @@ class AdvisoryLock:
         return True
 
     def release(self) -> None:
+        """Give the role up now. Unlocked before the connection is dropped: a dropped connection's lock goes only
+        when its server process has noticed and ended, so a standing-by process looking at once could still find
+        it taken."""
+        if self._conn is not None:
+            with contextlib.suppress(Exception):  # a broken connection: its lock goes with it
+                self._conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": self.key})
         self._drop()
 
     def _drop(self) -> None:

@@ -10,7 +10,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, inspect, select, text
+from sqlalchemy import Connection, Engine, inspect, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -361,6 +361,30 @@ def test_a_worker_with_a_liveness_key_is_alive_only_while_it_holds_the_lock(conn
     lock.release()  # a's process died: its connection, and the lock with it
     with sessions.begin() as session:
         assert membership.live_workers(session) == {"b"}
+
+
+@ON_POSTGRESQL
+def test_a_released_advisory_lock_is_free_at_once_for_the_one_standing_by(connect: Connect,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = connect().kw["bind"]
+    ending: list[Connection] = []
+
+    def drop_slowly(lock: AdvisoryLock) -> None:  # the server has not yet seen the dropped connection end
+        if lock._conn is not None:
+            ending.append(lock._conn)
+        lock._conn = None
+
+    monkeypatch.setattr(AdvisoryLock, "_drop", drop_slowly)
+    key = membership.new_liveness_key()
+    holder, standing_by = AdvisoryLock(engine, key, "dispatcher", "test"), AdvisoryLock(engine, key, "dispatcher", "t")
+    try:
+        assert holder.held() and not standing_by.held()
+        holder.release()  # a graceful stop
+        assert standing_by.held(), "the released lock still taken until its connection's end"
+    finally:
+        standing_by.release()
+        for conn in ending:
+            conn.close()
 
 
 @ON_POSTGRESQL
