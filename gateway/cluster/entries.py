@@ -17,32 +17,30 @@ detectors go on meanwhile, and the entries wait in the stream.
   the window, is written again: the same points (a point's identity is its measurement, tags and event time, and
   both readings stores keep a point's first activity mark).
 * **One consumer per partition and owner** (``store-<P>-e<epoch>``). A work-queue stream allows one consumer per
-  subject: a new owner deletes the old one first, then makes its own, which starts at the oldest entry not written.
-  Both under the fencing check, as the partition's consumer.
+  subject: a new owner deletes the old one first, then makes its own (waiting up to ``HANDOVER_WAIT_S`` for the
+  deletion to apply), which starts at the oldest entry not written. Both after the fencing check, as the
+  partition's consumer.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import itertools
 import logging
-import threading
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import orjson
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import APIError, NotFoundError
 
 from gateway.backoff import Backoff
-from gateway.cluster.errors import ClusterConfigError, LeaseLost
-from gateway.cluster.leases import still_owner
+from gateway.cluster.errors import ClusterConfigError
+from gateway.cluster.partition_thread import PartitionThread
 from gateway.cluster.stream import Delivery, JetStreamLink, PartitionFeed
 from gateway.journal import Entry
 from gateway.writer import StoreWriter
-
-if TYPE_CHECKING:
-    from gateway.cluster.partition import PartitionContext
 
 __all__ = ["ENTRIES_STREAM", "EntryStream", "StoreLoop", "entries_subject"]
 
@@ -53,6 +51,9 @@ ENTRIES_PREFIX = "telecare-entries"
 CHUNK_BYTES = 512 * 1024  # a message's entries at most: under nats-server's default max_payload (1 MB)
 DUPLICATE_WINDOW_S = 300.0  # a batch decided again within this is dropped as a duplicate
 STORE_RETRY = Backoff(first_s=0.5, cap_s=30.0)
+WORK_QUEUE_CONSUMER_NOT_UNIQUE = 10100  # nats-server's JSConsumerWQConsumerNotUniqueErr
+HANDOVER_WAIT_S = 2.0  # how long a new owner's store consumer waits for the old one's deletion to apply
+HANDOVER_POLL_S = 0.1
 
 
 def entries_subject(partition: int) -> str:
@@ -123,10 +124,20 @@ class EntryStream:
                     with contextlib.suppress(NotFoundError):
                         await js.delete_consumer(self.name, info.name)
             o = self.link.options
-            await js.add_consumer(self.name, ConsumerConfig(
+            config = ConsumerConfig(
                 name=name, durable_name=name, filter_subject=entries_subject(partition),
                 deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.EXPLICIT, ack_wait=o.ack_wait_s,
-                max_ack_pending=o.max_ack_pending, max_deliver=-1))
+                max_ack_pending=o.max_ack_pending, max_deliver=-1)
+            for attempt in itertools.count(1):
+                try:
+                    await js.add_consumer(self.name, config)
+                    break
+                except APIError as e:
+                    # The deleted consumer is still there until the stream's replicas applied the deletion, and
+                    # until then a work queue refuses a second consumer of the subject: wait for it, briefly.
+                    if e.err_code != WORK_QUEUE_CONSUMER_NOT_UNIQUE or attempt * HANDOVER_POLL_S >= HANDOVER_WAIT_S:
+                        raise
+                    await asyncio.sleep(HANDOVER_POLL_S)
             return PartitionFeed(partition, name, await js.pull_subscribe_bind(durable=name, stream=self.name))
 
         return self.link.call(open_feed(), 3 * self.link.options.request_timeout_s)
@@ -156,59 +167,27 @@ class _NoBacklog:
         return 0
 
 
-class StoreLoop:
-    """Writes one partition's entries to the readings store, under one fencing epoch, in a thread."""
+class StoreLoop(PartitionThread):
+    """Writes one partition's entries to the readings store, under one fencing epoch, in a thread. Its consumer is
+    replaced as the partition's own is (:class:`~gateway.cluster.partition_thread.PartitionThread`); an old owner
+    that slips in between writes the same points again and acknowledges entries already decided: harmless."""
 
-    def __init__(self, context: PartitionContext, partition: int, epoch: int) -> None:
-        self.context = context
-        self.partition = partition
-        self.epoch = epoch
-        self.lease_lost: LeaseLost | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self.run, name=f"store-{partition}", daemon=True)
+    role = "store"
+    _writer: StoreWriter  # made at each start (open_feed)
+    retry = STORE_RETRY
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def signal_stop(self) -> None:
-        self._stop.set()
-
-    def stop(self, timeout_s: float = 30.0) -> None:
-        self._stop.set()
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(timeout_s)
-
-    def run(self) -> None:
+    def open_feed(self) -> PartitionFeed:
         c = self.context
-        failures = 0
-        while not self._stop.is_set():
-            feed: PartitionFeed | None = None
-            try:
-                with c.sessions.begin() as session:  # only the owner replaces the partition's store consumer
-                    still_owner(session, self.partition, c.worker_id, self.epoch)
-                # Outside the check's transaction, as the partition's own consumer (gateway.cluster.partition): the
-                # lease row's lock is not held while NATS answers. An old owner that slips in between writes the
-                # same points again and acknowledges entries already decided: harmless.
-                feed = c.entries.open(self.partition, self.epoch)
-                writer = StoreWriter(c.store, _NoBacklog(), c.metrics, c.clock, c.devices)
-                while not self._stop.is_set():
-                    deliveries = c.link.fetch(feed, max(1, c.batch_max // 10), c.fetch_wait_s)
-                    if deliveries:
-                        self._write(writer, deliveries)
-                        c.link.ack(deliveries)
-                        failures = 0
-            except LeaseLost as e:
-                self.lease_lost = e
-                log.warning("partition %d's store: %s; stopped", self.partition, e)
-                return
-            except Exception as e:
-                failures += 1
-                delay = STORE_RETRY.delay_s(failures)
-                log.warning("partition %d's store: %s; starting again in %.1f s", self.partition, e, delay)
-                self._stop.wait(delay)
-            finally:
-                if feed is not None:
-                    c.link.close_partition(feed)
+        self._writer = StoreWriter(c.store, _NoBacklog(), c.metrics, c.clock, c.devices)  # fresh at each start
+        return c.entries.open(self.partition, self.epoch)
+
+    def consume(self, feed: PartitionFeed) -> int:
+        c = self.context
+        deliveries = c.link.fetch(feed, max(1, c.batch_max // 10), c.fetch_wait_s)
+        if deliveries:
+            self._write(self._writer, deliveries)
+            c.link.ack(deliveries)
+        return len(deliveries)
 
     def _write(self, writer: StoreWriter, deliveries: Sequence[Delivery]) -> None:
         """Write the batch, retrying with back-off while the store is away (the entries wait, told in progress so

@@ -32,7 +32,6 @@ store's json_patch), so a point keeps the activity mark its first write gave it.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -43,12 +42,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from analytics.alerts import AlertEvent
 from analytics.detector import DetectorConfig
 from gateway.admission import Admission
-from gateway.backoff import Backoff
 from gateway.clock import Clock
 from gateway.cluster.device_states import DeviceStates
 from gateway.cluster.entries import EntryStream, StoreLoop
 from gateway.cluster.errors import LeaseLost
 from gateway.cluster.leases import still_owner
+from gateway.cluster.partition_thread import PartitionThread
 from gateway.cluster.stream import (
     Delivery,
     JetStreamLink,
@@ -80,7 +79,6 @@ log = logging.getLogger(__name__)
 # report, a clock report).
 CLUSTER_SEQ_BASE = 1 << 52
 SEQ_SLOTS = 16
-RETRY = Backoff(first_s=0.5, cap_s=30.0)  # wall seconds before a failed partition starts again
 TICK_S = 1.0  # wall seconds between telling the detectors the time when nothing arrives
 SUMMARIES_S = 5.0  # wall seconds between writes of closed days' summaries
 
@@ -114,85 +112,49 @@ class PartitionContext:
     stored_time: bool = True  # receipt time = when the stream stored the message (False: the clock's now)
 
 
-class PartitionLoop:
-    """Handles one partition under one epoch, in a thread: :meth:`start`, :meth:`stop`; :attr:`ended` once it
-    stopped for good (stopped, or its lease lost)."""
+class PartitionLoop(PartitionThread):
+    """Handles one partition under one epoch, in a thread (:class:`~gateway.cluster.partition_thread.
+    PartitionThread`), beside its readings store's :class:`~gateway.cluster.entries.StoreLoop`."""
 
     def __init__(self, context: PartitionContext, partition: int, epoch: int) -> None:
-        self.context = context
-        self.partition = partition
-        self.epoch = epoch
-        self.lease_lost: LeaseLost | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self.run, name=f"partition-{partition}", daemon=True)
+        super().__init__(context, partition, epoch)
         self.quotas = HomeQuotas(context.quota_limits, load_known=self._known_devices)  # kept across restarts
         self._ticked_at = self._summarised_at = self._touched_at = 0.0
         self._attempt = 0  # consumers opened: each start after a failure reads from a consumer of its own
         self.store_loop = StoreLoop(context, partition, epoch)  # the partition's readings store, at its own pace
+        self._errors = context.metrics.consumer_errors.labels(f"partition-{partition}")
         self._fresh()
 
     # --- Life ------------------------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._thread.start()
+        super().start()
         self.store_loop.start()
 
     def signal_stop(self) -> None:
-        """Stop after the batch in hand, without waiting for it."""
-        self._stop.set()
+        super().signal_stop()
         self.store_loop.signal_stop()
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """Finish the batch in hand (committed and acknowledged, or neither), then stop."""
-        self._stop.set()
         self.store_loop.signal_stop()
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(timeout_s)
+        super().stop(timeout_s)
         self.store_loop.stop(timeout_s)
 
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive()
+    def open_feed(self) -> PartitionFeed:
+        feed = self.context.link.open_partition(self.partition, self.epoch, self._attempt)
+        self._attempt += 1
+        log.info("partition %d: consuming under epoch %d", self.partition, self.epoch)
+        return feed
 
-    @property
-    def ended(self) -> bool:
-        return self._stop.is_set() or self.lease_lost is not None or not self._thread.is_alive()
+    def consume(self, feed: PartitionFeed) -> int:
+        return self.step(feed)
 
-    def run(self) -> None:
-        failures = 0
-        errors = self.context.metrics.consumer_errors.labels(f"partition-{self.partition}")
-        while not self._stop.is_set():
-            feed: PartitionFeed | None = None
-            try:
-                with self.context.sessions.begin() as session:
-                    # Only the partition's owner replaces its consumer: checked just before, in a transaction of its
-                    # own. Holding the lease row's lock while NATS answered (seconds, during a server's failover)
-                    # held up the keeper's renewal of every lease, and partitions moved for nothing. An old owner
-                    # paused between the check and the call may still replace the new owner's consumer: the new
-                    # owner's next fetch fails and it starts again from a fresh one, at the oldest message not
-                    # acknowledged, while the old owner can commit (so acknowledge) nothing.
-                    self._fence(session, set())
-                feed = self.context.link.open_partition(self.partition, self.epoch, self._attempt)
-                self._attempt += 1
-                log.info("partition %d: consuming under epoch %d", self.partition, self.epoch)
-                while not self._stop.is_set():
-                    if self.step(feed):
-                        failures = 0
-            except LeaseLost as e:
-                self.lease_lost = e
-                log.warning("partition %d: %s; stopped, nothing of the batch acknowledged", self.partition, e)
-                return
-            except Exception as e:
-                errors.inc()
-                failures += 1
-                delay = RETRY.delay_s(failures)
-                log.warning("partition %d: batch failed (%s); nothing acknowledged, starting again in %.1f s",
-                            self.partition, e, delay, exc_info=True)
-                self._fresh()
-                self._stop.wait(delay)
-            finally:
-                if feed is not None:
-                    self.context.link.close_partition(feed)
+    def failed(self, error: Exception, delay_s: float) -> None:
+        self._errors.inc()
+        log.warning("partition %d: batch failed (%s); nothing acknowledged, starting again in %.1f s",
+                    self.partition, error, delay_s, exc_info=True)
+        self._fresh()
 
     # --- One batch ---------------------------------------------------------------------------------------------
 
