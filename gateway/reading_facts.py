@@ -51,6 +51,10 @@ class ReadingFacts:
             self._pending[key] = (kind, value)
         return kind, activity_change(kind, before, value)
 
+    def committed_state(self, home: str, device: str) -> DeviceState | None:
+        """The device's state as last committed (None: none, or forgotten)."""
+        return self._committed.get((home, device))
+
     def restore(self, states: Mapping[DeviceKey, DeviceState]) -> None:
         """Devices' states as committed elsewhere (cluster mode: by the partition's previous owner)."""
         self._committed.update(states)

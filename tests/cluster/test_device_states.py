@@ -93,11 +93,11 @@ def test_a_partition_loop_drops_an_erased_residents_states_from_memory(cluster: 
     cluster.publish([_motion("h1", True, 0)])
     wait_for(lambda: _rows(cluster.sessions, "h1") == {"hall_pir": (True, 1)}, what="the state committed")
     loop = next(loop for loop in worker.loops.values() if "h1" in loop.device_states.epochs)
-    assert ("h1", "hall_pir") in loop.admission.facts._committed
+    assert loop.admission.facts.committed_state("h1", "hall_pir") is not None
 
     _bump_care(cluster.sessions, "h1")  # the resident erased (api/routers/privacy.py bumps the epoch)
     wait_for(lambda: "h1" not in loop.device_states.epochs, what="the loop following the home's care")
-    assert ("h1", "hall_pir") not in loop.admission.facts._committed
+    assert loop.admission.facts.committed_state("h1", "hall_pir") is None
     cluster.publish([_motion("h1", True, 1)])
     wait_for(lambda: _rows(cluster.sessions, "h1") == {"hall_pir": (True, 2)},
              what="the device's next report judged as the new care's first")

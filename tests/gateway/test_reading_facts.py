@@ -37,6 +37,21 @@ def test_activity_is_a_change_and_the_first_state_of_a_contact_is_only_learned()
     assert facts.judge("h2", "door", {"contact": False})[1] is None, "another home's door is its own"
 
 
+def test_a_state_counts_once_its_batch_committed_and_goes_with_its_forgotten_home() -> None:
+    facts = ReadingFacts()
+    facts.judge("h1", "pir", {"occupancy": True})
+    assert facts.committed_state("h1", "pir") is None, "decided in the batch being built"
+    facts.rolled_back()
+    assert facts.committed_state("h1", "pir") is None and facts.pending() == {}
+    facts.judge("h1", "pir", {"occupancy": True})
+    facts.judge("h2", "pir", {"occupancy": True})
+    facts.committed()
+    assert facts.committed_state("h1", "pir") == ("motion", True)
+    facts.forget({"h1"})
+    assert facts.committed_state("h1", "pir") is None and facts.committed_state("h2", "pir") == ("motion", True)
+    assert facts.judge("h1", "pir", {"occupancy": True})[1] == "motion", "judged afresh, as a new home's"
+
+
 def ingest_at(tmp_path: Path) -> tuple[Ingest, Journal]:
     journal = Journal(tmp_path / "journal.sqlite3")
     journal.register("t")
