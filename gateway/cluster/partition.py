@@ -147,9 +147,6 @@ class PartitionLoop(PartitionThread):
         log.info("partition %d: consuming under epoch %d", self.partition, self.epoch)
         return feed
 
-    def consume(self, feed: PartitionFeed) -> int:
-        return self.step(feed)
-
     def failed(self, error: Exception, delay_s: float) -> None:
         self._errors.inc()
         log.warning("partition %d: batch failed (%s); nothing acknowledged, starting again in %.1f s",
@@ -158,7 +155,7 @@ class PartitionLoop(PartitionThread):
 
     # --- One batch ---------------------------------------------------------------------------------------------
 
-    def step(self, feed: PartitionFeed) -> int:
+    def consume(self, feed: PartitionFeed) -> int:
         """Fetch, handle, commit and acknowledge one batch; returns how many messages it took."""
         c = self.context
         deliveries = c.link.fetch(feed, c.batch_max, c.fetch_wait_s)
