@@ -26,13 +26,14 @@ __all__ = ["connect"]  # the fixture, imported to be used here
 
 pytestmark = ON_POSTGRESQL
 
-TTL = 1.5
+TTL = 1.5  # for the tests of expiry
+STEADY_TTL = 60.0  # for the others: a loaded machine's pause between two ticks must not expire a keeper's row
 TICK = 0.3
 PARTITIONS = 16
 
 
-def _keeper(connect: Connect, name: str, **kwargs: object) -> LeaseKeeper:
-    return LeaseKeeper(connect(), worker_id=name, partitions=PARTITIONS, ttl=TTL, tick_interval=TICK,
+def _keeper(connect: Connect, name: str, ttl: float = STEADY_TTL, **kwargs: object) -> LeaseKeeper:
+    return LeaseKeeper(connect(), worker_id=name, partitions=PARTITIONS, ttl=ttl, tick_interval=TICK,
                        **kwargs)  # type: ignore[arg-type]
 
 
@@ -83,7 +84,7 @@ def test_three_keepers_share_16_as_6_5_5(connect: Connect) -> None:
 
 
 def test_a_dead_keepers_partitions_move_to_the_survivors_after_the_ttl(connect: Connect) -> None:
-    a, b, c = (_keeper(connect, name) for name in "abc")
+    a, b, c = (_keeper(connect, name, TTL) for name in "abc")
     _settle(a, b, c)
     orphans = set(c.owned)
     died = time.monotonic()  # c never ticks again
@@ -119,7 +120,7 @@ def test_a_dead_process_s_partitions_move_at_the_next_tick_not_after_the_ttl(con
 def test_a_paused_keeper_fails_the_fencing_check_and_learns_it_lost_its_partitions(connect: Connect) -> None:
     """SIGSTOP long enough for the lease to expire, then SIGCONT: the old work cannot commit, the next tick says
     what was lost, and the worker gets a share back under new epochs."""
-    a, b = _keeper(connect, "a"), _keeper(connect, "b")
+    a, b = _keeper(connect, "a", TTL), _keeper(connect, "b", TTL)
     _settle(a, b)
     before = dict(a.owned)
     assert len(before) == 8
@@ -140,7 +141,7 @@ def test_a_paused_keeper_fails_the_fencing_check_and_learns_it_lost_its_partitio
 
 
 def test_a_clean_stop_hands_over_at_once(connect: Connect) -> None:
-    a, b = _keeper(connect, "a"), _keeper(connect, "b")
+    a, b = _keeper(connect, "a", TTL), _keeper(connect, "b", TTL)
     _settle(a, b)
     held = frozenset(a.owned)
     stopped = a.stop()
@@ -210,7 +211,7 @@ def _database_refusing_connections(db_url: str) -> Iterator[None]:
 def test_without_the_database_leases_are_kept_until_they_could_have_expired(connect: Connect, db_url: str,
                                                                             caplog: pytest.LogCaptureFixture) -> None:
     now = [100.0]
-    a = _keeper(connect, "a", clock=lambda: now[0])
+    a = _keeper(connect, "a", TTL, clock=lambda: now[0])
     held = dict(a.tick().owned)
     with _database_refusing_connections(db_url):
         now[0] += TTL / 2
@@ -234,7 +235,7 @@ def test_many_keepers_ticking_at_once_never_let_two_commit_one_partition(connect
     with sessions.begin() as session:
         session.execute(text("CREATE TABLE processed (id bigserial PRIMARY KEY, partition int, epoch bigint, "
                              "worker text)"))
-    keepers = [_keeper(connect, f"w{i}") for i in range(4)]
+    keepers = [_keeper(connect, f"w{i}", TTL) for i in range(4)]
     ends = {"w0": 2.0, "w1": 3.0}  # w0 dies (stops ticking), w1 stops cleanly; w2 and w3 run to the end
     run_for = 4.5
     fenced = []

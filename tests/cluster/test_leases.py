@@ -27,7 +27,8 @@ from tests.cluster.leasing import ON_POSTGRESQL, Connect, connect, lease_rows
 
 __all__ = ["connect"]  # the fixture, imported to be used here
 
-TTL = 1.0
+TTL = 1.0  # for the tests of expiry
+STEADY_TTL = 60.0  # for the others: a loaded machine's pause between two transactions must not expire a worker
 CLUSTER_TABLES = {"cluster_workers", "partition_leases"}
 
 
@@ -88,7 +89,7 @@ def test_postgresql_is_accepted(url: str) -> None:
 
 # --- Leases ---------------------------------------------------------------------------------------------------------
 
-def _alive(session: Session, *workers: str, ttl: float = TTL) -> None:
+def _alive(session: Session, *workers: str, ttl: float = STEADY_TTL) -> None:
     """The workers joined (their leases stand for ``ttl`` seconds unless renewed)."""
     for worker in workers:
         membership.join(session, worker, 16, ttl)
@@ -122,8 +123,8 @@ def test_ensuring_partitions_again_keeps_the_leases(connect: Connect) -> None:
 def test_a_dead_workers_lease_is_taken_over_under_a_new_epoch(connect: Connect) -> None:
     a, b = connect(), connect()
     with a.begin() as session:
-        _alive(session, "a")
-        _alive(session, "b", ttl=60.0)
+        _alive(session, "a", ttl=TTL)
+        _alive(session, "b")
         leases.ensure_partitions(session, 2)
         leases.acquire(session, "a", [0, 1])
     time.sleep(TTL + 0.2)  # a stops renewing: its leases lapse with it
@@ -141,7 +142,7 @@ def test_a_dead_workers_lease_is_taken_over_under_a_new_epoch(connect: Connect) 
 def test_renewing_membership_keeps_every_lease_past_the_ttl(connect: Connect) -> None:
     a, b = connect(), connect()
     with a.begin() as session:
-        _alive(session, "a")
+        _alive(session, "a", ttl=TTL)
         leases.ensure_partitions(session, 2)
         leases.acquire(session, "a", [0, 1])
     for _ in range(3):
@@ -190,7 +191,7 @@ def test_liveness_is_judged_by_the_databases_clock(connect: Connect) -> None:
 def test_a_release_hands_over_at_once_and_only_the_owner_releases(connect: Connect) -> None:
     a, b = connect(), connect()
     with a.begin() as session:
-        _alive(session, "a", "b", ttl=60.0)
+        _alive(session, "a", "b")
         leases.ensure_partitions(session, 3)
         leases.acquire(session, "a", [0, 1, 2])
     with b.begin() as session:
@@ -240,7 +241,7 @@ def test_a_worker_taken_over_cannot_commit(connect: Connect) -> None:
     """The paused worker: its lease lapsed, another took the partition; its next commit fails the check."""
     a, b = connect(), connect()
     with a.begin() as session:
-        _alive(session, "a")
+        _alive(session, "a", ttl=TTL)
         leases.ensure_partitions(session, 1)
         old_epoch = leases.acquire(session, "a", [0])[0]
     time.sleep(TTL + 0.2)
@@ -286,7 +287,7 @@ def test_no_takeover_between_the_check_and_the_commit(connect: Connect) -> None:
     """The check locks the row: an acquirer skips it (never waits), and takes it only after the commit."""
     a, b = connect(), connect()
     with a.begin() as session:
-        _alive(session, "a")
+        _alive(session, "a", ttl=TTL)
         leases.ensure_partitions(session, 1)
         epoch = leases.acquire(session, "a", [0])[0]
     committing = a()
@@ -310,7 +311,7 @@ def test_a_worker_stopped_between_check_and_commit_is_cut_off(connect: Connect,
     monkeypatch.setattr(leases, "FENCE_HOLD_LIMIT_S", 0.5)
     a, b = connect(), connect()
     with a.begin() as session:
-        _alive(session, "a")
+        _alive(session, "a", ttl=TTL)
         leases.ensure_partitions(session, 1)
         epoch = leases.acquire(session, "a", [0])[0]
     stopped: Session = a()
@@ -332,7 +333,7 @@ def test_live_workers_are_those_not_expired(connect: Connect) -> None:
     sessions = connect()
     with sessions.begin() as session:
         membership.join(session, "a", 16, TTL)
-        membership.join(session, "b", 16, 60.0)
+        membership.join(session, "b", 16, STEADY_TTL)
     with sessions.begin() as session:
         assert membership.live_workers(session) == {"a", "b"}
     time.sleep(TTL + 0.2)
@@ -352,8 +353,8 @@ def test_a_worker_with_a_liveness_key_is_alive_only_while_it_holds_the_lock(conn
     key = membership.new_liveness_key()
     lock = AdvisoryLock(sessions.kw["bind"], key, "worker liveness", "test")
     with sessions.begin() as session:
-        membership.join(session, "a", 16, 60.0, key)
-        membership.join(session, "b", 16, 60.0)  # no key: judged by its row's expiry alone
+        membership.join(session, "a", 16, STEADY_TTL, key)
+        membership.join(session, "b", 16, STEADY_TTL)  # no key: judged by its row's expiry alone
         assert membership.live_workers(session) == {"b"}, "a holds no lock yet"
     assert lock.held()
     with sessions.begin() as session:
@@ -391,21 +392,21 @@ def test_a_released_advisory_lock_is_free_at_once_for_the_one_standing_by(connec
 def test_a_worker_with_another_partition_count_is_refused(connect: Connect) -> None:
     sessions = connect()
     with sessions.begin() as session:
-        membership.join(session, "a", 16, 60.0)
+        membership.join(session, "a", 16, STEADY_TTL)
     with pytest.raises(ClusterConfigError, match="configured with 32 partitions but worker a runs with 16"), \
             sessions.begin() as session:
-        membership.join(session, "b", 32, 60.0)
+        membership.join(session, "b", 32, STEADY_TTL)
     with sessions.begin() as session:
         assert membership.live_workers(session) == {"a"}
-        membership.join(session, "c", 16, 60.0)  # the same count is welcome
+        membership.join(session, "c", 16, STEADY_TTL)  # the same count is welcome
 
 
 @ON_POSTGRESQL
 def test_long_dead_workers_are_forgotten(connect: Connect) -> None:
     sessions = connect()
     with sessions.begin() as session:
-        membership.join(session, "old", 16, 60.0)
-        membership.join(session, "recent", 16, 60.0)
+        membership.join(session, "old", 16, STEADY_TTL)
+        membership.join(session, "recent", 16, STEADY_TTL)
         session.execute(text("UPDATE cluster_workers SET expires_at = now() - interval '2 hours' "
                              "WHERE worker_id = 'old'"))
         session.execute(text("UPDATE cluster_workers SET expires_at = now() - interval '10 minutes' "
