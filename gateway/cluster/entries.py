@@ -185,11 +185,11 @@ class StoreLoop(PartitionThread):
         c = self.context
         deliveries = c.link.fetch(feed, max(1, c.batch_max // 10), c.fetch_wait_s)
         if deliveries:
-            self._write(self._writer, deliveries)
+            self._write(deliveries)
             c.link.ack(deliveries)
         return len(deliveries)
 
-    def _write(self, writer: StoreWriter, deliveries: Sequence[Delivery]) -> None:
+    def _write(self, deliveries: Sequence[Delivery]) -> None:
         """Write the batch, retrying with back-off while the store is away (the entries wait, told in progress so
         they are not delivered again meanwhile); gives up only when stopped."""
         entries = decoded(deliveries)
@@ -197,7 +197,7 @@ class StoreLoop(PartitionThread):
         touched = time.monotonic()
         while True:
             try:
-                writer.handle(entries)
+                self._writer.handle(entries)
                 return
             except Exception as e:
                 failures += 1

@@ -12,21 +12,18 @@ from sqlalchemy.orm import Session, sessionmaker
 from gateway.cluster import device_states
 from gateway.cluster.device_states import DeviceStates
 from gateway.db.cluster import ClusterDeviceState
-from gateway.db.migrate import upgrade
 from gateway.db.models import Home
-from gateway.db.session import make_engine, make_session_factory
-from tests.cluster.leasing import ON_POSTGRESQL
+from tests.cluster.leasing import ON_POSTGRESQL, Connect, connect
 from tests.cluster.workers import T0_MS, Cluster, cluster, nats_server, wait_for
 
-__all__ = ["cluster", "nats_server"]  # the fixtures, used by name
+__all__ = ["cluster", "connect", "nats_server"]  # the fixtures, used by name
 
 pytestmark = ON_POSTGRESQL
 
 
 @pytest.fixture
-def sessions(db_url: str) -> sessionmaker[Session]:
-    upgrade(db_url)
-    return make_session_factory(make_engine(db_url))
+def sessions(connect: Connect) -> sessionmaker[Session]:
+    return connect()
 
 
 def _home(sessions: sessionmaker[Session], home: str, care_epoch: int) -> None:
@@ -63,8 +60,7 @@ def test_states_are_saved_under_the_care_they_were_learned_in_and_restored_only_
     assert DeviceStates(sessions).learn({"h1"}).states == {}, "a former resident's states are not restored"
 
 
-def test_a_home_whose_care_moved_on_is_forgotten_and_learned_again(sessions: sessionmaker[Session],
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_home_whose_care_moved_on_is_forgotten_and_learned_again(sessions: sessionmaker[Session]) -> None:
     now = [0.0]
     _home(sessions, "h1", 1)
     _home(sessions, "h2", 1)

@@ -109,7 +109,7 @@ def test_a_dead_process_s_partitions_move_at_the_next_tick_not_after_the_ttl(con
     assert len(a.owned) == len(b.owned) == 8
     held_by_a = frozenset(a.owned)
     assert a._liveness is not None
-    a._liveness.release()  # its connection gone, as when its process dies (PostgreSQL drops the lock with it)
+    a._liveness.release()  # its lock gone, as when its process dies (PostgreSQL drops it with the connection)
     taken = b.tick()
     assert set(taken.owned) == set(range(PARTITIONS)) and taken.gained == held_by_a
     assert a.tick().lost == held_by_a, "a, back, learns it lost them (its fencing check would fail too)"

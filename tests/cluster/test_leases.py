@@ -359,7 +359,7 @@ def test_a_worker_with_a_liveness_key_is_alive_only_while_it_holds_the_lock(conn
     assert lock.held()
     with sessions.begin() as session:
         assert membership.live_workers(session) == {"a", "b"}
-    lock.release()  # a's process died: its connection, and the lock with it
+    lock.release()  # the lock gone, as with a's process when it dies
     with sessions.begin() as session:
         assert membership.live_workers(session) == {"b"}
 
@@ -377,7 +377,7 @@ def test_a_released_advisory_lock_is_free_at_once_for_the_one_standing_by(connec
 
     monkeypatch.setattr(AdvisoryLock, "_drop", drop_slowly)
     key = membership.new_liveness_key()
-    holder, standing_by = AdvisoryLock(engine, key, "dispatcher", "test"), AdvisoryLock(engine, key, "dispatcher", "t")
+    holder, standing_by = (AdvisoryLock(engine, key, "dispatcher", "test") for _ in range(2))
     try:
         assert holder.held() and not standing_by.held()
         holder.release()  # a graceful stop
